@@ -1,0 +1,41 @@
+# Set-up and entry points. `make demo` and `make test` work on a fresh machine with Python >= 3.11.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(abspath $(VENV))/bin
+CORES  ?= 2
+STAMP  := $(VENV)/.installed-stamp
+
+# Rules call the `srsim` console script: put the venv first on PATH for every recipe.
+export PATH := $(BIN):$(PATH)
+
+.PHONY: install demo test test-fast dry-run paper-dag clean-results
+
+# torch is installed first and pinned (torch==2.13.0): on CPU machines pip takes the CPU build from
+# the local wheel store instead of pulling gigabytes of CUDA packages; everything else then sees it
+# satisfied.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "torch==2.13.0"
+	$(BIN)/python -m pip install --quiet -e ".[workflow,test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install                ## the whole demo (config/config.yaml) on this machine
+	$(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml --rerun-incomplete all
+
+test: install                ## the test suite
+	$(BIN)/python -m pytest -q
+
+test-fast: install           ## the test suite without the end-to-end workflow runs
+	$(BIN)/python -m pytest -q -m "not slow and not slurm"
+
+dry-run: install             ## what the demo would run
+	$(BIN)/snakemake -n --cores $(CORES) --configfile config/config.yaml all
+
+paper-dag: install           ## the paper's full job list
+	$(BIN)/snakemake -n --configfile config/paper.yaml --quiet rules all
+
+clean-results:
+	rm -rf results .test/results

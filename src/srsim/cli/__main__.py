@@ -1,0 +1,5 @@
+import sys
+
+from srsim.cli import main
+
+sys.exit(main())

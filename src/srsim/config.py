@@ -1,0 +1,149 @@
+"""Workflow configuration: load YAML/JSON, validate against the schema, fill in defaults.
+
+The schema is `workflow/schemas/config.schema.yaml` (shipped inside the package as
+`srsim/config.schema.yaml`). The Snakefile validates the whole config at start-up; each `srsim`
+subcommand receives only the sections it needs (`--config '<json>'` or a YAML path) and validates
+those sections, so a change to one section reruns only the stages that read it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from srsim.errors import SrsimError
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict:
+    """The config JSON-schema as a dict."""
+    text = resources.files("srsim").joinpath("config.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def _with_defaults(validator_class):
+    """A validator class that also writes each property's `default` into the instance."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, sch):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, sch)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+_Validator = _with_defaults(jsonschema.Draft202012Validator)
+
+
+def _check(instance: Any, sch: dict, origin: str, prefix: tuple = ()) -> None:
+    errors = sorted(_Validator(sch).iter_errors(instance), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        key = ".".join(str(p) for p in (*prefix, *err.absolute_path)) or "<top level>"
+        raise SrsimError(f"{origin}: invalid config at '{key}': {err.message}")
+
+
+def validate_config(cfg: dict, origin: str = "config") -> dict:
+    """Validate a whole config in place (defaults filled) and return it; SrsimError names the key."""
+    _check(cfg, schema(), origin)
+    _check_consistency(cfg, origin)
+    return cfg
+
+
+def validate_sections(cfg: dict, origin: str = "config") -> dict:
+    """Validate only the top-level sections present in `cfg` (defaults filled) and return it."""
+    props = schema()["properties"]
+    for name, value in cfg.items():
+        if name not in props:
+            raise SrsimError(f"{origin}: unknown config section '{name}' (known: {', '.join(props)})")
+        # validate {name: value} against a schema holding just that property, so defaults apply inside
+        sub = {"type": "object", "properties": {name: props[name]}}
+        _check({name: value}, sub, origin)
+    _check_consistency(cfg, origin)
+    return cfg
+
+
+def _check_consistency(cfg: dict, origin: str) -> None:
+    """Cross-key rules that JSON-schema cannot express."""
+    suite = cfg.get("suite")
+    if suite:
+        n_lr, n_hr = suite["n_lr"], suite["n_hr"]
+        ratio = n_hr // n_lr
+        if n_hr % n_lr or ratio < 2 or ratio & (ratio - 1):
+            raise SrsimError(
+                f"{origin}: invalid config at 'suite.n_hr': n_hr / n_lr = {n_hr}/{n_lr} must be a power of 2 (>= 2)"
+            )
+        overlap = set(suite["train_seeds"]) & set(suite["test_seeds"])
+        if overlap:
+            raise SrsimError(f"{origin}: invalid config at 'suite.test_seeds': seeds {sorted(overlap)} are also training seeds")
+    model = cfg.get("model")
+    if suite and model and "gen_widths" in model:
+        levels = len(model["gen_widths"]) - 1
+        if 2**levels != suite["n_hr"] // suite["n_lr"]:
+            raise SrsimError(
+                f"{origin}: invalid config at 'model.gen_widths': {levels + 1} widths give a {2**levels}x generator "
+                f"but suite.n_hr / suite.n_lr = {suite['n_hr'] // suite['n_lr']}"
+            )
+    if suite and model and "crop" in model and suite["n_lr"] < model["crop"]:
+        raise SrsimError(f"{origin}: invalid config at 'model.crop': crop {model['crop']} > suite.n_lr {suite['n_lr']}")
+    zs = cfg.get("redshifts")
+    bigbox = cfg.get("bigbox")
+    if zs is not None and bigbox:
+        extra = set(bigbox.get("redshifts", zs)) - set(zs)
+        if extra:
+            raise SrsimError(f"{origin}: invalid config at 'bigbox.redshifts': {sorted(extra)} not in 'redshifts' (no model for them)")
+
+
+def load_config(path: str | Path) -> dict:
+    """Read and validate a whole YAML config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SrsimError(f"{path}: config file not found")
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SrsimError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(cfg, dict):
+        raise SrsimError(f"{path}: config must be a mapping of sections")
+    return validate_config(cfg, str(path))
+
+
+def parse_config_arg(value: str) -> dict:
+    """Parse a subcommand's `--config` value: a JSON object string, or a YAML/JSON file path.
+
+    Only the sections present are validated (defaults filled); returns the dict.
+    """
+    text = value.strip()
+    if text.startswith("{"):
+        try:
+            cfg = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SrsimError(f"--config: not valid JSON: {exc}") from exc
+        origin = "--config"
+    else:
+        path = Path(value)
+        if not path.is_file():
+            raise SrsimError(f"{path}: config file not found")
+        try:
+            cfg = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise SrsimError(f"{path}: not valid YAML: {exc}") from exc
+        origin = str(path)
+    if not isinstance(cfg, dict):
+        raise SrsimError(f"{origin}: config must be a mapping of sections")
+    return validate_sections(cfg, origin)
+
+
+def sections_json(cfg: dict, *names: str) -> str:
+    """JSON of some top-level sections of a validated config (what the workflow passes to `--config`)."""
+    return json.dumps({n: cfg[n] for n in names if n in cfg}, sort_keys=True, separators=(",", ":"))

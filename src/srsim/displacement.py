@@ -1,0 +1,37 @@
+"""Snapshot -> displacement field: the pre-processing step of training and generation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from srsim.errors import SrsimError
+from srsim.fields import cube_root, positions_to_displacement
+from srsim.io.displacement import write_displacement
+from srsim.io.snapshot import read_header, read_particles
+
+
+def snapshot_displacement(snapshot) -> tuple[np.ndarray, dict]:
+    """Read a grid-particle snapshot: ((3, N, N, N) float32 Mpc/h displacement, header-derived attrs)."""
+    snapshot = Path(snapshot)
+    header = read_header(snapshot)
+    n = cube_root(header.n_particles, source=str(snapshot))
+    parts = read_particles(snapshot, ("Position", "ID"))
+    disp = positions_to_displacement(parts["Position"], parts["ID"], n, header.box_size, source=str(snapshot))
+    cosmology = {"Omega_m": header.omega_m, "Omega_L": header.omega_l, "Omega_b": header.omega_b, "h": header.h}
+    for key, name in (("Sigma8", "sigma8"), ("PrimordialIndex", "n_s")):
+        if key in header.attrs:
+            cosmology[name] = float(np.asarray(header.attrs[key]).reshape(-1)[0])
+    return disp, {"box_size": header.box_size, "redshift": header.redshift, "cosmology": cosmology,
+                  "particle_mass": header.particle_mass}
+
+
+def snapshot_to_displacement_file(snapshot, out) -> Path:
+    """Write the displacement field of `snapshot` to HDF5 `out` (atomically)."""
+    disp, attrs = snapshot_displacement(snapshot)
+    if float(np.abs(disp).max()) >= 0.5 * attrs["box_size"] * (1 - 1e-6):
+        # minimum image cannot tell a displacement of half the box from its negative
+        raise SrsimError(f"{snapshot}: displacements reach half the box; the minimum-image field is ambiguous")
+    return write_displacement(out, disp, source=str(Path(snapshot).resolve()), **attrs)
+

@@ -1,0 +1,50 @@
+"""Write-then-rename helpers, so an interrupted job never leaves a file that looks complete."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+
+def temporary_sibling(path: str | Path, tag: str = "tmp") -> Path:
+    """A unique temporary name in the same directory as `path` (same filesystem, so rename is atomic)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{tag}-{uuid.uuid4().hex[:8]}")
+
+
+def replace_path(src: Path, dst: Path) -> None:
+    """Move `src` to `dst`, replacing an existing file or directory at `dst`."""
+    dst = Path(dst)
+    if dst.is_dir() and not dst.is_symlink():
+        old = temporary_sibling(dst, "old")
+        os.replace(dst, old)
+        os.replace(src, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, dst)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, *, directory: bool = False) -> Iterator[Path]:
+    """Yield a temporary path to write to; on success rename it to `path`, on error delete it.
+
+    `directory=True` creates the temporary directory first (for bigfile snapshots).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_sibling(path)
+    if directory:
+        tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+        raise
+    replace_path(tmp, path)

@@ -1,0 +1,139 @@
+"""HDF5 displacement fields: dataset `disp`, (3, N, N, N) float32, Mpc/h, minimum-image wrapped.
+
+Attributes: `box_size` (Mpc/h), `redshift`, `n_grid`, `cosmology` (JSON string of the config's
+cosmology section), `source` (what the field was made from), plus any extras.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from srsim.errors import SrsimError
+from srsim.io.atomic import atomic_path
+
+DATASET = "disp"
+
+
+def check_displacement(disp: np.ndarray, where: str = "displacement") -> None:
+    """Raise SrsimError unless `disp` is a finite (3, N, N, N) array."""
+    if disp.ndim != 4 or disp.shape[0] != 3 or not (disp.shape[1] == disp.shape[2] == disp.shape[3]):
+        raise SrsimError(f"{where}: displacement must have shape (3, N, N, N), got {disp.shape}")
+    if not np.all(np.isfinite(disp)):
+        raise SrsimError(f"{where}: displacement contains NaN or inf")
+
+
+def write_displacement(path, disp: np.ndarray, *, box_size: float, redshift: float, cosmology: dict,
+                       source: str, **extra_attrs) -> Path:
+    """Write a displacement field atomically. disp (3, N, N, N), Mpc/h (stored float32)."""
+    path = Path(path)
+    check_displacement(disp, str(path))
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset(DATASET, data=np.asarray(disp, dtype=np.float32))
+            _set_attrs(f, box_size, redshift, disp.shape[1], cosmology, source, extra_attrs)
+    return path
+
+
+def _set_attrs(f, box_size, redshift, n_grid, cosmology, source, extra) -> None:
+    f.attrs["box_size"] = float(box_size)
+    f.attrs["redshift"] = float(redshift)
+    f.attrs["n_grid"] = int(n_grid)
+    f.attrs["cosmology"] = json.dumps(cosmology, sort_keys=True)
+    f.attrs["source"] = str(source)
+    f.attrs["units"] = "Mpc/h"
+    for key, value in extra.items():
+        f.attrs[key] = json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
+
+
+def _decode(attrs) -> dict:
+    out = {}
+    for key, value in attrs.items():
+        if isinstance(value, bytes):
+            value = value.decode()
+        if isinstance(value, np.generic):
+            value = value.item()
+        out[key] = value
+    if isinstance(out.get("cosmology"), str):
+        out["cosmology"] = json.loads(out["cosmology"])
+    return out
+
+
+def _open(path: Path) -> h5py.File:
+    if not path.is_file():
+        raise SrsimError(f"{path}: displacement file not found")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise SrsimError(f"{path}: cannot read as HDF5: {exc}") from exc
+    if DATASET not in f:
+        f.close()
+        raise SrsimError(f"{path}: no '{DATASET}' dataset (not a displacement field)")
+    shape = f[DATASET].shape
+    if len(shape) != 4 or shape[0] != 3 or not (shape[1] == shape[2] == shape[3]):
+        f.close()
+        raise SrsimError(f"{path}: '{DATASET}' must have shape (3, N, N, N), got {shape}")
+    for key in ("box_size", "redshift"):
+        if key not in f.attrs:
+            f.close()
+            raise SrsimError(f"{path}: missing attribute '{key}'")
+    return f
+
+
+def displacement_attrs(path) -> dict:
+    """The attributes of a displacement file (cosmology decoded), plus `shape`."""
+    path = Path(path)
+    with _open(path) as f:
+        attrs = _decode(f.attrs)
+        attrs["shape"] = f[DATASET].shape
+    return attrs
+
+
+def read_displacement(path) -> tuple[np.ndarray, dict]:
+    """Read a whole displacement field: ((3, N, N, N) float32 Mpc/h, attrs)."""
+    path = Path(path)
+    with _open(path) as f:
+        disp = f[DATASET][...]
+        attrs = _decode(f.attrs)
+    check_displacement(disp, str(path))
+    return disp, attrs
+
+
+def open_displacement(path) -> h5py.File:
+    """Open a displacement file for sliced reading (`f['disp'][:, i0:i1, ...]`); caller closes it."""
+    return _open(Path(path))
+
+
+class DisplacementWriter:
+    """Stream a (3, N, N, N) displacement field into HDF5 block by block; renamed into place by `close()`."""
+
+    def __init__(self, path, n_grid: int, *, box_size: float, redshift: float, cosmology: dict, source: str,
+                 **extra_attrs):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._ctx = atomic_path(self.path)
+        self.tmp = self._ctx.__enter__()
+        self._f = h5py.File(self.tmp, "w")
+        self._d = self._f.create_dataset(DATASET, shape=(3, n_grid, n_grid, n_grid), dtype=np.float32)
+        _set_attrs(self._f, box_size, redshift, n_grid, cosmology, source, extra_attrs)
+
+    def write(self, origin: tuple[int, int, int], block: np.ndarray) -> None:
+        """Write `block` (3, a, b, c) Mpc/h at grid index `origin` (no wrap-around)."""
+        i, j, k = origin
+        _, a, b, c = block.shape
+        self._d[:, i:i + a, j:j + b, k:k + c] = block
+
+    def close(self) -> Path:
+        self._f.close()
+        self._ctx.__exit__(None, None, None)
+        return self.path
+
+    def abort(self) -> None:
+        self._f.close()
+        try:
+            self._ctx.__exit__(RuntimeError, RuntimeError("aborted"), None)
+        except RuntimeError:
+            pass

@@ -1,0 +1,219 @@
+"""Quantitative SR-vs-HR comparison: power-spectrum ratios up to k_max and halo-mass-function ratios per mass bin,
+with a pass/fail against the paper's claims (power within a few percent, HMF within 10%).
+
+All power spectra compared at one redshift must share the k bins (same box and mesh); SR power is averaged over
+realizations before the ratio. HMF ratio errors propagate the tables' Poisson errors in quadrature.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from srsim.errors import SrsimError
+
+
+def power_deviation(k, p_test, p_ref, k_max: float, n_modes=None) -> dict:
+    """Deviation of a power spectrum from a reference on the bins with 0 < k <= k_max.
+
+    k: (n,) h/Mpc; p_test, p_ref: (n,) (Mpc/h)^3 on the same bins; n_modes: (n,) or None (bins with 0 modes are
+    skipped, as are bins where either P is not finite or P_ref <= 0).
+    Returns {'max_abs_dev': max |P/P_ref - 1|, 'rms_dev': sqrt(mean (P/P_ref - 1)^2) (unweighted over bins),
+    'n_bins', 'k_max_used' (largest k entering), 'k', 'ratio'} (None for the statistics when no bin enters).
+    """
+    k = np.asarray(k, dtype=np.float64)
+    p_test = np.asarray(p_test, dtype=np.float64)
+    p_ref = np.asarray(p_ref, dtype=np.float64)
+    if not (k.shape == p_test.shape == p_ref.shape):
+        raise SrsimError(f"power_deviation: shapes differ: k {k.shape}, P {p_test.shape}, P_ref {p_ref.shape}")
+    use = (k > 0) & (k <= k_max) & np.isfinite(p_test) & np.isfinite(p_ref) & (p_ref > 0)
+    if n_modes is not None:
+        use &= np.asarray(n_modes) > 0
+    ratio = p_test[use] / p_ref[use]
+    dev = ratio - 1.0
+    if dev.size == 0:
+        return {"max_abs_dev": None, "rms_dev": None, "n_bins": 0, "k_max_used": None, "k": [], "ratio": []}
+    return {
+        "max_abs_dev": float(np.max(np.abs(dev))),
+        "rms_dev": float(np.sqrt(np.mean(dev**2))),
+        "n_bins": int(dev.size),
+        "k_max_used": float(k[use].max()),
+        "k": k[use].tolist(),
+        "ratio": ratio.tolist(),
+    }
+
+
+def _same_bins(tables, what: str) -> np.ndarray:
+    k0, src0 = tables[0]
+    for k, src in tables[1:]:
+        if k.shape != k0.shape or not np.allclose(k, k0, rtol=1e-6, atol=0):
+            raise SrsimError(f"{src}: k bins differ from those of {src0}; {what} must share box and mesh")
+    return k0
+
+
+def power_metrics(lr, hr, sr, k_max: float, tolerance: float) -> dict:
+    """Power metrics at one redshift.
+
+    lr, hr: (table, meta, path) from `load_power`; sr: list of those, one per SR realization (>= 1).
+    Returns {'k_max', 'sr': deviation of the realization-mean SR (+ 'realizations': per-realization max/rms),
+    'lr': deviation of LR, 'pass': SR max |dev| < tolerance (None if no bin enters)}.
+    """
+    if not sr:
+        raise SrsimError("power_metrics: no SR power spectrum given")
+    items = [(hr[0]["k"], hr[2]), (lr[0]["k"], lr[2])] + [(t["k"], p) for t, _, p in sr]
+    k = _same_bins(items, "the compared spectra")
+    p_sr = np.mean([t["P"] for t, _, _ in sr], axis=0)
+    n_modes = hr[0].get("n_modes")
+    out_sr = power_deviation(k, p_sr, hr[0]["P"], k_max, n_modes)
+    out_sr["realizations"] = []
+    for t, _, path in sr:
+        d = power_deviation(k, t["P"], hr[0]["P"], k_max, n_modes)
+        out_sr["realizations"].append({"path": path, "max_abs_dev": d["max_abs_dev"], "rms_dev": d["rms_dev"]})
+    out_lr = power_deviation(k, lr[0]["P"], hr[0]["P"], k_max, n_modes)
+    passed = None if out_sr["max_abs_dev"] is None else bool(out_sr["max_abs_dev"] < tolerance)
+    return {"k_max": float(k_max), "tolerance": float(tolerance), "sr": out_sr, "lr": out_lr, "pass": passed}
+
+
+def hmf_ratio(n_test, err_test, n_ref, err_ref) -> tuple[np.ndarray, np.ndarray]:
+    """Ratio of two mass functions per bin, n_test / n_ref, and its 1-sigma error from the two (independent)
+    errors in quadrature: r * sqrt((e_t/n_t)^2 + (e_r/n_r)^2). Bins with n_ref = 0 give NaN; bins with n_test = 0
+    give ratio 0 with error err_test / n_ref. Inputs (n_bins,) in (Mpc/h)^-3 dex^-1."""
+    n_test = np.asarray(n_test, dtype=np.float64)
+    n_ref = np.asarray(n_ref, dtype=np.float64)
+    err_test = np.asarray(err_test, dtype=np.float64)
+    err_ref = np.asarray(err_ref, dtype=np.float64)
+    ratio = np.full(n_ref.shape, np.nan)
+    err = np.full(n_ref.shape, np.nan)
+    ok = n_ref > 0
+    ratio[ok] = n_test[ok] / n_ref[ok]
+    pos = ok & (n_test > 0)
+    err[pos] = ratio[pos] * np.hypot(err_test[pos] / n_test[pos], err_ref[pos] / n_ref[pos])
+    zero = ok & (n_test <= 0)
+    err[zero] = err_test[zero] / n_ref[zero]
+    return ratio, err
+
+
+def _none(x):
+    x = float(x)
+    return None if not math.isfinite(x) else x
+
+
+def hmf_metrics(lr, hr, sr, tolerance: float, min_halos: int) -> dict:
+    """HMF metrics at one redshift. lr, hr, sr: (table, meta, path) from `load_hmf` (sr: the combined table over
+    realizations). A bin is tested when HR has >= min_halos halos in it; it passes when |n_SR/n_HR - 1| < tolerance.
+    Returns {'bins': [per-bin dicts], 'n_tested', 'max_abs_dev_sr' (over tested bins), 'pass' (None when no bin
+    is tested)}."""
+    t_hr, t_lr, t_sr = hr[0], lr[0], sr[0]
+    for t, path in ((t_lr, lr[2]), (t_sr, sr[2])):
+        if t["log10M_lo"].shape != t_hr["log10M_lo"].shape or not (
+            np.allclose(t["log10M_lo"], t_hr["log10M_lo"]) and np.allclose(t["log10M_hi"], t_hr["log10M_hi"])
+        ):
+            raise SrsimError(f"{path}: mass bins differ from those of {hr[2]}")
+    r_sr, e_sr = hmf_ratio(t_sr["dn_dlog10M"], t_sr["err"], t_hr["dn_dlog10M"], t_hr["err"])
+    r_lr, e_lr = hmf_ratio(t_lr["dn_dlog10M"], t_lr["err"], t_hr["dn_dlog10M"], t_hr["err"])
+    bins, devs = [], []
+    for i in range(t_hr["log10M_lo"].size):
+        tested = bool(t_hr["n_halos"][i] >= min_halos)
+        dev = abs(r_sr[i] - 1.0) if np.isfinite(r_sr[i]) else math.inf
+        ok = bool(dev < tolerance) if tested else None
+        if tested:
+            devs.append(dev)
+        bins.append({
+            "log10M_lo": float(t_hr["log10M_lo"][i]), "log10M_hi": float(t_hr["log10M_hi"][i]),
+            "log10M_mid": float(t_hr["log10M_mid"][i]),
+            "n_halos_hr": int(t_hr["n_halos"][i]), "n_halos_sr": int(t_sr["n_halos"][i]),
+            "n_halos_lr": int(t_lr["n_halos"][i]),
+            "ratio_sr": _none(r_sr[i]), "err_sr": _none(e_sr[i]),
+            "ratio_lr": _none(r_lr[i]), "err_lr": _none(e_lr[i]),
+            "tested": tested, "pass": ok,
+        })
+    n_tested = len(devs)
+    return {
+        "tolerance": float(tolerance), "min_halos": int(min_halos), "bins": bins, "n_tested": n_tested,
+        "max_abs_dev_sr": _none(max(devs)) if devs else None,
+        "pass": (all(b["pass"] for b in bins if b["tested"]) if n_tested else None),
+    }
+
+
+def combine_pass(values) -> bool | None:
+    """All tested verdicts pass -> True; any fails -> False; nothing tested (all None) -> None."""
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return None
+    return all(vals)
+
+
+def _fmt(x, pct=True) -> str:
+    if x is None:
+        return "-"
+    return f"{100 * x:.1f}%" if pct else f"{x:.3g}"
+
+
+def _verdict(v) -> str:
+    return {True: "PASS", False: "FAIL", None: "n/a"}[v]
+
+
+def summary_table(metrics: dict) -> str:
+    """Human-readable summary of a metrics dict (as written by `compute_metrics`)."""
+    lines = [f"srsim metrics for {metrics.get('sim', '?')}"]
+    fig = metrics["criteria"]
+    lines.append(
+        f"Power: |P/P_HR - 1| for k <= {fig['k_max']:g} h/Mpc (pass: SR max < {100 * fig['power_tolerance']:g}%)"
+    )
+    lines.append(f"{'z':>6} {'k_used':>8} {'SR max':>8} {'SR rms':>8} {'LR max':>8} {'LR rms':>8}  verdict")
+    for z, m in metrics["power"].items():
+        lines.append(
+            f"{z:>6} {_fmt(m['sr']['k_max_used'], False):>8} {_fmt(m['sr']['max_abs_dev']):>8} "
+            f"{_fmt(m['sr']['rms_dev']):>8} {_fmt(m['lr']['max_abs_dev']):>8} {_fmt(m['lr']['rms_dev']):>8}  "
+            f"{_verdict(m['pass'])}"
+        )
+    lines.append(
+        f"HMF: n_SR/n_HR per mass bin (tested where HR has >= {fig['hmf_min_halos']} halos; "
+        f"pass: |ratio - 1| < {100 * fig['hmf_tolerance']:g}%)"
+    )
+    lines.append(f"{'z':>6} {'log10M':>12} {'N_HR':>7} {'N_SR':>7} {'N_LR':>7} {'SR/HR':>14} {'LR/HR':>14}  verdict")
+    for z, m in metrics["hmf"].items():
+        for b in m["bins"]:
+            if b["n_halos_hr"] == 0 and b["n_halos_sr"] == 0 and b["n_halos_lr"] == 0:
+                continue
+
+            def rat(r, e):
+                return "-" if r is None else (f"{r:.3f}+-{e:.3f}" if e is not None else f"{r:.3f}")
+
+            lines.append(
+                f"{z:>6} {b['log10M_lo']:5.2f}-{b['log10M_hi']:5.2f} {b['n_halos_hr']:>7} {b['n_halos_sr']:>7} "
+                f"{b['n_halos_lr']:>7} {rat(b['ratio_sr'], b['err_sr']):>14} {rat(b['ratio_lr'], b['err_lr']):>14}  "
+                f"{_verdict(b['pass']) if b['tested'] else 'untested'}"
+            )
+        lines.append(f"{z:>6} HMF verdict: {_verdict(m['pass'])} ({m['n_tested']} bins tested, "
+                     f"max |SR/HR - 1| = {_fmt(m['max_abs_dev_sr'])})")
+    p = metrics["pass"]
+    lines.append(f"Overall: power {_verdict(p['power'])}, HMF {_verdict(p['hmf'])}, all {_verdict(p['all'])}")
+    return "\n".join(lines) + "\n"
+
+
+def zkey(z: float) -> str:
+    """Redshift as a JSON key: 4.0 -> '4', 0.5 -> '0.5'."""
+    return f"{float(z):g}"
+
+
+def compute_metrics(power: dict, hmf: dict, criteria: dict, sim: str = "") -> dict:
+    """Assemble metrics.json.
+
+    power: {z: {'lr': item, 'hr': item, 'sr': [items]}}; hmf: {z: {'lr': item, 'hr': item, 'sr': item}} with
+    items (table, meta, path) from the loaders; criteria: the config `figures` section (k_max, power_tolerance,
+    hmf_tolerance, hmf_min_halos).
+    """
+    crit = {key: criteria[key] for key in ("k_max", "power_tolerance", "hmf_tolerance", "hmf_min_halos")}
+    out = {"sim": sim, "criteria": crit, "power": {}, "hmf": {}}
+    for z in sorted(power, key=lambda v: -v):
+        g = power[z]
+        out["power"][zkey(z)] = power_metrics(g["lr"], g["hr"], g["sr"], crit["k_max"], crit["power_tolerance"])
+    for z in sorted(hmf, key=lambda v: -v):
+        g = hmf[z]
+        out["hmf"][zkey(z)] = hmf_metrics(g["lr"], g["hr"], g["sr"], crit["hmf_tolerance"], crit["hmf_min_halos"])
+    p_pow = combine_pass(m["pass"] for m in out["power"].values())
+    p_hmf = combine_pass(m["pass"] for m in out["hmf"].values())
+    out["pass"] = {"power": p_pow, "hmf": p_hmf, "all": combine_pass([p_pow, p_hmf])}
+    return out

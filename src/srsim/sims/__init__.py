@@ -1,0 +1,1 @@
+"""N-body simulation backends (embedded PM, MP-Gadget) and the LR/HR suite they run."""

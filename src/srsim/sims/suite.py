@@ -1,0 +1,82 @@
+"""The simulation suite of a config: names, seeds and per-run specifications.
+
+Names: `train00`, `train01`, ... and `test00`, ... for the LR/HR pairs (their seeds from
+`suite.train_seeds` / `suite.test_seeds`), `bigbox` for the optional large LR box. Kinds: `lr`, `hr`.
+LR and HR of a pair share the seed and the white-noise grid (`noise_grid` = n_hr), so they share
+their large-scale initial modes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from srsim.errors import SrsimError
+
+
+@dataclass(frozen=True)
+class SimSpec:
+    """Everything a backend needs to run one simulation."""
+
+    name: str
+    kind: str  #: "lr" or "hr"
+    box_size: float  #: Mpc/h
+    n_grid: int  #: particles per side
+    seed: int
+    noise_grid: int  #: white-noise grid shared by the pair (n_hr for pairs, n_lr for the big box)
+    redshifts: tuple  #: output redshifts, descending
+    z_init: float
+    cosmology: dict = field(hash=False)
+    softening: float = 1 / 30  #: fraction of the mean particle spacing
+    backend: str = "pm"
+    options: dict = field(default_factory=dict, hash=False)  #: the config's sims.<backend> section
+
+
+def zstr(z: float) -> str:
+    """Redshift as used in paths: 4 -> '4', 0.5 -> '0.5'."""
+    return f"{float(z):g}"
+
+
+def simulation_names(config: dict) -> dict[str, list[str]]:
+    """{"train": [...], "test": [...], "bigbox": ["bigbox"] or []}."""
+    suite = config["suite"]
+    return {
+        "train": [f"train{i:02d}" for i in range(len(suite["train_seeds"]))],
+        "test": [f"test{i:02d}" for i in range(len(suite["test_seeds"]))],
+        "bigbox": ["bigbox"] if config.get("bigbox") else [],
+    }
+
+
+def spec_for(config: dict, sim: str, kind: str) -> SimSpec:
+    """The SimSpec of simulation `sim` (a name from `simulation_names`) at resolution `kind`."""
+    suite = config["suite"]
+    sims = config["sims"]
+    backend = sims["backend"]
+    common = dict(
+        z_init=float(config.get("z_init", 99)),
+        cosmology=dict(config["cosmology"]),
+        softening=float(sims.get("softening", 1 / 30)),
+        backend=backend,
+        options=dict(sims.get(backend, {})),
+    )
+    if kind not in ("lr", "hr"):
+        raise SrsimError(f"unknown simulation kind '{kind}' (expected lr or hr)")
+    if sim == "bigbox":
+        big = config.get("bigbox")
+        if not big:
+            raise SrsimError("simulation 'bigbox' requested but the config has no 'bigbox' section")
+        if kind != "lr":
+            raise SrsimError("the big box is LR only")
+        zs = big.get("redshifts", config["redshifts"])
+        return SimSpec(name=sim, kind=kind, box_size=float(big["box_size"]), n_grid=big["n_lr"], seed=big["seed"],
+                       noise_grid=big["n_lr"], redshifts=tuple(sorted(map(float, zs), reverse=True)), **common)
+    for prefix, key in (("train", "train_seeds"), ("test", "test_seeds")):
+        if sim.startswith(prefix) and sim[len(prefix):].isdigit():
+            index = int(sim[len(prefix):])
+            seeds = suite[key]
+            if index >= len(seeds):
+                raise SrsimError(f"simulation '{sim}' does not exist: suite.{key} has {len(seeds)} seeds")
+            n = suite["n_lr"] if kind == "lr" else suite["n_hr"]
+            return SimSpec(name=sim, kind=kind, box_size=float(suite["box_size"]), n_grid=n, seed=seeds[index],
+                           noise_grid=suite["n_hr"], redshifts=tuple(sorted(map(float, config["redshifts"]), reverse=True)),
+                           **common)
+    raise SrsimError(f"unknown simulation '{sim}' (expected trainNN, testNN or bigbox)")

@@ -1,0 +1,82 @@
+"""Configs validate against the schema; a bad config names the offending key."""
+
+import json
+
+import pytest
+import yaml
+
+from srsim.config import load_config, parse_config_arg, sections_json
+from srsim.errors import SrsimError
+from srsim.sims.suite import simulation_names, spec_for, zstr
+
+
+@pytest.mark.parametrize("name", ["config/config.yaml", "config/paper.yaml", ".test/config/config.yaml"])
+def test_shipped_configs_validate(repo_root, name):
+    cfg = load_config(repo_root / name)
+    assert cfg["analysis"]["fof_b"] == 0.2  # defaults filled
+    assert cfg["train"]["betas"] == [0.0, 0.99]
+
+
+def test_paper_config_is_the_paper(repo_root):
+    cfg = load_config(repo_root / "config/paper.yaml")
+    assert cfg["suite"]["box_size"] == 100.0
+    assert (cfg["suite"]["n_lr"], cfg["suite"]["n_hr"]) == (64, 512)
+    assert len(cfg["suite"]["train_seeds"]) == 16 and len(cfg["suite"]["test_seeds"]) == 1
+    assert cfg["redshifts"] == [4, 2, 0]
+    assert (cfg["bigbox"]["box_size"], cfg["bigbox"]["n_lr"]) == (1000.0, 640)
+    assert cfg["sims"]["softening"] == pytest.approx(1 / 30)
+    assert cfg["cosmology"] == {"Omega_m": 0.2814, "Omega_b": 0.0464, "Omega_L": 0.7186, "h": 0.697,
+                                "sigma8": 0.82, "n_s": 0.971, "T_cmb": 2.7255}
+    assert (cfg["model"]["crop"], cfg["model"]["pad"]) == (14, 3)
+    assert cfg["train"]["lr"] == 1e-5 and cfg["train"]["supervised_epochs"] == 5
+    assert cfg["analysis"]["power_mesh"] == 512 and cfg["analysis"]["fof_min_members"] == 32
+
+
+def _bad(tmp_path, repo_root, edit):
+    cfg = yaml.safe_load((repo_root / "config/config.yaml").read_text())
+    edit(cfg)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.parametrize(
+    "edit, key",
+    [
+        (lambda c: c["suite"].update(n_lr="sixteen"), "suite.n_lr"),
+        (lambda c: c["cosmology"].pop("sigma8"), "cosmology"),
+        (lambda c: c["sims"].update(backend="gadget2"), "sims.backend"),
+        (lambda c: c["suite"].update(n_hr=48), "suite.n_hr"),
+        (lambda c: c["model"].update(gen_widths=[8, 8]), "model.gen_widths"),
+        (lambda c: c["suite"].update(test_seeds=[1001]), "suite.test_seeds"),
+        (lambda c: c["analysis"].update(fof_bee=0.2), "analysis"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path, repo_root, edit, key):
+    path = _bad(tmp_path, repo_root, edit)
+    with pytest.raises(SrsimError) as err:
+        load_config(path)
+    assert f"'{key}'" in str(err.value) and "bad.yaml" in str(err.value)
+
+
+def test_sections_round_trip(repo_root):
+    cfg = load_config(repo_root / "config/config.yaml")
+    text = sections_json(cfg, "analysis", "figures")
+    assert set(json.loads(text)) == {"analysis", "figures"}
+    assert parse_config_arg(text)["analysis"] == cfg["analysis"]
+    with pytest.raises(SrsimError, match="unknown config section 'analyses'"):
+        parse_config_arg('{"analyses": {}}')
+
+
+def test_suite_specs(repo_root):
+    cfg = load_config(repo_root / "config/paper.yaml")
+    names = simulation_names(cfg)
+    assert len(names["train"]) == 16 and names["test"] == ["test00"] and names["bigbox"] == ["bigbox"]
+    lr, hr = spec_for(cfg, "train03", "lr"), spec_for(cfg, "train03", "hr")
+    assert lr.seed == hr.seed == 104 and lr.noise_grid == hr.noise_grid == 512
+    assert (lr.n_grid, hr.n_grid) == (64, 512) and lr.redshifts == (4.0, 2.0, 0.0)
+    big = spec_for(cfg, "bigbox", "lr")
+    assert (big.box_size, big.n_grid, big.noise_grid) == (1000.0, 640, 640)
+    with pytest.raises(SrsimError, match="train16"):
+        spec_for(cfg, "train16", "lr")
+    assert [zstr(z) for z in (4, 0.5, 0.0)] == ["4", "0.5", "0"]

@@ -1,0 +1,129 @@
+"""Our bigfile snapshots and HDF5 displacement files: units, atomic writes, streaming, errors."""
+
+import numpy as np
+import pytest
+
+from srsim.displacement import snapshot_to_displacement_file
+from srsim.errors import SrsimError
+from srsim.fields import displacement_to_positions, grid_ids
+from srsim.io.displacement import DisplacementWriter, read_displacement, write_displacement
+from srsim.io.snapshot import (
+    KPC_PER_MPC,
+    SnapshotWriter,
+    iter_particles,
+    make_header,
+    particle_mass,
+    read_header,
+    read_particles,
+    write_snapshot,
+)
+
+
+def _snapshot(tmp_path, cosmo, n=8, box=20.0, seed=0):
+    rng = np.random.default_rng(seed)
+    disp = rng.normal(0, 0.7, size=(3, n, n, n)).astype(np.float32)
+    pos = displacement_to_positions(disp, box)
+    ids = grid_ids(n)
+    perm = rng.permutation(n**3)
+    vel = rng.normal(0, 100, size=(n**3, 3)).astype(np.float32)
+    attrs = make_header(box_size=box, redshift=2.0, n_particles=n**3, cosmology=cosmo, n_grid=n)
+    path = tmp_path / "snap"
+    write_snapshot(path, attrs, pos[perm], ids[perm], velocity=vel[perm])
+    return path, disp, pos[perm], ids[perm], vel[perm]
+
+
+def test_write_read_units_and_header(tmp_path, demo_cosmology):
+    path, disp, pos, ids, vel = _snapshot(tmp_path, demo_cosmology)
+    h = read_header(path)
+    assert h.box_size == 20.0 and h.n_particles == 512 and h.n_grid == 8
+    assert h.redshift == pytest.approx(2.0)
+    # paper: 64^3 in 100 Mpc/h with Omega_m = 0.2814 gives 2.98e11 Msun/h
+    assert particle_mass(100.0, 64**3, 0.2814) == pytest.approx(2.98e11, rel=2e-3)
+    assert h.particle_mass == pytest.approx(particle_mass(20.0, 512, 0.2814))
+    assert h.attrs["BoxSize"][0] == 20.0 * KPC_PER_MPC
+    got = read_particles(path, ("Position", "Velocity", "ID"))
+    np.testing.assert_allclose(got["Position"], pos, atol=1e-12)
+    np.testing.assert_array_equal(got["ID"], ids)
+    np.testing.assert_array_equal(got["Velocity"], vel)
+    streamed = list(iter_particles(path, ("ID",), chunk_size=100))
+    assert [len(c["ID"]) for c in streamed] == [100] * 5 + [12]
+    np.testing.assert_array_equal(np.concatenate([c["ID"] for c in streamed]), ids)
+
+
+def test_streamed_writer_any_order_and_atomic(tmp_path, demo_cosmology):
+    n, box = 6, 10.0
+    ids = grid_ids(n)
+    pos = displacement_to_positions(np.zeros((3, n, n, n)), box)
+    attrs = make_header(box_size=box, redshift=0.0, n_particles=n**3, cosmology=demo_cosmology)
+    path = tmp_path / "out"
+    writer = SnapshotWriter(path, attrs, n**3, position_dtype="f4")
+    for start in (150, 0, 100, 50, 200):
+        stop = min(start + 50, n**3)
+        writer.write(start, pos[start:stop], ids[start:stop])
+        assert not path.exists()  # nothing appears before the end
+    writer.close()
+    got = read_particles(path)
+    np.testing.assert_allclose(got["Position"], pos, atol=1e-5)
+    np.testing.assert_array_equal(got["ID"], ids)
+
+
+def test_writer_failure_leaves_no_snapshot(tmp_path, demo_cosmology):
+    attrs = make_header(box_size=1.0, redshift=0.0, n_particles=8, cosmology=demo_cosmology)
+    path = tmp_path / "bad"
+    with pytest.raises(SrsimError, match="non-finite"):
+        with SnapshotWriter(path, attrs, 8) as w:
+            w.write(0, np.full((8, 3), np.nan), grid_ids(2))
+    assert not path.exists()
+
+
+def test_displacement_file_round_trip(tmp_path, demo_cosmology):
+    path, disp, *_ = _snapshot(tmp_path, demo_cosmology)
+    out = snapshot_to_displacement_file(path, tmp_path / "d.h5")
+    got, attrs = read_displacement(out)
+    np.testing.assert_allclose(got, disp, atol=1e-5)
+    assert attrs["box_size"] == 20.0 and attrs["redshift"] == pytest.approx(2.0) and attrs["n_grid"] == 8
+    assert attrs["cosmology"]["Omega_m"] == pytest.approx(0.2814)
+    assert attrs["source"].endswith("snap")
+
+
+def test_streamed_displacement_writer(tmp_path, demo_cosmology):
+    disp = np.arange(3 * 4**3, dtype=np.float32).reshape(3, 4, 4, 4)
+    w = DisplacementWriter(tmp_path / "s.h5", 4, box_size=1.0, redshift=0.0, cosmology=demo_cosmology, source="t")
+    w.write((0, 0, 0), disp[:, :2])
+    w.write((2, 0, 0), disp[:, 2:])
+    w.close()
+    np.testing.assert_array_equal(read_displacement(tmp_path / "s.h5")[0], disp)
+
+
+def test_bad_inputs_name_the_file(tmp_path, demo_cosmology):
+    with pytest.raises(SrsimError, match="nowhere.*not found"):
+        read_header(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SrsimError, match="empty.*no 'Header'"):
+        read_header(tmp_path / "empty")
+    with pytest.raises(SrsimError, match="NaN"):
+        write_displacement(tmp_path / "x.h5", np.full((3, 2, 2, 2), np.nan), box_size=1, redshift=0,
+                           cosmology=demo_cosmology, source="t")
+    assert not (tmp_path / "x.h5").exists()
+    with pytest.raises(SrsimError, match="shape"):
+        write_displacement(tmp_path / "y.h5", np.zeros((3, 2, 2, 3)), box_size=1, redshift=0,
+                           cosmology=demo_cosmology, source="t")
+    (tmp_path / "junk.h5").write_text("not hdf5")
+    with pytest.raises(SrsimError, match="junk.h5.*HDF5"):
+        read_displacement(tmp_path / "junk.h5")
+    # a snapshot whose particle count is not a cube cannot be a grid simulation
+    attrs = make_header(box_size=1.0, redshift=0.0, n_particles=10, cosmology=demo_cosmology)
+    write_snapshot(tmp_path / "odd", attrs, np.zeros((10, 3)), np.arange(1, 11, dtype=np.uint64))
+    with pytest.raises(SrsimError, match="odd.*not a cube"):
+        snapshot_to_displacement_file(tmp_path / "odd", tmp_path / "odd.h5")
+    assert not (tmp_path / "odd.h5").exists()
+
+
+def test_cli_displacement(tmp_path, demo_cosmology, capsys):
+    from srsim.cli import main
+
+    path, disp, *_ = _snapshot(tmp_path, demo_cosmology)
+    assert main(["displacement", str(path), str(tmp_path / "cli.h5")]) == 0
+    np.testing.assert_allclose(read_displacement(tmp_path / "cli.h5")[0], disp, atol=1e-5)
+    assert main(["displacement", str(tmp_path / "missing"), str(tmp_path / "m.h5")]) == 2
+    assert "missing" in capsys.readouterr().err
