@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["cic_paint", "cic_readout"]
+__all__ = ["cic_paint", "cic_paint_add_", "cic_readout"]
 
 # The 8 corner offsets of the CIC stencil.
 _CORNERS = [(dx, dy, dz) for dx in (0, 1) for dy in (0, 1) for dz in (0, 1)]
@@ -89,6 +89,33 @@ def cic_paint(pos: torch.Tensor, n_mesh: int, weight: torch.Tensor | None = None
         out = out.index_add(0, (idx + offset).reshape(-1), w.reshape(-1).to(dtype))
     out = out.reshape(nb, n_mesh, n_mesh, n_mesh)
     return out if batched else out[0]
+
+
+def cic_paint_add_(mesh: torch.Tensor, pos: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """In-place CIC painting into an existing (n, n, n) mesh (not differentiable; for chunked painting).
+
+    Args:
+        mesh: contiguous (n, n, n) tensor, modified in place.
+        pos: (N, 3) positions in mesh-cell units on the same device.
+        weight: None (1 per particle) or (N,) weights.
+
+    Returns:
+        ``mesh``.
+    """
+    if mesh.dim() != 3 or not mesh.is_contiguous():
+        raise ValueError(f"cic_paint_add_: mesh must be a contiguous (n, n, n) tensor, got {tuple(mesh.shape)}")
+    if pos.dim() != 2:
+        raise ValueError(f"cic_paint_add_: positions must have shape (N, 3), got {tuple(pos.shape)}")
+    n_mesh = mesh.shape[-1]
+    flat = mesh.view(-1)
+    with torch.no_grad():
+        ibase, frac = _prepare(pos, n_mesh)
+        for corner in _CORNERS:
+            idx, w = _corner(ibase, frac, n_mesh, corner)
+            if weight is not None:
+                w = w * weight
+            flat.index_add_(0, idx, w.to(mesh.dtype))
+    return mesh
 
 
 def cic_readout(mesh: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:

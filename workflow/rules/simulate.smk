@@ -4,6 +4,17 @@
 SIM_SECTIONS = ("cosmology", "redshifts", "z_init", "suite", "bigbox", "sims")
 
 
+def sim_runtime(default_min):
+    """Job runtime in minutes: MP-Gadget's TimeLimitCPU plus margin for MP-GenIC and I/O.
+
+    MP-Gadget checkpoints and stops at its own limit before the scheduler kills the job; a retry or a
+    rerun then resumes from its restart files.
+    """
+    if config["sims"]["backend"] == "mpgadget":
+        return config["sims"]["mpgadget"]["time_limit_s"] // 60 + 30
+    return default_min
+
+
 def snapshot_dir(sim, kind, z):
     return f"{R}/snapshots/{sim}/{kind}/z{z}"
 
@@ -24,7 +35,7 @@ rule simulate_pair:
         tasks=lambda w: config["sims"].get("mpgadget", {}).get("ntasks", 1)
         if config["sims"]["backend"] == "mpgadget"
         else 1,
-        runtime=lambda w: 60 * 24 if w.kind == "hr" else 120,
+        runtime=lambda w: sim_runtime(240 if w.kind == "hr" else 30),
     threads: 2
     shell:
         "srsim simulate --sim {wildcards.pair} --kind {wildcards.kind} --out {params.out} "
@@ -45,7 +56,7 @@ rule simulate_bigbox:
         tasks=lambda w: config["sims"].get("mpgadget", {}).get("ntasks", 1)
         if config["sims"]["backend"] == "mpgadget"
         else 1,
-        runtime=60 * 48,
+        runtime=sim_runtime(60 * 24),
     threads: 2
     shell:
         "srsim simulate --sim bigbox --kind lr --out {params.out} --config {params.cfg} > {log} 2>&1"

@@ -113,3 +113,15 @@ def group_by_redshift(paths, loader) -> dict[float, list[tuple[dict, dict, str]]
         z = round(float(meta["redshift"]), 6)
         groups.setdefault(z, []).append((table, meta, str(p)))
     return dict(sorted(groups.items(), key=lambda kv: -kv[0]))
+
+
+def power_item(path) -> tuple[dict, dict, str]:
+    """(table, meta, path) of a power table: the item the figure and metric functions take."""
+    table, meta = load_power(path)
+    return table, meta, str(path)
+
+
+def hmf_item(path) -> tuple[dict, dict, str]:
+    """(table, meta, path) of an HMF table: the item the figure and metric functions take."""
+    table, meta = load_hmf(path)
+    return table, meta, str(path)

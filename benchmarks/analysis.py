@@ -1,0 +1,228 @@
+"""Benchmark of the analysis stage: P(k) and FOF, side by side with independent implementations.
+
+    OMP_NUM_THREADS=2 python benchmarks/analysis.py                # full: P(k) 128^3, 512^3 on 512^3; FOF 128^3, 256^3
+    python benchmarks/analysis.py --quick                          # small sizes, a smoke run
+    python benchmarks/analysis.py --fof 128 256 512 --json out.json
+
+P(k): ours (numba CIC in chunks + scipy FFT; and torch on the GPU when there is one) against Pylians3
+(`MAS_library.MA` CIC + `Pk_library.Pk` with MAS='None', i.e. no deconvolution, the same estimator and
+the same shells of width k_F). FOF (b = 0.2, >= 32 particles, periodic) of clustered particles against
+kdcount's `cluster.fof` and scipy's cKDTree pairs + connected components. Comparators are optional: a
+missing one is skipped with a note. Prints a table (seconds, ratios, agreement) and writes JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+BOX = 1000.0  # Mpc/h; only ratios matter
+
+
+def mem_available_gb() -> float:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return float("nan")
+
+
+def lattice_particles(n_side: int, box: float, seed: int = 0, chunk: int = 2**22):
+    """Yield chunks of a displaced lattice (float32 (m, 3), Mpc/h): cheap 'simulation-like' particles."""
+    rng = np.random.default_rng(seed)
+    n = n_side**3
+    cell = box / n_side
+    for start in range(0, n, chunk):
+        idx = np.arange(start, min(n, start + chunk), dtype=np.int64)
+        i, j, k = idx // (n_side * n_side), (idx // n_side) % n_side, idx % n_side
+        p = np.stack([i, j, k], 1).astype(np.float64) * cell
+        p += rng.normal(0.0, 0.7 * cell, p.shape)
+        yield np.mod(p, box).astype(np.float32)
+
+
+def clustered(n_side: int, box: float, seed: int = 0, halo_fraction: float = 0.5) -> np.ndarray:
+    """Gaussian blobs with a power-law abundance + uniform background, (n_side^3, 3) float64 Mpc/h."""
+    rng = np.random.default_rng(seed)
+    n = n_side**3
+    nh = int(n * halo_fraction)
+    nhalo = max(1, n // 300)
+    w = rng.pareto(1.2, nhalo) + 1.0
+    counts = rng.multinomial(nh, w / w.sum())
+    centres = rng.uniform(0, box, (nhalo, 3))
+    sigma = 0.035 * box / n_side * np.cbrt(np.maximum(counts, 1))
+    pos = np.empty((n, 3))
+    pos[: n - nh] = rng.uniform(0, box, (n - nh, 3))
+    at = n - nh
+    for c, s, m in zip(centres, sigma, counts):
+        pos[at:at + m] = c + rng.normal(0.0, s, (m, 3))
+        at += m
+    np.mod(pos, box, out=pos)
+    pos[pos >= box] = 0.0
+    return pos
+
+
+def timed(fn, *a, **kw):
+    t = time.perf_counter()
+    out = fn(*a, **kw)
+    return out, time.perf_counter() - t
+
+
+# ------------------------------------------------------------------------------------------------ P(k)
+
+
+def bench_power(n_side: int, n_mesh: int, threads: int) -> dict:
+    from srsim.analysis.power import power_from_positions
+
+    pos = np.concatenate(list(lattice_particles(n_side, BOX)))
+    chunks = lambda: (pos[i:i + 2**22] for i in range(0, len(pos), 2**22))  # noqa: E731
+    power_from_positions([pos[:1000]], BOX, 8)  # compile / load the numba kernel outside the timing
+    ours, t_ours = timed(power_from_positions, chunks(), BOX, n_mesh, device="numpy", workers=threads)
+    row = {"what": f"P(k) {n_side}^3 particles, {n_mesh}^3 mesh", "ours_s": t_ours, "n_bins": len(ours.k)}
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            power_from_positions([pos[:1000]], BOX, 8, device="cuda")
+            torch.cuda.synchronize()
+            gpu, t_gpu = timed(power_from_positions, chunks(), BOX, n_mesh, device="cuda")
+            row["ours_gpu_s"] = t_gpu
+            row["gpu_max_rel_diff"] = float(np.max(np.abs(gpu.P / ours.P - 1)))
+        else:
+            row["note_gpu"] = "no CUDA device: GPU P(k) not measured"
+    except ImportError:
+        row["note_gpu"] = "torch not installed"
+    try:
+        import MAS_library as MASL
+        import Pk_library as PKL
+    except ImportError as exc:
+        row["note_pylians"] = f"Pylians not installed ({exc}); pip install Pylians"
+        return row
+
+    def pylians():
+        delta = np.zeros((n_mesh,) * 3, dtype=np.float32)
+        MASL.MA(pos, delta, BOX, "CIC", verbose=False)
+        delta /= np.mean(delta, dtype=np.float64)
+        delta -= 1.0
+        return PKL.Pk(delta, BOX, axis=0, MAS="None", threads=threads, verbose=False)
+
+    pk, t_pyl = timed(pylians)
+    row["pylians_s"] = t_pyl
+    row["ours_over_pylians"] = t_ours / t_pyl
+    # same shells (|k| / k_F rounded to the nearest integer): compare bin by bin
+    kf = 2 * np.pi / BOX
+    ib = np.rint(ours.k / kf).astype(int)
+    ip = np.rint(pk.k3D / kf).astype(int)
+    common, a, b = np.intersect1d(ib, ip, return_indices=True)
+    sel = common * kf < np.pi * n_mesh / BOX  # below the mesh Nyquist frequency
+    rel = np.abs(ours.P[a][sel] / pk.Pk[b, 0][sel] - 1)
+    row["pylians_bins_compared"] = int(sel.sum())
+    row["pylians_max_rel_diff"] = float(rel.max()) if sel.any() else float("nan")
+    return row
+
+
+# ------------------------------------------------------------------------------------------------- FOF
+
+
+def bench_fof(n_side: int, scipy_max: int) -> dict:
+    from srsim.analysis.fof import fof_groups, linking_length
+
+    n = n_side**3
+    need_gb = 200 * n / 2**30
+    row = {"what": f"FOF {n_side}^3 clustered particles"}
+    if need_gb > 0.8 * mem_available_gb():
+        row["note"] = f"skipped: needs ~{need_gb:.0f} GB, {mem_available_gb():.0f} GB available"
+        return row
+    pos = clustered(n_side, BOX, seed=n_side)
+    link = linking_length(0.2, BOX, n)
+    fof_groups(pos[:2000], link, box_size=BOX)  # load the numba kernels outside the timing
+    g, t_ours = timed(fof_groups, pos, link, box_size=BOX, min_members=32)
+    row.update(ours_s=t_ours, n_groups=len(g.npart), largest=int(g.npart[0]) if len(g.npart) else 0)
+    try:
+        from kdcount import cluster
+
+        def kd():
+            return cluster.fof(cluster.dataset(pos, boxsize=BOX), linking_length=link)
+
+        res, t_kd = timed(kd)
+        sizes = np.bincount(res.labels)
+        big = np.sort(sizes[sizes >= 32])[::-1]
+        row.update(kdcount_s=t_kd, ours_over_kdcount=t_ours / t_kd,
+                   kdcount_same_groups=bool(np.array_equal(big, g.npart)))
+    except ImportError as exc:
+        row["note_kdcount"] = f"kdcount not installed ({exc})"
+    if n_side <= scipy_max:
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+        from scipy.spatial import cKDTree
+
+        def sp():
+            pairs = cKDTree(pos, boxsize=BOX).query_pairs(link, output_type="ndarray")
+            graph = coo_matrix((np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])), (n, n))
+            return connected_components(graph, directed=False)[1]
+
+        lab, t_sp = timed(sp)
+        sizes = np.bincount(lab)
+        big = np.sort(sizes[sizes >= 32])[::-1]
+        row.update(scipy_s=t_sp, ours_over_scipy=t_ours / t_sp, scipy_same_groups=bool(np.array_equal(big, g.npart)))
+    else:
+        row["note_scipy"] = f"scipy skipped above {scipy_max}^3: query_pairs materialises every pair (memory)"
+    return row
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--power", type=int, nargs="*", default=[128, 512], help="particles per side for P(k)")
+    ap.add_argument("--mesh", type=int, default=512)
+    ap.add_argument("--fof", type=int, nargs="*", default=[128, 256], help="particles per side for FOF")
+    ap.add_argument("--scipy-max", type=int, default=128, help="largest FOF size given to scipy")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
+    ap.add_argument("--json", default="results/benchmarks/analysis.json")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.power, args.mesh, args.fof = [64], 128, [64]
+    rows = []
+    for n in args.power:
+        rows.append(bench_power(n, args.mesh, args.threads))
+        print(json.dumps(rows[-1]), file=sys.stderr)
+    for n in args.fof:
+        rows.append(bench_fof(n, args.scipy_max))
+        print(json.dumps(rows[-1]), file=sys.stderr)
+    print(f"\n{'benchmark':44s} {'ours s':>8s} {'other s':>8s} {'ours/other':>10s}  agreement / note")
+    for r in rows:
+        for other, key in (("pylians", "Pylians"), ("kdcount", "kdcount"), ("scipy", "scipy"), ("gpu", "GPU")):
+            if other == "gpu" and "ours_gpu_s" in r:
+                print(f"{r['what'] + ' [torch GPU]':44s} {r['ours_gpu_s']:8.2f} {r['ours_s']:8.2f} "
+                      f"{r['ours_gpu_s'] / r['ours_s']:10.3f}  vs our CPU; max |dP/P| {r['gpu_max_rel_diff']:.1e}")
+            elif f"{other}_s" in r:
+                agree = (f"max |dP/P| {r['pylians_max_rel_diff']:.1e} over {r['pylians_bins_compared']} bins"
+                         if other == "pylians" else f"same groups: {r.get(other + '_same_groups')}")
+                print(f"{r['what'] + ' vs ' + key:44s} {r['ours_s']:8.2f} {r[other + '_s']:8.2f} "
+                      f"{r['ours_s'] / r[other + '_s']:10.3f}  {agree}")
+        notes = [v for k, v in r.items() if k.startswith("note")]
+        if "ours_s" in r and not any(f"{o}_s" in r for o in ("pylians", "kdcount", "scipy")):
+            print(f"{r['what']:44s} {r['ours_s']:8.2f} {'-':>8s} {'-':>10s}")
+        for note in notes:
+            print(f"{'':44s} note: {note}")
+    meta = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
+            "threads": args.threads, "box": BOX}
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    os.replace(tmp, out)
+    print(f"\nwritten {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""Benchmark of chunked SR generation (`srsim generate`): speed, memory, and the big-box wall time.
+
+Measures, on the chosen device:
+  1. generator throughput (SR voxels per second, kept voxels only) and peak GPU / CPU memory, for several
+     chunk sizes, in fp32 and bf16 autocast;
+  2. the writer alone (SnapshotWriter.write + the journal's read-back CRC), in particles per second;
+  3. one end-to-end `generate` run of an LR box (generator + particles + background writer), fp32 and
+     bf16, and the bf16/fp32 ratio of the output's matter power spectrum (CIC, srsim.analysis.power);
+  4. the extrapolated wall time of the paper's 640^3 -> 5120^3 big box including writing:
+     5120^3 / (end-to-end particles per second), and the generator-only and writer-only bounds.
+
+Paper widths (512, 256, 128, 64) on CUDA; a narrow model on CPU (random weights: speed does not depend on
+them). Prints a table and writes JSON.
+
+    python benchmarks/generate.py                       # auto device
+    python benchmarks/generate.py --device cuda --chunks 8 16 24 32 --e2e-n-lr 64 --json gen.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from srsim.generate import (estimate_generator_bytes, generate, resolve_device, stored_crc, super_resolve)
+from srsim.io.displacement import write_displacement
+from srsim.io.snapshot import SnapshotWriter, make_header
+from srsim.model.generator import Generator
+
+PAPER_WIDTHS = (512, 256, 128, 64)
+CPU_WIDTHS = (16, 8, 8, 4)
+BIG_N_HR = 5120
+COSMO = {"Omega_m": 0.2814, "Omega_b": 0.0464, "Omega_L": 0.7186, "h": 0.697, "sigma8": 0.82, "n_s": 0.971}
+
+
+class RSSPeak:
+    """Peak resident memory (bytes) of this process while the context is open, sampled every 5 ms."""
+
+    def __enter__(self):
+        self.peak = self._rss()
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+        return self
+
+    @staticmethod
+    def _rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _run(self):
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, self._rss())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+        self.peak = max(self.peak, self._rss())
+        return False
+
+
+def make_generator(widths, device) -> Generator:
+    torch.manual_seed(0)
+    gen = Generator(widths=widths)
+    with torch.no_grad():
+        for name, p in gen.named_parameters():
+            if name.endswith("std"):
+                p.fill_(0.1)  # noise on, as in a trained model
+    return gen.to(device).eval()
+
+
+def smooth_field(n: int, box: float, seed: int = 0) -> np.ndarray:
+    """(3, n, n, n) float32 periodic displacement with rms ~ 2 LR cells... scaled to Mpc/h."""
+    rng = np.random.default_rng(seed)
+    k = np.fft.fftfreq(n) * n
+    k2 = k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2
+    f = np.fft.ifftn(np.fft.fftn(rng.standard_normal((3, n, n, n)), axes=(1, 2, 3)) / (1 + k2), axes=(1, 2, 3)).real
+    return (f / f.std() * 0.5 * box / n).astype(np.float32)
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bench_generator(gen, size: int, batch: int, bf16: bool, device, repeats: int, n_box: int) -> dict:
+    pad, s = gen.pad, gen.scale
+    windows = np.stack([smooth_field(size + 2 * pad, 1.0, seed=b) for b in range(batch)])
+    offsets = np.zeros((batch, 3), np.int64)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        with RSSPeak() as rss:
+            super_resolve(gen, windows, offsets, 0, n_box, 1.0, device, bf16)  # warm-up (cudnn autotune)
+            sync(device)
+            t0 = time.perf_counter()
+            for r in range(repeats):
+                y = super_resolve(gen, windows, offsets, r, n_box, 1.0, device, bf16)
+            sync(device)
+            dt = (time.perf_counter() - t0) / repeats
+        del y
+    except torch.OutOfMemoryError:
+        return {"size": size, "batch": batch, "bf16": bf16, "oom": True}
+    voxels = batch * (s * size) ** 3
+    out = {"size": size, "batch": batch, "bf16": bf16, "seconds_per_call": dt, "sr_voxels_per_s": voxels / dt,
+           "peak_cpu_rss_gb": rss.peak / 1e9,
+           "estimated_activation_gb": estimate_generator_bytes(gen.widths, size, pad, batch) / 1e9}
+    if device.type == "cuda":
+        out["peak_gpu_gb"] = torch.cuda.max_memory_allocated(device) / 1e9
+    return out
+
+
+def bench_writer(n_part: int, position_dtype: str, tmp: Path) -> dict:
+    box = 1000.0
+    attrs = make_header(box_size=box, redshift=0.0, n_particles=n_part, cosmology=COSMO)
+    rng = np.random.default_rng(0)
+    pos = rng.uniform(0, box, (n_part, 3))
+    ids = np.arange(1, n_part + 1, dtype=np.uint64)
+    path = tmp / "writer_bench"
+    w = SnapshotWriter(path, attrs, 2 * n_part, position_dtype=position_dtype)
+    import bigfile
+
+    reader = bigfile.File(str(w.tmp))
+    t0 = time.perf_counter()
+    w.write(0, pos, ids)
+    t1 = time.perf_counter()
+    stored_crc(reader, 0, n_part)
+    t2 = time.perf_counter()
+    w.abort()
+    return {"particles": n_part, "position_dtype": position_dtype, "write_s": t1 - t0, "crc_readback_s": t2 - t1,
+            "particles_per_s": n_part / (t2 - t0), "bytes_per_particle": (12 if position_dtype == "f4" else 24) + 8}
+
+
+def bench_end_to_end(gen, n_lr: int, chunk: int, batch: int, device, position_dtype: str, tmp: Path,
+                     power_mesh: int) -> dict:
+    from srsim.analysis.power import power_spectrum_snapshot
+
+    box = 100.0 * n_lr / 64  # the paper's LR cell of 1.5625 Mpc/h
+    lr = tmp / f"lr{n_lr}.h5"
+    write_displacement(lr, smooth_field(n_lr, box), box_size=box, redshift=0.0, cosmology=COSMO, source="bench")
+    out = {"n_lr": n_lr, "n_hr": gen.scale * n_lr, "chunk": chunk, "batch": batch, "position_dtype": position_dtype}
+    spectra = {}
+    for bf16 in (False, True):
+        snap = tmp / f"sr{n_lr}_{int(bf16)}"
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        with RSSPeak() as rss:
+            t0 = time.perf_counter()
+            res = generate((gen, {}), lr, snap, seed=0, chunk=chunk, batch=batch, device=str(device), bf16=bf16,
+                           position_dtype=position_dtype, progress=False)
+            dt = time.perf_counter() - t0
+        key = "bf16" if bf16 else "fp32"
+        out[key] = {"seconds": dt, "particles_per_s": res.particles / dt, "n_chunks": res.n_chunks,
+                    "peak_cpu_rss_gb": rss.peak / 1e9}
+        if device.type == "cuda":
+            out[key]["peak_gpu_gb"] = torch.cuda.max_memory_allocated(device) / 1e9
+        mesh = min(power_mesh, gen.scale * n_lr)
+        spectra[key] = power_spectrum_snapshot(snap, mesh, device="numpy", progress=False)
+    k, p32, p16 = spectra["fp32"].k, spectra["fp32"].P, spectra["bf16"].P
+    keep = (k > 0) & (k <= 0.5 * spectra["fp32"].meta["k_nyquist"]) & (spectra["fp32"].n_modes > 0)
+    ratio = p16[keep] / p32[keep]
+    out["bf16_over_fp32_power_max_dev"] = float(np.max(np.abs(ratio - 1)))
+    out["power_k_max"] = float(k[keep].max())
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--widths", type=int, nargs="+", help="generator widths (default: paper on CUDA, narrow on CPU)")
+    ap.add_argument("--chunks", type=int, nargs="+", help="chunk sizes in LR cells")
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--e2e-n-lr", type=int, help="LR cells per side of the end-to-end box")
+    ap.add_argument("--e2e-chunk", type=int, help="chunk of the end-to-end run (default: fastest measured)")
+    ap.add_argument("--position-dtype", default="f4", choices=("f4", "f8"), help="as the paper config (f4)")
+    ap.add_argument("--writer-particles", type=int, default=2**22)
+    ap.add_argument("--power-mesh", type=int, default=256)
+    ap.add_argument("--tmp", help="scratch directory (default: system temp)")
+    ap.add_argument("--json", default="benchmark_generate.json", help="output JSON path")
+    args = ap.parse_args(argv)
+
+    device = resolve_device(args.device)
+    cuda = device.type == "cuda"
+    widths = tuple(args.widths or (PAPER_WIDTHS if cuda else CPU_WIDTHS))
+    chunks = args.chunks or ([8, 12, 16, 24, 32] if cuda else [2, 4, 6])
+    n_e2e = args.e2e_n_lr or (64 if cuda else 12)
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+    gen = make_generator(widths, device)
+    name = torch.cuda.get_device_name(device) if cuda else f"CPU ({torch.get_num_threads()} threads)"
+    print(f"# srsim generate benchmark on {name}; widths {widths}; scale {gen.scale}, pad {gen.pad}", flush=True)
+
+    rows = []
+    print(f"{'chunk':>5} {'batch':>5} {'prec':>5} {'s/call':>9} {'SR vox/s':>11} {'GPU GB':>7} {'est GB':>7} "
+          f"{'RSS GB':>7}")
+    for size in chunks:
+        for bf16 in (False, True):
+            r = bench_generator(gen, size, args.batch, bf16, device, args.repeats, 640)
+            rows.append(r)
+            if r.get("oom"):
+                print(f"{size:>5} {args.batch:>5} {'bf16' if bf16 else 'fp32':>5}  out of memory")
+                continue
+            print(f"{size:>5} {args.batch:>5} {'bf16' if bf16 else 'fp32':>5} {r['seconds_per_call']:>9.3f} "
+                  f"{r['sr_voxels_per_s']:>11.3e} {r.get('peak_gpu_gb', float('nan')):>7.2f} "
+                  f"{r['estimated_activation_gb']:>7.2f} {r['peak_cpu_rss_gb']:>7.2f}", flush=True)
+
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmpdir:
+        tmp = Path(tmpdir)
+        wr = bench_writer(args.writer_particles, args.position_dtype, tmp)
+        print(f"writer: {wr['particles_per_s']:.3e} particles/s ({args.position_dtype}; write {wr['write_s']:.2f} s + "
+              f"CRC read-back {wr['crc_readback_s']:.2f} s for {wr['particles']} particles)", flush=True)
+        ok = [r for r in rows if not r.get("oom")]
+        best = {p: max((r for r in ok if r["bf16"] == p), key=lambda r: r["sr_voxels_per_s"]) for p in (False, True)}
+        e2e_chunk = args.e2e_chunk or min(best[False]["size"], n_e2e)
+        e2e = bench_end_to_end(gen, n_e2e, e2e_chunk, args.batch, device, args.position_dtype, tmp, args.power_mesh)
+    for key in ("fp32", "bf16"):
+        e = e2e[key]
+        print(f"end to end {n_e2e}^3 -> {gen.scale * n_e2e}^3 {key}: {e['seconds']:.1f} s, "
+              f"{e['particles_per_s']:.3e} particles/s, peak RSS {e['peak_cpu_rss_gb']:.2f} GB"
+              + (f", peak GPU {e['peak_gpu_gb']:.2f} GB" if cuda else ""))
+    print(f"bf16 vs fp32 matter power spectrum (k <= {e2e['power_k_max']:.2f} h/Mpc): max |P_bf16/P_fp32 - 1| = "
+          f"{e2e['bf16_over_fp32_power_max_dev']:.2e}")
+
+    n_big = BIG_N_HR**3
+    extrap = {}
+    for key, p in (("fp32", False), ("bf16", True)):
+        t_gen = n_big / best[p]["sr_voxels_per_s"]
+        t_write = n_big / wr["particles_per_s"]
+        t_e2e = n_big / e2e[key]["particles_per_s"]
+        extrap[key] = {"generator_only_h": t_gen / 3600, "writer_only_h": t_write / 3600,
+                       "end_to_end_h": t_e2e / 3600, "best_chunk": best[p]["size"]}
+        print(f"640^3 -> 5120^3 ({key}): end to end {t_e2e / 3600:.2f} h; generator alone {t_gen / 3600:.2f} h "
+              f"(chunk {best[p]['size']}), writer alone {t_write / 3600:.2f} h; paper: ~16 h; target 0.5 h on one H100")
+    result = {"device": name, "widths": list(widths), "scale": gen.scale, "pad": gen.pad, "generator": rows,
+              "writer": wr, "end_to_end": e2e, "bigbox_640_to_5120": extrap,
+              "maxrss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}
+    Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""FOF of boxes too large for one node: domains with ghost zones, found independently, then merged.
+
+The periodic box is cut into ``n^3`` cubic domains (index ``(i * n + j) * n + k``). The job for one domain
+streams the snapshot, keeps the particles of its domain widened by a ghost zone of width ``ghost`` on every
+side (periodic images taken into account, coordinates unwrapped around the domain), and runs an open-region
+FOF there. A group is kept by the domain whose core ``[lo, hi)`` holds the group's minimum-ID particle, so
+every halo of the box is kept exactly once. A kept group is provably complete when none of its members lies
+within one linking length of the region's outer edge; if one does, the ghost zone was narrower than the
+halo and the job fails loudly instead of returning a truncated halo. The merge concatenates the domain
+catalogues, checks that every domain is present once and that no halo appears twice, and orders the halos
+like the single-domain catalogue, which it then equals.
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterable
+
+import numpy as np
+
+from srsim.analysis.fof import catalog_attrs, fof_groups, linking_length
+from srsim.errors import SrsimError
+
+__all__ = ["domain_bounds", "select_region", "fof_domain", "fof_domain_snapshot", "merge_catalogs"]
+
+
+def domain_bounds(index: int, n_domains: int, box_size: float) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper corners (Mpc/h) of domain ``index`` in [0, n_domains^3), C order over (x, y, z)."""
+    if n_domains < 1:
+        raise SrsimError(f"FOF domains: n_domains must be >= 1, got {n_domains}")
+    if not 0 <= index < n_domains**3:
+        raise SrsimError(f"FOF domains: domain index {index} outside [0, {n_domains**3})")
+    ijk = np.array(np.unravel_index(index, (n_domains,) * 3), dtype=np.float64)
+    w = box_size / n_domains
+    return ijk * w, (ijk + 1) * w
+
+
+def select_region(
+    chunks: Iterable[tuple[np.ndarray, np.ndarray]], lo: np.ndarray, hi: np.ndarray, ghost: float, box_size: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Particles inside ``[lo - ghost, hi + ghost)`` (periodically), from streamed (pos (n,3) Mpc/h, ids) chunks.
+
+    Returns (pos (M, 3) float64 in unwrapped coordinates within [lo - ghost, hi + ghost), ids (M,) uint64).
+    """
+    start = np.asarray(lo, dtype=np.float64) - ghost
+    width = np.asarray(hi, dtype=np.float64) - lo + 2 * ghost
+    keep_pos, keep_ids = [], []
+    for pos, ids in chunks:
+        d = np.mod(pos - start, box_size)  # offset from the region's lower corner, in [0, box)
+        sel = np.all(d < width, axis=1)
+        keep_pos.append(start + d[sel])
+        keep_ids.append(np.asarray(ids, dtype=np.uint64)[sel])
+    if not keep_pos:
+        return np.zeros((0, 3)), np.zeros(0, np.uint64)
+    return np.concatenate(keep_pos), np.concatenate(keep_ids)
+
+
+def fof_domain(
+    chunks: Iterable[tuple[np.ndarray, np.ndarray]],
+    *,
+    box_size: float,
+    index: int,
+    n_domains: int,
+    ghost: float,
+    link: float,
+    min_members: int = 32,
+    members: bool = False,
+) -> dict:
+    """Halos owned by one domain (minimum-ID member in the domain's core).
+
+    chunks  iterable of (pos (n, 3) Mpc/h in [0, box), ids (n,) uint64), covering the whole snapshot
+    ghost   ghost-zone width in Mpc/h; must exceed the linking length and leave the widened domain
+            smaller than the box (``box/n + 2 ghost + link <= box``)
+    Returns catalogue datasets: npart, pos (Mpc/h, wrapped), min_id (+ members_offset, members_id).
+    """
+    lo, hi = domain_bounds(index, n_domains, box_size)
+    width = box_size / n_domains
+    if n_domains == 1:
+        # one domain is the whole periodic box: no ghost zone, the ordinary periodic FOF
+        pos_l, ids = [], []
+        for p, i in chunks:
+            pos_l.append(np.asarray(p, dtype=np.float64))
+            ids.append(np.asarray(i, dtype=np.uint64))
+        pos = np.concatenate(pos_l) if pos_l else np.zeros((0, 3))
+        idv = np.concatenate(ids) if ids else np.zeros(0, np.uint64)
+        g = fof_groups(pos, link, box_size=box_size, ids=idv, min_members=min_members)
+        cat = {"npart": g.npart, "pos": g.pos, "min_id": g.min_id}
+        if members:
+            cat["members_offset"], cat["members_id"] = g.members(idv)
+        return cat
+    if not ghost > link:
+        raise SrsimError(f"FOF domains: ghost zone {ghost} Mpc/h must be wider than the linking length {link:.4g} Mpc/h")
+    if width + 2 * ghost + link > box_size:
+        raise SrsimError(
+            f"FOF domains: a domain of {width:.4g} Mpc/h with ghost zones of {ghost} Mpc/h does not fit in the "
+            f"{box_size} Mpc/h box; use fewer domains or a narrower ghost zone"
+        )
+    pos, ids = select_region(chunks, lo, hi, ghost, box_size)
+    # every group, however small: a large halo cut by the region edge may look small here
+    g = fof_groups(pos, link, box_size=None, ids=ids, min_members=1)
+    core = pos[g.min_index]
+    owned = np.all((core >= lo) & (core < hi), axis=1)
+    # completeness: no member of an owned group may lie within one linking length of the region's edge
+    r_lo, r_hi = lo - ghost, hi + ghost
+    near = np.any((pos - r_lo < link) | (r_hi - pos <= link), axis=1)
+    bad = np.unique(g.labels[near])
+    bad = bad[bad >= 0]
+    bad = bad[owned[bad]]
+    if len(bad):
+        raise SrsimError(
+            f"FOF domain {index} of {n_domains}^3: {len(bad)} halo(s) (largest {int(g.npart[bad].max())} particles) "
+            f"reach the edge of the {ghost} Mpc/h ghost zone; increase analysis.fof_ghost"
+        )
+    keep = owned & (g.npart >= min_members)
+    sel = np.flatnonzero(keep)
+    com = np.mod(g.pos[sel], box_size)
+    com[com >= box_size] = 0.0
+    cat = {"npart": g.npart[sel], "pos": com, "min_id": g.min_id[sel]}
+    if members:
+        offsets, mids = g.members(ids)
+        parts = [mids[offsets[s]:offsets[s + 1]] for s in sel]
+        cat["members_offset"] = np.concatenate([[0], np.cumsum(g.npart[sel])]).astype(np.int64)
+        cat["members_id"] = np.concatenate(parts) if parts else np.zeros(0, np.uint64)
+    return cat
+
+
+def fof_domain_snapshot(
+    path, index: int, n_domains: int, ghost: float, b: float = 0.2, min_members: int = 32,
+    members: bool = False, chunk_size: int = 2**22,
+) -> tuple[dict, dict]:
+    """:func:`fof_domain` on a snapshot streamed through srsim.io.snapshot -> (catalogue, attributes)."""
+    from srsim.io.snapshot import iter_particles, read_header
+
+    header = read_header(path)
+    link = linking_length(b, header.box_size, header.n_particles)
+    chunks = ((c["Position"], c["ID"]) for c in iter_particles(path, blocks=("Position", "ID"), chunk_size=chunk_size))
+    cat = fof_domain(chunks, box_size=header.box_size, index=index, n_domains=n_domains, ghost=ghost, link=link,
+                     min_members=min_members, members=members)
+    cat["mass"] = cat["npart"] * header.particle_mass
+    attrs = catalog_attrs(header, b, link, min_members, os.fspath(path))
+    attrs.update({"domain": int(index), "n_domains": int(n_domains), "ghost": float(ghost)})
+    return cat, attrs
+
+
+def merge_catalogs(parts: list[tuple[dict, dict]], names: list[str] | None = None) -> tuple[dict, dict]:
+    """Join the per-domain catalogues of one snapshot into one, ordered like the single-domain catalogue."""
+    names = names or [f"part {i}" for i in range(len(parts))]
+    if not parts:
+        raise SrsimError("FOF merge: no domain catalogues given")
+    a0 = parts[0][1]
+    n_dom = int(a0.get("n_domains", 1))
+    seen: dict[int, str] = {}
+    for (cat, attrs), name in zip(parts, names):
+        for key in ("box_size", "n_particles", "b", "min_members", "n_domains", "source"):
+            if key in a0 and attrs.get(key) != a0[key]:
+                raise SrsimError(f"{name}: attribute {key} = {attrs.get(key)!r} differs from {names[0]} ({a0[key]!r})")
+        d = int(attrs.get("domain", 0))
+        if d in seen:
+            raise SrsimError(f"{name}: domain {d} already given by {seen[d]}")
+        seen[d] = name
+        if "min_id" not in cat:
+            raise SrsimError(f"{name}: domain catalogue has no 'min_id' dataset")
+    missing = sorted(set(range(n_dom**3)) - set(seen))
+    if missing:
+        raise SrsimError(f"FOF merge: {len(missing)} of {n_dom**3} domains missing (first: {missing[0]})")
+    npart = np.concatenate([c["npart"] for c, _ in parts]).astype(np.int64)
+    min_id = np.concatenate([c["min_id"] for c, _ in parts]).astype(np.uint64)
+    if len(np.unique(min_id)) != len(min_id):
+        raise SrsimError("FOF merge: a halo was kept by two domains (duplicate minimum ID)")
+    order = np.lexsort((min_id, -npart))
+    cat = {
+        "npart": npart[order],
+        "mass": np.concatenate([c["mass"] for c, _ in parts])[order],
+        "pos": np.concatenate([c["pos"].reshape(-1, 3) for c, _ in parts])[order],
+        "min_id": min_id[order],
+    }
+    if all("members_offset" in c for c, _ in parts):
+        groups = []
+        for c, _ in parts:
+            off = c["members_offset"]
+            groups.extend(c["members_id"][off[i]:off[i + 1]] for i in range(len(off) - 1))
+        groups = [groups[i] for i in order]
+        cat["members_offset"] = np.concatenate([[0], np.cumsum([len(x) for x in groups])]).astype(np.int64)
+        cat["members_id"] = np.concatenate(groups) if groups else np.zeros(0, np.uint64)
+    attrs = {k: v for k, v in a0.items() if k != "domain"}
+    return cat, attrs

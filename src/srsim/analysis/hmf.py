@@ -1,0 +1,146 @@
+"""Halo mass function dn/dlog10 M with Poisson errors, from one or several halo catalogues.
+
+With ``n_catalogs`` catalogues of the same comoving volume ``V`` (e.g. SR realizations of one box), bin i
+holds ``N_i`` halos in all and
+
+    dn/dlog10M_i = N_i / (V n_catalogs dlog10M_i),     err_i = sqrt(N_i) / (V n_catalogs dlog10M_i)
+
+in (Mpc/h)^-3 dex^-1, masses in Msun/h. Summing ``dn/dlog10M * dlog10M * V * n_catalogs`` over the bins
+gives back the number of halos inside the binned mass range.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from srsim.errors import SrsimError
+
+__all__ = ["HMF", "mass_function", "hmf_from_catalogs", "write_hmf", "read_hmf"]
+
+
+class HMF(dict):
+    """Table (dict of (nbins,) arrays: log10M_lo, log10M_hi, log10M_mid, n_halos, dn_dlog10M, err) + ``meta``."""
+
+    meta: dict
+
+
+def mass_function(masses: list[np.ndarray], volume: float, edges: np.ndarray) -> HMF:
+    """HMF of several catalogues' halo masses (Msun/h) sharing one comoving volume (Mpc/h)^3.
+
+    edges  (nbins+1,) increasing log10(M / (Msun/h)) bin edges; bins are [e_i, e_{i+1})
+    """
+    edges = np.asarray(edges, dtype=np.float64)
+    if edges.ndim != 1 or len(edges) < 2 or np.any(np.diff(edges) <= 0):
+        raise SrsimError("HMF: mass bin edges must be an increasing list of at least two values")
+    if not volume > 0:
+        raise SrsimError(f"HMF: volume must be positive, got {volume}")
+    n_cat = len(masses)
+    if n_cat == 0:
+        raise SrsimError("HMF: no catalogues")
+    allm = np.concatenate([np.asarray(m, dtype=np.float64).ravel() for m in masses])
+    if np.any(~np.isfinite(allm)) or np.any(allm <= 0):
+        raise SrsimError("HMF: halo masses must be finite and positive")
+    logm = np.log10(allm)
+    counts, _ = np.histogram(logm, bins=edges)
+    dlog = np.diff(edges)
+    norm = volume * n_cat * dlog
+    t = HMF(
+        log10M_lo=edges[:-1].copy(),
+        log10M_hi=edges[1:].copy(),
+        log10M_mid=0.5 * (edges[:-1] + edges[1:]),
+        n_halos=counts.astype(np.int64),
+        dn_dlog10M=counts / norm,
+        err=np.sqrt(counts) / norm,
+    )
+    t.meta = {
+        "volume": float(volume),
+        "n_catalogs": int(n_cat),
+        "n_total": int(len(logm)),
+        "n_below": int(np.sum(logm < edges[0])),
+        "n_above": int(np.sum(logm >= edges[-1])),
+    }
+    return t
+
+
+def hmf_from_catalogs(paths: list, edges: np.ndarray) -> HMF:
+    """HMF of halo catalogue files (srsim fof output); all must share box size and redshift."""
+    from srsim.analysis.fof import read_catalog
+
+    if not paths:
+        raise SrsimError("HMF: no halo catalogues given")
+    masses, first = [], None
+    for p in paths:
+        cat, attrs = read_catalog(p)
+        if first is None:
+            first = (os.fspath(p), attrs)
+        else:
+            name0, a0 = first
+            if not np.isclose(attrs["box_size"], a0["box_size"], rtol=1e-9):
+                raise SrsimError(f"{p}: box_size {attrs['box_size']} differs from {name0} ({a0['box_size']})")
+            if not np.isclose(attrs["redshift"], a0["redshift"], rtol=1e-6, atol=1e-6):
+                raise SrsimError(f"{p}: redshift {attrs['redshift']} differs from {name0} ({a0['redshift']})")
+        masses.append(cat["mass"])
+    a0 = first[1]
+    t = mass_function(masses, float(a0["box_size"]) ** 3, edges)
+    t.meta["redshift"] = float(a0["redshift"])
+    t.meta["box_size"] = float(a0["box_size"])
+    if "particle_mass" in a0:
+        t.meta["particle_mass"] = float(a0["particle_mass"])
+    if "min_members" in a0:
+        t.meta["min_members"] = int(a0["min_members"])
+    t.meta["sources"] = ",".join(os.fspath(p) for p in paths)
+    return t
+
+
+_COLUMNS = ("log10M_lo", "log10M_hi", "log10M_mid", "n_halos", "dn_dlog10M", "err")
+
+
+def write_hmf(path, table: HMF) -> None:
+    """Write an HMF text table atomically (``#`` header with units, then the six columns)."""
+    from srsim.io.atomic import atomic_path
+
+    lines = ["# srsim halo mass function: FOF halos, Poisson errors; M in Msun/h, dn/dlog10M in (Mpc/h)^-3 dex^-1"]
+    for k, v in table.meta.items():
+        lines.append(f"# {k} = {v}")
+    lines.append("# columns: " + " ".join(_COLUMNS))
+    for i in range(len(table["n_halos"])):
+        lines.append(
+            f"{table['log10M_lo'][i]:.6f} {table['log10M_hi'][i]:.6f} {table['log10M_mid'][i]:.6f} "
+            f"{int(table['n_halos'][i])} {table['dn_dlog10M'][i]:.10e} {table['err'][i]:.10e}"
+        )
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+
+
+def read_hmf(path) -> tuple[dict, dict]:
+    """Read a table written by :func:`write_hmf` -> (table dict of arrays, meta dict)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise SrsimError(f"{path}: mass function file not found")
+    meta, rows = {}, []
+    with open(path) as f:
+        for ln, line in enumerate(f, 1):
+            s = line.strip()
+            if not s:
+                continue
+            if s.startswith("#"):
+                body = s[1:].strip()
+                if "=" in body and not body.startswith("columns"):
+                    k, v = (x.strip() for x in body.split("=", 1))
+                    for cast in (int, float):
+                        try:
+                            v = cast(v)
+                            break
+                        except ValueError:
+                            pass
+                    meta[k] = v
+                continue
+            parts = s.split()
+            if len(parts) != len(_COLUMNS):
+                raise SrsimError(f"{path}:{ln}: expected {len(_COLUMNS)} columns, got {len(parts)}")
+            rows.append([float(x) for x in parts])
+    arr = np.array(rows, dtype=np.float64).reshape(-1, len(_COLUMNS))
+    table = {c: arr[:, i] for i, c in enumerate(_COLUMNS)}
+    table["n_halos"] = table["n_halos"].astype(np.int64)
+    return table, meta

@@ -1,0 +1,108 @@
+"""`srsim generate`: trained generator + LR box -> SR snapshot, chunk by chunk, streamed to disk."""
+
+from __future__ import annotations
+
+import argparse
+
+COMMAND = "generate"
+HELP = ("super-resolve an LR box (or a region of it) with a trained generator into an SR snapshot "
+        "(bigfile, MP-Gadget layout, no Velocity block), chunked and resumable")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="model checkpoint (srsim train's model.pt)")
+    parser.add_argument("--lr", required=True, help="LR displacement HDF5 file or LR snapshot directory")
+    parser.add_argument("--out", required=True,
+                        help="output SR snapshot directory; with several seeds it must contain '{seed}'")
+    parser.add_argument("--disp-out", help="also write the SR displacement field (HDF5, whole box, single job); "
+                        "'{seed}' is replaced")
+    parser.add_argument("--seed", type=int, nargs="+", default=[0],
+                        help="noise seed(s): one SR realization each (default 0)")
+    parser.add_argument("--region", type=float, nargs=6, metavar=("X0", "Y0", "Z0", "X1", "Y1", "Z1"),
+                        help="super-resolve only [X0, X1) x [Y0, Y1) x [Z0, Z1) (periodic; Lagrangian positions), "
+                        "with periodic context from the full LR box")
+    parser.add_argument("--region-units", choices=("mpc", "cells"), default="mpc",
+                        help="units of --region: Mpc/h (widened to whole LR cells) or LR cells (default mpc)")
+    parser.add_argument("--config", help="JSON string or YAML file with a 'generate' section (defaults for the "
+                        "options below; command-line values win)")
+    parser.add_argument("--chunk", type=int, help="LR cells per chunk side (default: config, else from free memory)")
+    parser.add_argument("--batch", type=int, help="chunks per generator call")
+    parser.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="bfloat16 autocast")
+    parser.add_argument("--position-dtype", choices=("f4", "f8"), help="storage type of 1/Position")
+    parser.add_argument("--no-resume", action="store_true",
+                        help="discard the chunks of an interrupted run instead of verifying and reusing them")
+    parser.add_argument("--max-chunks", type=int,
+                        help="stop after generating this many chunks without finalizing (a rerun continues)")
+    parser.add_argument("--jobs", type=int, default=1, help="split the chunks into this many independent jobs")
+    parser.add_argument("--job", type=int, default=0, help="which job (0 .. jobs-1) this run is")
+    parser.add_argument("--done", help="with --jobs > 1: write this marker file when the job's chunks are complete")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _settings(args) -> dict:
+    from srsim.config import parse_config_arg
+
+    cfg = parse_config_arg(args.config).get("generate", {}) if args.config else {}
+    out = {"chunk": cfg.get("chunk"), "batch": cfg.get("batch", 1), "device": cfg.get("device", "auto"),
+           "bf16": cfg.get("bf16", False), "position_dtype": cfg.get("position_dtype", "f8")}
+    for key in out:
+        value = getattr(args, key)
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def run(args) -> int:
+    import json
+    import signal
+    import sys
+    from pathlib import Path
+
+    from srsim.errors import SrsimError
+    from srsim.generate import LRInput, generate, region_from_cells, region_from_mpc
+    from srsim.io.atomic import atomic_path
+
+    opts = _settings(args)
+    if len(args.seed) > 1 and "{seed}" not in args.out:
+        raise SrsimError(f"--out {args.out}: several seeds need '{{seed}}' in the output path")
+    if len(set(args.seed)) != len(args.seed):
+        raise SrsimError(f"--seed: repeated seeds {args.seed}")
+    if args.jobs > 1 and len(args.seed) > 1:
+        raise SrsimError("--jobs > 1 takes a single --seed")
+    region = None
+    if args.region is not None:
+        lo, hi = args.region[:3], args.region[3:]
+        if args.region_units == "cells":
+            if any(v != int(v) for v in args.region):
+                raise SrsimError(f"--region {args.region}: LR cell indices must be integers")
+            with LRInput(args.lr) as src:
+                region = region_from_cells([int(v) for v in lo], [int(v) for v in hi], src.n)
+        else:
+            with LRInput(args.lr) as src:
+                region = region_from_mpc(lo, hi, src.box_size, src.n)
+    # slurm warns with SIGUSR1 before the time limit (and sends SIGTERM at it): finish the current chunk,
+    # leave the journaled partial output and exit non-zero; the rerun resumes from there
+    stopping = []
+
+    def _stop(signum, frame):
+        stopping.append(signum)
+
+    for sig in (signal.SIGUSR1, signal.SIGTERM):
+        signal.signal(sig, _stop)
+    for seed in args.seed:
+        out = args.out.replace("{seed}", str(seed))
+        disp_out = args.disp_out.replace("{seed}", str(seed)) if args.disp_out else None
+        res = generate(args.model, args.lr, out, seed=seed, disp_out=disp_out, region=region,
+                       resume=not args.no_resume, max_chunks=args.max_chunks, job=args.job, jobs=args.jobs,
+                       progress=not args.quiet, stop=lambda: bool(stopping), **opts)
+        state = "complete" if res.complete else "incomplete (rerun to continue)"
+        print(f"srsim generate: {out}: {state}; {res.generated} chunks generated, {res.skipped} reused of "
+              f"{res.n_chunks}; {res.particles} SR particles in the output; {res.seconds:.1f} s", file=sys.stderr)
+        if args.done and res.complete:
+            with atomic_path(Path(args.done)) as tmp:
+                Path(tmp).write_text(json.dumps({"out": out, "job": args.job, "jobs": args.jobs,
+                                                 "plan": res.plan}, indent=1) + "\n")
+        if not res.complete:
+            return 3
+    return 0

@@ -1,0 +1,94 @@
+"""`srsim train`: train the SR generator of one redshift on LR/HR displacement pairs.
+
+Single process:   srsim train --data LR.h5:HR.h5 ... --redshift Z --config CFG --out R/models/zZ/model.pt
+Several GPUs:     torchrun --standalone --nproc-per-node N --no-python srsim train ... (same arguments)
+
+Intermediate checkpoints (last.pt) and the running loss CSV go to OUT_DIR/checkpoints/ (not a workflow
+output, so they survive a failed or preempted job); with --resume training continues from last.pt exactly.
+On SIGUSR1 or SIGTERM the current step is finished, last.pt is written and the command exits with code 75
+(EX_TEMPFAIL). At the end OUT (model.pt), the loss CSV and the training-curve plot are written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+COMMAND = "train"
+HELP = "train the super-resolution GAN of one redshift (supervised warm-up, then WGAN-gp)"
+
+EXIT_PREEMPTED = 75
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", nargs="+", required=True, metavar="LR.h5:HR.h5",
+                        help="training pairs of LR and HR displacement files (same box, same redshift)")
+    parser.add_argument("--redshift", type=float, required=True, help="redshift of the data (checked)")
+    parser.add_argument("--config", required=True,
+                        help="JSON string or YAML file with the 'model' and 'train' sections")
+    parser.add_argument("--out", required=True, help="final model checkpoint (e.g. R/models/z0/model.pt)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from CHECKPOINT_DIR/last.pt if it exists (else start fresh)")
+    parser.add_argument("--checkpoint-dir", default=None, help="intermediate checkpoints (default OUT_DIR/checkpoints)")
+    parser.add_argument("--log-csv", default=None, help="per-step losses copied here at the end (default OUT_DIR/losses.csv)")
+    parser.add_argument("--plot", default=None, help="training curve PNG (default OUT_DIR/curve.png)")
+    parser.add_argument("--device", default=None, help="override train.device (auto, cpu, cuda)")
+    parser.add_argument("--max-steps", type=int, default=None, help="override train.max_steps")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+    import torch.distributed as dist
+
+    from srsim.config import parse_config_arg, validate_sections
+    from srsim.data import CropDataset, open_pairs, parse_data_arg
+    from srsim.errors import SrsimError
+    from srsim.model.generator import generator_geometry
+    from srsim.train import Trainer, TrainingPreempted, init_distributed, install_signal_handlers
+
+    cfg = parse_config_arg(args.config)
+    # sections left out of --config take their schema defaults
+    cfg = validate_sections({"model": cfg.get("model", {}), "train": cfg.get("train", {})}, "--config")
+    train_cfg = cfg["train"]
+    if args.device:
+        train_cfg["device"] = args.device
+    if args.max_steps is not None:
+        train_cfg["max_steps"] = args.max_steps
+    if train_cfg.get("threads"):
+        torch.set_num_threads(int(train_cfg["threads"]))
+
+    out = Path(args.out)
+    if out.suffix != ".pt":
+        raise SrsimError(f"{out}: the model file must end in .pt")
+    log_csv = Path(args.log_csv) if args.log_csv else out.parent / "losses.csv"
+    plot = Path(args.plot) if args.plot else out.parent / "curve.png"
+
+    levels = len(cfg["model"]["gen_widths"]) - 1
+    scale = 2 ** levels
+    pad = generator_geometry(levels)[1]
+    pairs = open_pairs(parse_data_arg(args.data), scale=scale, redshift=args.redshift)
+    dataset = CropDataset(pairs, cfg["model"]["crop"], pad, scale, cfg["model"]["disp_scale"], train_cfg["seed"])
+
+    ctx = init_distributed(train_cfg.get("device", "auto"))
+    try:
+        meta = {"redshift": float(args.redshift), "data": list(args.data),
+                "cosmology": pairs[0].lr.attrs.get("cosmology")}
+        trainer = Trainer(cfg, dataset, out, checkpoint_dir=args.checkpoint_dir, meta=meta, ctx=ctx,
+                          progress=not args.no_progress)
+        install_signal_handlers(trainer)
+        try:
+            trainer.run(resume=args.resume)
+        except TrainingPreempted as exc:
+            if ctx.is_main:
+                print(f"srsim train: {exc}", file=sys.stderr)
+            return EXIT_PREEMPTED
+        trainer.export(log_csv=log_csv, plot=plot)
+        if ctx.is_main:
+            print(f"srsim train: wrote {out} after {trainer.state.step} steps", file=sys.stderr)
+        return 0
+    finally:
+        if ctx.distributed and dist.is_initialized():
+            dist.destroy_process_group()

@@ -1,0 +1,45 @@
+"""Shared plotting helpers: headless backend, the paper's colours, atomic PNG + PDF output."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # figures are made on headless nodes; never open a window
+
+import matplotlib.pyplot as plt  # noqa: E402
+
+from srsim.io.atomic import temporary_sibling  # noqa: E402
+
+#: the paper's line colours (Figs. 3, 4): LR purple, HR blue, SR black; Fig. 6 uses LR blue, HR orange
+COLORS = {"lr": "#8e44ad", "hr": "#1f77b4", "sr": "black", "orange": "#ff7f0e"}
+
+
+def save_figure(fig, out, dpi: int = 150, pdf: bool = True) -> list[Path]:
+    """Write `fig` to `out` (PNG, size = figsize * dpi exactly: no tight bounding box) and, with pdf, to the
+    same stem with .pdf. Each file is written under a temporary name and renamed. Closes the figure."""
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        out = out.with_suffix(".png")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    try:
+        for path, fmt in ((out, "png"), (out.with_suffix(".pdf"), "pdf"))[: 2 if pdf else 1]:
+            tmp = temporary_sibling(path)
+            try:
+                fig.savefig(tmp, format=fmt, dpi=dpi)
+                os.replace(tmp, path)
+            finally:
+                if tmp.exists():
+                    tmp.unlink()
+            written.append(path)
+    finally:
+        plt.close(fig)
+    return written
+
+
+def zlabel(z: float) -> str:
+    """'z = 2' for a panel title."""
+    return f"z = {float(z):g}"

@@ -1,0 +1,121 @@
+"""Figs. 4 and 6: halo mass functions with Poisson errors and ratio panels."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from srsim.metrics import hmf_ratio
+from srsim.plots.common import COLORS, plt, save_figure, zlabel
+
+
+def _plot_hmf(ax, table, color, label, lw=1.4, ls="-", offset=0.0):
+    """dn/dlog10M vs M with Poisson error bars, on the bins holding halos; offset shifts x (dex) to avoid
+    overlapping error bars."""
+    ok = table["n_halos"] > 0
+    m = 10 ** (table["log10M_mid"][ok] + offset)
+    ax.errorbar(m, table["dn_dlog10M"][ok], yerr=table["err"][ok], color=color, lw=lw, ls=ls, marker="o", ms=3,
+                capsize=2, label=label)
+    return ok
+
+
+def _plot_ratio(ax, table, ref, color, label, offset=0.0):
+    r, e = hmf_ratio(table["dn_dlog10M"], table["err"], ref["dn_dlog10M"], ref["err"])
+    ok = np.isfinite(r) & (table["n_halos"] > 0)  # a bin without test halos has ratio 0: shown by its absence
+    ax.errorbar(10 ** (table["log10M_mid"][ok] + offset), r[ok], yerr=np.nan_to_num(e[ok]), color=color, lw=1.2,
+                marker="o", ms=3, capsize=2, label=label)
+
+
+def _mass_limits(ax, tables):
+    mids = np.concatenate([t["log10M_mid"][t["n_halos"] > 0] for t in tables] or [np.zeros(0)])
+    widths = np.concatenate([t["log10M_hi"] - t["log10M_lo"] for t in tables])
+    if mids.size:
+        w = float(np.max(widths)) if widths.size else 0.2
+        ax.set_xlim(10 ** (mids.min() - w), 10 ** (mids.max() + w))
+
+
+def plot_fig4(groups: dict, out, *, tolerance: float | None = None, min_halos: int | None = None, dpi: int = 150,
+              panel: tuple[float, float] = (3.6, 4.6)) -> list:
+    """Fig. 4. groups: {z: {'lr': item, 'hr': item, 'sr': item}} with items (table, meta, path) from
+    `load_hmf` (SR: the combined table over realizations). One column per redshift (high to low): dn/dlog10M
+    of LR, HR, SR with Poisson errors above; SR/HR and LR/HR with propagated errors below, the +-tolerance band
+    shaded and bins where HR has fewer than min_halos halos hatched.
+    Figure (panel[0] * n_z + 0.6) x panel[1] inches at dpi. Returns the written paths."""
+    zs = sorted(groups, key=lambda z: -z)
+    W, H = panel[0] * len(zs) + 0.6, panel[1]
+    fig, axes = plt.subplots(2, len(zs), figsize=(W, H), sharex="col", squeeze=False,
+                             gridspec_kw={"height_ratios": [2.6, 1], "hspace": 0.05, "wspace": 0.3,
+                                          "left": 0.8 / W, "right": 1 - 0.15 / W, "top": 0.92, "bottom": 0.12})
+    for j, z in enumerate(zs):
+        g = groups[z]
+        top, bot = axes[0, j], axes[1, j]
+        t_lr, t_hr, t_sr = g["lr"][0], g["hr"][0], g["sr"][0]
+        n_sr = int(g["sr"][1].get("n_catalogs", 1))
+        _plot_hmf(top, t_lr, COLORS["lr"], "LR", offset=-0.015)
+        _plot_hmf(top, t_hr, COLORS["hr"], "HR", lw=2.0)
+        _plot_hmf(top, t_sr, COLORS["sr"], "SR" if n_sr == 1 else f"SR ({n_sr} realizations)", ls="--",
+                  offset=0.015)
+        top.set_xscale("log")
+        top.set_yscale("log")
+        top.set_title(zlabel(z), fontsize=11)
+        if not np.any(t_lr["n_halos"] > 0):
+            top.text(0.97, 0.95, "no LR halos", transform=top.transAxes, ha="right", va="top", fontsize=8,
+                     color=COLORS["lr"])
+        _plot_ratio(bot, t_lr, t_hr, COLORS["lr"], "LR / HR", offset=-0.015)
+        _plot_ratio(bot, t_sr, t_hr, COLORS["sr"], "SR / HR", offset=0.015)
+        bot.axhline(1.0, color="0.5", lw=0.7)
+        if tolerance:
+            bot.axhspan(1 - tolerance, 1 + tolerance, color="0.85", zorder=0)
+        if min_halos:
+            for lo, hi, n in zip(t_hr["log10M_lo"], t_hr["log10M_hi"], t_hr["n_halos"]):
+                if 0 < n < min_halos:
+                    bot.axvspan(10**lo, 10**hi, color="0.9", hatch="///", fill=False, lw=0, zorder=0)
+        bot.set_ylim(0, 2)
+        bot.set_xscale("log")
+        bot.set_xlabel(r"$M_\mathrm{h}$ [$h^{-1}M_\odot$]")
+        _mass_limits(top, [t_lr, t_hr, t_sr])
+        if j == 0:
+            top.set_ylabel(r"$\mathrm{d}n/\mathrm{d}\log_{10}M_\mathrm{h}$ [$h^3\mathrm{Mpc}^{-3}$]")
+            bot.set_ylabel("ratio to HR")
+    axes[0, 0].legend(loc="lower left", fontsize=8, frameon=False)
+    axes[1, 0].legend(loc="upper left", fontsize=7, frameon=False, ncol=2)
+    note = "Poisson errors"
+    if tolerance:
+        note += f"; grey band: +-{100 * tolerance:g}%"
+    if min_halos:
+        note += f"; hatched: HR bins with < {min_halos} halos (not tested)"
+    fig.text(0.5, 0.99, note, ha="center", va="top", fontsize=7, color="0.3")
+    return save_figure(fig, out, dpi)
+
+
+def plot_fig6(lr_big, sr_big, hr_small, out, *, dpi: int = 150, size: tuple[float, float] = (5.0, 5.2)) -> list:
+    """Fig. 6: the big box's LR (blue) and SR (black) mass functions against the small HR box's (orange) at one
+    redshift, Poisson errors; ratio panel to the big LR where it is resolved and to the small HR.
+    Items (table, meta, path) from `load_hmf`; all on the same mass bins. Figure `size` inches at dpi."""
+    t_lr, t_sr, t_hr = lr_big[0], sr_big[0], hr_small[0]
+    fig, (top, bot) = plt.subplots(2, 1, figsize=size, sharex=True,
+                                   gridspec_kw={"height_ratios": [2.6, 1], "hspace": 0.05, "left": 0.18,
+                                                "right": 0.96, "top": 0.93, "bottom": 0.11})
+    v_big = lr_big[1].get("volume")
+    v_hr = hr_small[1].get("volume")
+
+    def vol(v):
+        return "" if not v else f" ({float(v) ** (1 / 3):g} Mpc/h)$^3$"
+
+    _plot_hmf(top, t_lr, COLORS["hr"], "LR" + vol(v_big), offset=-0.015)
+    _plot_hmf(top, t_sr, COLORS["sr"], "SR" + vol(sr_big[1].get("volume")))
+    _plot_hmf(top, t_hr, COLORS["orange"], "HR" + vol(v_hr), offset=0.015)
+    top.set_xscale("log")
+    top.set_yscale("log")
+    top.set_ylabel(r"$\mathrm{d}n/\mathrm{d}\log_{10}M_\mathrm{h}$ [$h^3\mathrm{Mpc}^{-3}$]")
+    top.set_title(f"large volume, {zlabel(lr_big[1]['redshift'])}", fontsize=11)
+    top.legend(loc="lower left", fontsize=8, frameon=False)
+    _plot_ratio(bot, t_sr, t_hr, COLORS["orange"], "SR / HR")
+    _plot_ratio(bot, t_sr, t_lr, COLORS["hr"], "SR / LR")
+    bot.axhline(1.0, color="0.5", lw=0.7)
+    bot.set_ylim(0, 2)
+    bot.set_xscale("log")
+    bot.set_xlabel(r"$M_\mathrm{h}$ [$h^{-1}M_\odot$]")
+    bot.set_ylabel("ratio")
+    bot.legend(loc="upper left", fontsize=7, frameon=False, ncol=2)
+    _mass_limits(top, [t_lr, t_sr, t_hr])
+    return save_figure(fig, out, dpi)

@@ -1,0 +1,645 @@
+"""Training the SR generator: supervised L2 warm-up (Eq. 2), then WGAN-gp (Eq. 3), one model per redshift.
+
+Small pieces, composed by ``Trainer``:
+
+* ``init_distributed`` / ``average_gradients`` / ``broadcast_parameters``: data parallelism across
+  ``torchrun`` processes (NCCL on GPUs, gloo on CPUs). Gradients are all-reduced explicitly after each
+  backward instead of through DistributedDataParallel's reducer: DDP assumes one forward per backward and
+  does not support the double backward of the gradient penalty, while the critic here runs on real, fake
+  and interpolated samples before one backward. The arithmetic is DDP's (mean of the per-rank gradients,
+  same initial weights on every rank).
+* ``build_models``: generator, critic, Adam optimisers; optional channels-last and torch.compile.
+* ``supervised_step``, ``critic_step``, ``generator_step``: one optimisation step each.
+* ``LossLog``: per-step CSV (truncated to the checkpoint on resume) and ``plot_curve``.
+* ``Trainer``: the epoch/step loop, checkpoints (every N steps, every epoch, on preemption), resume.
+
+Reproducibility: model initialisation is seeded; the data plan is a function of (seed, epoch); the noise
+seeds and the gradient-penalty mixing weights of step t are hashes of (seed, step, rank). Nothing depends
+on a stateful RNG carried between steps, so resuming from a checkpoint repeats an uninterrupted run
+exactly (on CPU; on GPUs up to non-deterministic kernels). RNG states are saved and restored anyway.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import random
+import signal
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from srsim.errors import SrsimError
+from srsim.model.checkpoint import FORMAT, VERSION, load_checkpoint, save_checkpoint
+from srsim.model.critic import Critic, assemble, critic_condition, critic_sample
+from srsim.model.generator import Generator
+from srsim.model.layers import lr_to_hr
+from srsim.model.losses import critic_wgan_loss, generator_wgan_loss, gradient_penalty, l2_loss
+from srsim.model.noise import hash32
+
+__all__ = ["DistContext", "init_distributed", "resolve_device", "average_gradients", "broadcast_parameters",
+           "Models", "build_models", "step_seeds", "supervised_step", "critic_step", "generator_step",
+           "LossLog", "plot_curve", "Trainer", "TrainingPreempted", "NonFiniteLoss", "RESUME_KEYS"]
+
+# train-section keys that must not change when resuming (they change what the run computes)
+RESUME_KEYS = ("supervised_epochs", "adversarial_epochs", "batch_size", "lr", "betas", "gp_lambda", "gp_every",
+               "seed")
+
+
+class TrainingPreempted(Exception):
+    """Raised after a checkpoint was written in response to SIGUSR1/SIGTERM."""
+
+
+class NonFiniteLoss(SrsimError):
+    """A loss became NaN or inf; the last good checkpoint is left in place."""
+
+
+# ----------------------------------------------------------------------------------------- distribution
+
+@dataclass
+class DistContext:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """'auto' -> cuda:<local_rank> if available else cpu; 'cuda' -> cuda:<local_rank>; else as given."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise SrsimError("train.device: 'cuda' requested but no CUDA device is available")
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def init_distributed(device_name: str = "auto") -> DistContext:
+    """Join the process group set up by torchrun (env WORLD_SIZE, RANK, LOCAL_RANK), or run alone."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name, local_rank)
+    if world > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return DistContext(rank, world, local_rank, device)
+
+
+def average_gradients(module: torch.nn.Module, ctx: DistContext) -> None:
+    """All-reduce the mean of the parameter gradients across ranks (one flat buffer)."""
+    if not ctx.distributed:
+        return
+    params = [p for p in module.parameters() if p.requires_grad]
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= ctx.world
+    i = 0
+    for p in params:
+        n = p.numel()
+        p.grad = flat[i:i + n].view_as(p).clone()
+        i += n
+
+
+def broadcast_parameters(module: torch.nn.Module, ctx: DistContext) -> None:
+    """Copy rank 0's parameters and buffers to every rank."""
+    if not ctx.distributed:
+        return
+    for t in list(module.parameters()) + list(module.buffers()):
+        dist.broadcast(t.data, 0)
+
+
+def reduce_mean(values: dict, ctx: DistContext) -> dict:
+    """Mean of scalar values across ranks (a NaN anywhere makes it NaN everywhere)."""
+    keys = sorted(values)
+    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=ctx.device)
+    if ctx.distributed:
+        dist.all_reduce(t)
+        t /= ctx.world
+    return dict(zip(keys, t.tolist()))
+
+
+def any_rank(flag: bool, ctx: DistContext) -> bool:
+    if not ctx.distributed:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=ctx.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+# ----------------------------------------------------------------------------------------- models
+
+@dataclass
+class Models:
+    gen: Generator
+    critic: Critic
+    opt_g: torch.optim.Optimizer
+    opt_c: torch.optim.Optimizer
+    gen_fwd: Callable          # the generator's forward, compiled or not
+    critic_fwd: Callable       # the critic's forward for plain scores (compiled or not)
+    memory_format: torch.memory_format = torch.contiguous_format
+
+
+def build_models(model_cfg: dict, train_cfg: dict, device: torch.device, ctx: DistContext | None = None) -> Models:
+    """Generator, critic and their Adam optimisers (lr, betas from ``train``), seeded by train.seed."""
+    torch.manual_seed(int(train_cfg["seed"]))
+    gen = Generator(model_cfg["gen_widths"], noise=model_cfg.get("noise", True)).to(device)
+    critic = Critic(model_cfg["critic_widths"]).to(device)
+    fmt = torch.channels_last_3d if train_cfg.get("channels_last") else torch.contiguous_format
+    gen.to(memory_format=fmt)
+    critic.to(memory_format=fmt)
+    if ctx is not None:
+        broadcast_parameters(gen, ctx)
+        broadcast_parameters(critic, ctx)
+    betas = tuple(train_cfg["betas"])
+    opt_g = torch.optim.Adam(gen.parameters(), lr=train_cfg["lr"], betas=betas)
+    opt_c = torch.optim.Adam(critic.parameters(), lr=train_cfg["lr"], betas=betas)
+    gen_fwd, critic_fwd = gen, critic
+    if train_cfg.get("compile"):
+        # the gradient penalty's double backward runs through the uncompiled critic (same parameters)
+        gen_fwd = torch.compile(gen)
+        critic_fwd = torch.compile(critic)
+    return Models(gen, critic, opt_g, opt_c, gen_fwd, critic_fwd, fmt)
+
+
+def step_seeds(seed: int, step: int, rank: int, batch_size: int) -> list[int]:
+    """Noise seeds of the samples of one step on one rank (distinct across steps, ranks and samples)."""
+    return [hash32(seed, step, rank * batch_size + b, 0x9015E) for b in range(batch_size)]
+
+
+def _eps(seed: int, step: int, rank: int, batch_size: int, device) -> torch.Tensor:
+    """Gradient-penalty mixing weights of one step: (B,) uniform [0, 1), from a hash-seeded generator."""
+    g = torch.Generator().manual_seed(hash32(seed, step, rank, 0x6B))
+    return torch.rand(batch_size, generator=g).to(device)
+
+
+def _autocast(device: torch.device, bf16: bool):
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+
+
+def _to_device(batch: dict, device, fmt) -> dict:
+    out = {}
+    for k, v in batch.items():
+        v = v.to(device, non_blocking=True)
+        if v.dim() == 5:
+            v = v.contiguous(memory_format=fmt)
+        out[k] = v
+    return out
+
+
+def _check_finite(values: dict, step: int, phase: str) -> None:
+    bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+    if bad:
+        raise NonFiniteLoss(f"step {step} ({phase}): non-finite loss {bad}; stopping. The last good checkpoint "
+                            "was kept: lower train.lr, check the data (disp_scale) or resume from it")
+
+
+def _generate(m: Models, batch: dict, seeds, bf16: bool, device) -> torch.Tensor:
+    with _autocast(device, bf16):
+        sr = m.gen_fwd(batch["lr"], batch["offset"], seeds, batch["box"][0].tolist())
+    return sr.float()
+
+
+def supervised_step(m: Models, batch: dict, *, seeds, ctx: DistContext, bf16: bool, step: int) -> dict:
+    """One generator update on the L2 loss (Eq. 2). Returns {'l2': value averaged over ranks}."""
+    sr = _generate(m, batch, seeds, bf16, ctx.device)
+    loss = l2_loss(sr, batch["hr"])
+    values = reduce_mean({"l2": loss.item()}, ctx)
+    _check_finite(values, step, "supervised")
+    m.opt_g.zero_grad(set_to_none=True)
+    loss.backward()
+    average_gradients(m.gen, ctx)
+    m.opt_g.step()
+    return values
+
+
+def critic_step(m: Models, sample_real: torch.Tensor, sample_fake: torch.Tensor, cond: torch.Tensor, *,
+                eps: torch.Tensor, penalty: bool, gp_weight: float, ctx: DistContext, bf16: bool, step: int) -> dict:
+    """One critic update on Eq. 3 (gradient penalty when ``penalty``, weighted by ``gp_weight``).
+
+    sample_*: (B, 4, m, m, m) displacement + overdensity channels (fake detached); cond: (B, 4, ...).
+    Returns {'critic', 'wdist', 'gp'} averaged over ranks ('gp' NaN-free 0 when not applied).
+    """
+    B = sample_real.shape[0]
+    with _autocast(ctx.device, bf16):
+        x = torch.cat([assemble(sample_real, cond), assemble(sample_fake, cond)]).contiguous(memory_format=m.memory_format)
+        scores = m.critic_fwd(x).float()
+    real, fake = scores[:B], scores[B:]
+    loss = critic_wgan_loss(fake, real)
+    gp = torch.zeros((), device=ctx.device)
+    if penalty:
+        def score_fn(s):
+            with _autocast(ctx.device, bf16):
+                return m.critic(assemble(s, cond).contiguous(memory_format=m.memory_format)).float()
+        gp = gradient_penalty(score_fn, sample_real, sample_fake, eps)
+        loss = loss + gp_weight * gp
+    values = reduce_mean({"critic": loss.item(), "wdist": (real.mean() - fake.mean()).item(), "gp": gp.item()}, ctx)
+    _check_finite(values, step, "critic")
+    m.opt_c.zero_grad(set_to_none=True)
+    loss.backward()
+    average_gradients(m.critic, ctx)
+    m.opt_c.step()
+    return values
+
+
+def generator_step(m: Models, sr: torch.Tensor, shift: torch.Tensor, cond: torch.Tensor, disp_to_cells: float, *,
+                   ctx: DistContext, bf16: bool, step: int) -> dict:
+    """One generator update maximising the critic's score of ``sr`` (which carries the generator graph)."""
+    for p in m.critic.parameters():
+        p.requires_grad_(False)
+    try:
+        fake = critic_sample(sr, shift, disp_to_cells)
+        with _autocast(ctx.device, bf16):
+            score = m.critic_fwd(assemble(fake, cond).contiguous(memory_format=m.memory_format)).float()
+        loss = generator_wgan_loss(score)
+        values = reduce_mean({"generator": loss.item()}, ctx)
+        _check_finite(values, step, "generator")
+        m.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+    finally:
+        for p in m.critic.parameters():
+            p.requires_grad_(True)
+    average_gradients(m.gen, ctx)
+    m.opt_g.step()
+    return values
+
+
+def adversarial_step(m: Models, batch: dict, *, seeds, eps, penalty: bool, gp_weight: float, disp_to_cells: float,
+                     ctx: DistContext, bf16: bool, step: int) -> dict:
+    """Critic update then generator update on the same batch (the generator runs forward once)."""
+    sr = _generate(m, batch, seeds, bf16, ctx.device)
+    with torch.no_grad():
+        lr_hr = lr_to_hr(batch["lr"], m.gen.scale, m.gen.pad)
+        cond, shift = critic_condition(lr_hr, disp_to_cells)
+        real = critic_sample(batch["hr"], shift, disp_to_cells)
+        fake = critic_sample(sr.detach(), shift, disp_to_cells)
+    values = critic_step(m, real, fake, cond, eps=eps, penalty=penalty, gp_weight=gp_weight, ctx=ctx, bf16=bf16,
+                         step=step)
+    values.update(generator_step(m, sr, shift, cond, disp_to_cells, ctx=ctx, bf16=bf16, step=step))
+    return values
+
+
+# ----------------------------------------------------------------------------------------- logging
+
+COLUMNS = ("step", "epoch", "phase", "l2", "critic", "generator", "wdist", "gp", "wall_s")
+
+
+class LossLog:
+    """Per-step losses in a CSV file (columns ``COLUMNS``), appended and flushed every step."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self._fh = None
+
+    def truncate(self, last_step: int) -> None:
+        """Keep rows with step <= last_step (start over when 0), rewriting the file atomically."""
+        from srsim.io.atomic import atomic_path
+
+        rows = self.read() if self.path.is_file() and last_step > 0 else []
+        rows = [r for r in rows if int(r["step"]) <= last_step]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.path) as tmp:
+            with open(tmp, "w", newline="") as f:
+                w = csv.DictWriter(f, COLUMNS)
+                w.writeheader()
+                w.writerows(rows)
+
+    def read(self) -> list[dict]:
+        with open(self.path, newline="") as f:
+            return list(csv.DictReader(f))
+
+    def append(self, row: dict) -> None:
+        if self._fh is None:
+            self._fh = open(self.path, "a", newline="")
+            self._writer = csv.DictWriter(self._fh, COLUMNS)
+        self._writer.writerow({k: row.get(k, "") for k in COLUMNS})
+        self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def plot_curve(csv_path, png_path, title: str = "") -> None:
+    """Training curve: supervised L2 and adversarial losses vs step, written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from srsim.io.atomic import atomic_path
+
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+
+    def series(phase, key):
+        pts = [(int(r["step"]), float(r[key])) for r in rows if r["phase"] == phase and r[key] not in ("", None)]
+        return np.array(pts).reshape(-1, 2)
+
+    def smooth(y, w):
+        if len(y) < 2 * w or w < 2:
+            return y
+        return np.convolve(y, np.ones(w) / w, mode="same")
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    s = series("supervised", "l2")
+    ax = axes[0]
+    if len(s):
+        ax.plot(s[:, 0], s[:, 1], lw=0.6, alpha=0.4, color="C0")
+        ax.plot(s[:, 0], smooth(s[:, 1], max(1, len(s) // 50)), color="C0", label="L2 (Eq. 2)")
+        ax.set_yscale("log")
+        ax.legend()
+    ax.set_xlabel("step")
+    ax.set_title("supervised warm-up")
+    ax = axes[1]
+    for i, (key, label) in enumerate([("wdist", "W distance D(h) - D(G(l))"), ("critic", "critic loss"),
+                                      ("generator", "generator loss")]):
+        a = series("adversarial", key)
+        if len(a):
+            ax.plot(a[:, 0], smooth(a[:, 1], max(1, len(a) // 50)), color=f"C{i + 1}", label=label)
+    ax.set_xlabel("step")
+    ax.set_title("WGAN-gp (Eq. 3)")
+    if ax.lines:
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    png_path = Path(png_path)
+    png_path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------------------- trainer
+
+@dataclass
+class TrainState:
+    step: int = 0        # optimisation steps done
+    epoch: int = 0       # current epoch
+    batch: int = 0       # batches of the current epoch done
+    adv_steps: int = 0   # critic steps done (the gradient penalty is applied every gp_every of them)
+    finished: bool = False
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def _set_rng_state(s: dict) -> None:
+    torch.set_rng_state(s["torch"].cpu())
+    np.random.set_state(s["numpy"])
+    random.setstate(s["python"])
+    if s.get("cuda") is not None and torch.cuda.is_available() and len(s["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([t.cpu() for t in s["cuda"]])
+
+
+class Trainer:
+    """Runs the training of one model (one redshift).
+
+    Args:
+        config: validated config with sections ``model`` and ``train``.
+        dataset: a ``srsim.data.CropDataset`` (its pad/scale must match the generator).
+        out: final checkpoint path (model.pt); intermediate ones go to ``checkpoint_dir``.
+        checkpoint_dir: directory for last.pt and the running losses.csv (default: out.parent/checkpoints).
+        meta: extra metadata stored in checkpoints (redshift, data files, ...).
+        ctx: distributed context (default: single process on train.device).
+        progress: show a tqdm bar (main rank only).
+    """
+
+    def __init__(self, config: dict, dataset, out, *, checkpoint_dir=None, meta: dict | None = None,
+                 ctx: DistContext | None = None, progress: bool = True):
+        self.model_cfg = dict(config["model"])
+        self.train_cfg = dict(config["train"])
+        self.ctx = ctx or DistContext(device=resolve_device(self.train_cfg.get("device", "auto")))
+        self.dataset = dataset
+        self.out = Path(out)
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else self.out.parent / "checkpoints"
+        self.last_path = self.checkpoint_dir / "last.pt"
+        self.log = LossLog(self.checkpoint_dir / "losses.csv")
+        self.progress = progress
+        self.stop_requested = False
+        self.state = TrainState()
+        self.models = build_models(self.model_cfg, self.train_cfg, self.ctx.device, self.ctx)
+        gen = self.models.gen
+        if gen.pad != self.model_cfg["pad"]:
+            raise SrsimError(f"model.pad: a generator with {len(gen.widths)} widths needs pad = {gen.pad}, "
+                             f"the config has {self.model_cfg['pad']}")
+        if dataset.pad != gen.pad or dataset.scale != gen.scale:
+            raise SrsimError(f"data: crops have pad {dataset.pad}, scale {dataset.scale}; the generator needs "
+                             f"pad {gen.pad}, scale {gen.scale}")
+        hr_side = gen.scale * dataset.crop
+        if self.models.critic.output_size(hr_side) < 1:
+            raise SrsimError(f"model.crop: HR crops of {hr_side}^3 are too small for a critic with "
+                             f"{len(self.models.critic.widths) - 1} residual blocks (minimum "
+                             f"{self.models.critic.min_input_size()}^3): raise crop or drop critic widths")
+        self.steps_per_epoch = len(dataset) // (self.train_cfg["batch_size"] * self.ctx.world)
+        if self.steps_per_epoch < 1:
+            raise SrsimError(f"train.batch_size: {len(dataset)} crops per epoch cannot fill one step of "
+                             f"{self.train_cfg['batch_size']} x {self.ctx.world} processes")
+        self.meta = {"disp_scale": dataset.disp_scale, "box_size": dataset.box_size, "n_lr": dataset.n_lr,
+                     "n_hr": dataset.n_hr, "crop": dataset.crop, **(meta or {})}
+
+    # --- bookkeeping
+    @property
+    def total_epochs(self) -> int:
+        return self.train_cfg["supervised_epochs"] + self.train_cfg["adversarial_epochs"]
+
+    def total_steps(self) -> int:
+        total = self.total_epochs * self.steps_per_epoch
+        if self.train_cfg.get("max_steps"):
+            total = min(total, int(self.train_cfg["max_steps"]))
+        return total
+
+    def phase(self, epoch: int) -> str:
+        return "supervised" if epoch < self.train_cfg["supervised_epochs"] else "adversarial"
+
+    # --- checkpoints
+    def state_dict(self) -> dict:
+        m = self.models
+        return {
+            "format": FORMAT, "version": VERSION,
+            "generator": {"hyperparameters": m.gen.hyperparameters(), "state_dict": m.gen.state_dict()},
+            "critic": {"hyperparameters": m.critic.hyperparameters(), "state_dict": m.critic.state_dict()},
+            "opt_generator": m.opt_g.state_dict(), "opt_critic": m.opt_c.state_dict(),
+            "state": asdict(self.state), "rng": _rng_state(),
+            "config": {"model": self.model_cfg, "train": self.train_cfg},
+            "meta": dict(self.meta, steps_per_epoch=self.steps_per_epoch, world=self.ctx.world),
+        }
+
+    def load_state_dict(self, ckpt: dict, where: str) -> None:
+        old_model = ckpt["config"]["model"]
+        if old_model != self.model_cfg:
+            raise SrsimError(f"{where}: checkpoint model section {old_model} differs from the config "
+                             f"{self.model_cfg}; delete {self.checkpoint_dir} to start over")
+        old_train = ckpt["config"]["train"]
+        changed = [k for k in RESUME_KEYS if old_train.get(k) != self.train_cfg.get(k)]
+        if changed:
+            raise SrsimError(f"{where}: train.{', train.'.join(changed)} changed since the checkpoint; "
+                             f"delete {self.checkpoint_dir} to start over")
+        if ckpt["meta"].get("steps_per_epoch") != self.steps_per_epoch:
+            raise SrsimError(f"{where}: the checkpoint has {ckpt['meta'].get('steps_per_epoch')} steps per epoch, "
+                             f"this run {self.steps_per_epoch} (different data or process count)")
+        m = self.models
+        m.gen.load_state_dict(ckpt["generator"]["state_dict"])
+        m.critic.load_state_dict(ckpt["critic"]["state_dict"])
+        m.opt_g.load_state_dict(ckpt["opt_generator"])
+        m.opt_c.load_state_dict(ckpt["opt_critic"])
+        self.state = TrainState(**ckpt["state"])
+        _set_rng_state(ckpt["rng"])
+
+    def save(self, path=None) -> None:
+        """Checkpoint (main rank writes, every rank waits)."""
+        if self.ctx.is_main:
+            save_checkpoint(path or self.last_path, self.state_dict())
+        if self.ctx.distributed:
+            dist.barrier()
+
+    def resume(self) -> bool:
+        """Load checkpoint_dir/last.pt if present; returns whether training resumed."""
+        if not self.last_path.is_file():
+            return False
+        ckpt = load_checkpoint(self.last_path, device=self.ctx.device)
+        self.load_state_dict(ckpt, str(self.last_path))
+        return True
+
+    # --- data
+    def batches(self, epoch: int, start_batch: int):
+        from srsim.data import collate, rank_indices
+
+        self.dataset.set_epoch(epoch)
+        idx = rank_indices(len(self.dataset), self.train_cfg["batch_size"], self.ctx.rank, self.ctx.world,
+                           start_batch)
+        workers = int(self.train_cfg.get("workers", 0))
+        loader = torch.utils.data.DataLoader(self.dataset, batch_size=self.train_cfg["batch_size"], sampler=idx,
+                                             num_workers=workers, collate_fn=collate,
+                                             pin_memory=self.ctx.device.type == "cuda",
+                                             prefetch_factor=2 if workers else None)
+        return loader
+
+    # --- the loop
+    def train_step(self, batch: dict) -> dict:
+        """One optimisation step of the current phase on a batch; updates self.state."""
+        cfg, st, ctx = self.train_cfg, self.state, self.ctx
+        batch = _to_device(batch, ctx.device, self.models.memory_format)
+        B = batch["lr"].shape[0]
+        seeds = step_seeds(cfg["seed"], st.step, ctx.rank, B)
+        bf16 = bool(cfg.get("bf16"))
+        phase = self.phase(st.epoch)
+        self.models.gen.train()
+        self.models.critic.train()
+        if phase == "supervised":
+            values = supervised_step(self.models, batch, seeds=seeds, ctx=ctx, bf16=bf16, step=st.step + 1)
+        else:
+            every = int(cfg["gp_every"])
+            penalty = cfg["gp_lambda"] > 0 and st.adv_steps % every == 0
+            eps = _eps(cfg["seed"], st.step, ctx.rank, B, ctx.device)
+            values = adversarial_step(self.models, batch, seeds=seeds, eps=eps, penalty=penalty,
+                                      gp_weight=cfg["gp_lambda"] * every, disp_to_cells=self.dataset.disp_to_cells,
+                                      ctx=ctx, bf16=bf16, step=st.step + 1)
+            if not penalty:
+                values["gp"] = float("nan")
+            st.adv_steps += 1
+        st.step += 1
+        st.batch += 1
+        return dict(values, phase=phase)
+
+    def run(self, *, resume: bool = False, on_step: Callable[["Trainer", dict], None] | None = None) -> TrainState:
+        """Train to the end (or max_steps); checkpoints as configured; raises TrainingPreempted on a signal."""
+        if resume and self.resume():
+            if self.ctx.is_main:
+                print(f"srsim train: resumed from {self.last_path} at step {self.state.step} "
+                      f"(epoch {self.state.epoch}, batch {self.state.batch})", file=sys.stderr)
+        if self.ctx.is_main:
+            self.log.truncate(self.state.step)
+        total = self.total_steps()
+        every = int(self.train_cfg["checkpoint_every"])
+        bar = None
+        if self.progress and self.ctx.is_main:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, initial=min(self.state.step, total), unit="step", file=sys.stderr,
+                       dynamic_ncols=True, desc=f"train z={self.meta.get('redshift', '?')}")
+        t0 = time.time()
+        try:
+            while self.state.step < total:
+                st = self.state
+                if st.batch >= self.steps_per_epoch:
+                    st.epoch += 1
+                    st.batch = 0
+                    self.save()  # epoch checkpoint
+                    continue
+                for batch in self.batches(st.epoch, st.batch):
+                    values = self.train_step(batch)
+                    row = dict(values, step=st.step, epoch=st.epoch, wall_s=round(time.time() - t0, 3))
+                    if self.ctx.is_main:
+                        self.log.append(row)
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()
+                                         if k != "phase" and isinstance(v, float) and math.isfinite(v)})
+                    if on_step is not None:
+                        on_step(self, row)
+                    if any_rank(self.stop_requested, self.ctx):
+                        self.save()
+                        raise TrainingPreempted(
+                            f"stopped by a signal after step {st.step}; checkpoint {self.last_path} written; "
+                            "rerun with --resume to continue")
+                    if st.step % every == 0:
+                        self.save()
+                    if st.step >= total:
+                        break
+            self.state.finished = True
+            self.save()
+        finally:
+            if bar is not None:
+                bar.close()
+            self.log.close()
+        return self.state
+
+    def export(self, log_csv=None, plot=None) -> None:
+        """Write the final model (out), and copies of the loss CSV and the training curve (main rank)."""
+        if not self.ctx.is_main:
+            return
+        save_checkpoint(self.out, self.state_dict())
+        if log_csv:
+            from srsim.io.atomic import atomic_path
+
+            log_csv = Path(log_csv)
+            log_csv.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(log_csv) as tmp:
+                tmp.write_bytes(self.log.path.read_bytes())
+        if plot:
+            plot_curve(self.log.path, plot, title=f"SR training, z = {self.meta.get('redshift', '?')}")
+
+
+def install_signal_handlers(trainer: Trainer) -> None:
+    """SIGUSR1 / SIGTERM (slurm's warning before the time limit): finish the step, checkpoint, exit."""
+    def handler(signum, frame):
+        trainer.stop_requested = True
+        print(f"srsim train: received {signal.Signals(signum).name}; stopping after the current step",
+              file=sys.stderr)
+
+    for sig in (signal.SIGUSR1, signal.SIGTERM):
+        signal.signal(sig, handler)

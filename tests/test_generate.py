@@ -1,0 +1,338 @@
+"""Chunked SR generation: chunk-size invariance (noise included), regions, snapshot validity, resume, jobs, memory."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import bigfile
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from srsim.errors import SrsimError
+from srsim.fields import grid_ids, lagrangian_positions
+from srsim.generate import (axis_windows, finalize, generate, output_paths, periodic_runs, plan_chunks,
+                            read_periodic, region_from_cells, region_from_mpc)
+from srsim.io.displacement import read_displacement, write_displacement
+from srsim.io.snapshot import particle_mass, read_header, read_particles
+from srsim.model.generator import Generator
+
+BOX = 60.0
+N = 6
+COSMO = {"Omega_m": 0.2814, "Omega_b": 0.0464, "Omega_L": 0.7186, "h": 0.697, "sigma8": 0.82, "n_s": 0.971}
+
+
+def narrow_generator(seed: int = 0, noise_std: float = 0.5) -> Generator:
+    """A narrow paper-geometry generator (3 rungs, 8x) with random weights and switched-on noise."""
+    torch.manual_seed(seed)
+    gen = Generator(widths=(6, 4, 4, 4))
+    with torch.no_grad():
+        for name, p in gen.named_parameters():
+            if name.endswith("std"):
+                p.fill_(noise_std)  # trained amplitudes start at 0; make the noise matter here
+    return gen.eval()
+
+
+def lr_field(n: int, seed: int = 1, amp: float = 1.5) -> np.ndarray:
+    """A smooth periodic random displacement field (3, n, n, n) float32 Mpc/h."""
+    rng = np.random.default_rng(seed)
+    white = rng.standard_normal((3, n, n, n))
+    k = np.fft.fftfreq(n) * n
+    k2 = k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2
+    field = np.fft.ifftn(np.fft.fftn(white, axes=(1, 2, 3)) * np.exp(-k2 / 8.0), axes=(1, 2, 3)).real
+    return (amp * field / field.std()).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def gen():
+    return narrow_generator()
+
+
+@pytest.fixture(scope="module")
+def lr_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("lr") / "lr.h5"
+    write_displacement(path, lr_field(N), box_size=BOX, redshift=2.0, cosmology=COSMO, source="test field")
+    return path
+
+
+def sorted_positions(path) -> tuple[np.ndarray, np.ndarray]:
+    p = read_particles(path, ("Position", "ID"))
+    order = np.argsort(p["ID"])
+    return p["ID"][order], p["Position"][order]
+
+
+def periodic_max_diff(a: np.ndarray, b: np.ndarray, box: float) -> float:
+    d = np.mod(a - b + box / 2, box) - box / 2
+    return float(np.abs(d).max())
+
+
+def block_bytes(snapshot: Path) -> dict:
+    return {b: (snapshot / "1" / b / "000000").read_bytes() for b in ("Position", "ID")}
+
+
+@pytest.fixture(scope="module")
+def full_sr(gen, lr_file, tmp_path_factory) -> dict:
+    """Whole-box SR in one chunk (the reference), seed 7, with its displacement file."""
+    d = tmp_path_factory.mktemp("full")
+    res = generate((gen, {}), lr_file, d / "sr", seed=7, chunk=N, disp_out=d / "sr.h5", progress=False)
+    assert res.complete and res.n_chunks == 1
+    ids, pos = sorted_positions(d / "sr")
+    return {"dir": d, "ids": ids, "pos": pos}
+
+
+# ----------------------------------------------------------------------------------- geometry
+
+
+@pytest.mark.parametrize("extent,size", [(6, 6), (6, 3), (6, 2), (6, 4), (7, 3), (5, 8), (13, 5)])
+def test_axis_windows_cover_each_cell_once(extent, size):
+    size = min(size, extent)
+    covered = np.zeros(extent, int)
+    for w, lo, hi in axis_windows(extent, size):
+        assert 0 <= lo < hi <= size and w >= 0 and w + size >= hi
+        covered[w + lo:w + hi] += 1
+    assert np.all(covered == 1)
+
+
+def test_plan_tiles_a_wrapping_region_in_slot_order():
+    plan = plan_chunks(10, 3, 8, 3, region=((8, 0, 5), (4, 10, 7)))
+    cells = np.zeros((10, 10, 10), int)
+    start = 0
+    for c in plan.chunks:
+        assert c.start == start
+        start += plan.particles(c)
+        sl = [np.arange(w + l, w + h) % 10 for w, l, h in zip(c.window, c.lo, c.hi)]
+        cells[np.ix_(*sl)] += 1
+    assert start == plan.n_particles == 4 * 10 * 7 * 512
+    expect = np.zeros((10, 10, 10), int)
+    expect[np.ix_(np.arange(8, 12) % 10, np.arange(10), np.arange(5, 12) % 10)] = 1
+    assert np.array_equal(cells, expect)
+
+
+def test_regions_in_cells_and_mpc():
+    assert region_from_cells((-2, 0, 3), (2, 6, 4), 6) == ((4, 0, 3), (4, 6, 1))
+    # 10 Mpc/h cells: [15, 31) widens to cells 1..3
+    assert region_from_mpc((15, -5, 0), (31, 5, 60), 60.0, 6) == ((1, 5, 0), (3, 2, 6))
+    with pytest.raises(SrsimError):
+        region_from_cells((0, 0, 0), (7, 1, 1), 6)
+
+
+def test_read_periodic_from_hdf5_equals_wrapped_take(tmp_path):
+    field = np.arange(3 * 5**3, dtype=np.float32).reshape(3, 5, 5, 5)
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        f["disp"] = field
+    with h5py.File(tmp_path / "f.h5", "r") as f:
+        for origin, size in (((-3, 4, 1), 4), ((2, -1, 3), 12)):
+            block = read_periodic(f["disp"], origin, size, 5)
+            idx = [(np.arange(size) + o) % 5 for o in origin]
+            assert np.array_equal(block, field[:, idx[0]][:, :, idx[1]][:, :, :, idx[2]])
+    assert len(periodic_runs(-3, 4, 5)) == 2 and len(periodic_runs(2, 12, 5)) == 3
+
+
+# ----------------------------------------------------------------------------------- invariance
+
+
+@pytest.mark.parametrize("chunk,n_chunks", [(3, 8), (2, 27), (4, 8)])  # 4 does not divide 6
+def test_sr_independent_of_chunking_noise_included(gen, lr_file, full_sr, tmp_path, chunk, n_chunks):
+    res = generate((gen, {}), lr_file, tmp_path / "sr", seed=7, chunk=chunk, batch=2,
+                   disp_out=tmp_path / "sr.h5", progress=False)
+    assert res.complete and res.n_chunks == n_chunks
+    ids, pos = sorted_positions(tmp_path / "sr")
+    assert np.array_equal(ids, full_sr["ids"])
+    assert periodic_max_diff(pos, full_sr["pos"], BOX) < 1e-5 * BOX
+    a, _ = read_displacement(tmp_path / "sr.h5")
+    b, _ = read_displacement(full_sr["dir"] / "sr.h5")
+    assert np.abs(a - b).max() < 1e-5 * BOX
+
+
+def test_other_seed_gives_other_small_scales(gen, lr_file, full_sr, tmp_path):
+    generate((gen, {}), lr_file, tmp_path / "sr", seed=8, chunk=3, progress=False)
+    ids, pos = sorted_positions(tmp_path / "sr")
+    assert np.array_equal(ids, full_sr["ids"])
+    diff = np.mod(pos - full_sr["pos"] + BOX / 2, BOX) - BOX / 2
+    hr_cell = BOX / (8 * N)
+    assert np.sqrt(np.mean(diff**2)) > 0.05 * hr_cell  # noise changes every particle...
+    assert np.sqrt(np.mean(diff**2)) < 5 * hr_cell  # ...on small scales only: the LR field is shared
+
+
+def test_region_equals_cut_from_full_box(gen, lr_file, full_sr, tmp_path):
+    origin, extent = region_from_cells((-2, 1, 3), (1, 3, 8), N)  # wraps on x and z
+    res = generate((gen, {}), lr_file, tmp_path / "sub", seed=7, chunk=2, region=(origin, extent),
+                   progress=False)
+    assert res.complete and res.particles == 3 * 2 * 5 * 512
+    ids, pos = sorted_positions(tmp_path / "sub")
+    want = np.sort(grid_ids(8 * N, origin=[8 * o for o in origin], shape=[8 * e for e in extent], n_total=8 * N))
+    assert np.array_equal(ids, want)
+    assert periodic_max_diff(pos, full_sr["pos"][ids.astype(np.int64) - 1], BOX) < 1e-5 * BOX
+    hdr = read_header(tmp_path / "sub")
+    assert hdr.n_particles == len(ids)
+    assert hdr.particle_mass == pytest.approx(particle_mass(BOX, (8 * N) ** 3, COSMO["Omega_m"]))
+
+
+# ----------------------------------------------------------------------------------- the snapshot
+
+
+def test_output_is_an_ordinary_snapshot(full_sr):
+    path = full_sr["dir"] / "sr"
+    n_hr = 8 * N
+    assert np.array_equal(full_sr["ids"], np.arange(1, n_hr**3 + 1, dtype=np.uint64))  # each ID once
+    pos = full_sr["pos"]
+    assert pos.min() >= 0 and pos.max() < BOX
+    raw = bigfile.File(str(path))["1/Position"][:]
+    assert raw.min() >= 0 and raw.max() < BOX * 1000  # kpc/h on disk, wrapped
+    assert "1/Velocity" not in bigfile.File(str(path)).list_blocks()
+    hdr = read_header(path)
+    assert hdr.box_size == BOX and hdr.n_particles == n_hr**3 and hdr.redshift == pytest.approx(2.0)
+    assert hdr.particle_mass == pytest.approx(particle_mass(BOX, n_hr**3, COSMO["Omega_m"]))
+    assert hdr.omega_m == COSMO["Omega_m"] and int(hdr.attrs["NGrid"][0]) == n_hr
+    assert "no Velocity" in str(hdr.attrs["SRNote"])
+    # the displacement file and the snapshot describe the same particles
+    disp, attrs = read_displacement(full_sr["dir"] / "sr.h5")
+    assert attrs["n_grid"] == n_hr and attrs["box_size"] == BOX
+    q = lagrangian_positions(n_hr, BOX).reshape(3, -1).T
+    assert periodic_max_diff(q + disp.reshape(3, -1).T.astype(np.float64), pos, BOX) < 1e-9 * BOX
+    # nothing but the outputs is left behind
+    assert sorted(p.name for p in full_sr["dir"].iterdir()) == ["sr", "sr.h5"]
+
+
+def test_bf16_power_spectrum_close_to_fp32(gen, lr_file, full_sr, tmp_path):
+    generate((gen, {}), lr_file, tmp_path / "sr", seed=7, chunk=N, bf16=True, disp_out=tmp_path / "sr.h5",
+             progress=False)
+    a, _ = read_displacement(tmp_path / "sr.h5")
+    b, _ = read_displacement(full_sr["dir"] / "sr.h5")
+    n = a.shape[1]
+    k = np.fft.fftfreq(n) * n
+    kk = np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2).ravel()
+    bins = np.digitize(kk, np.arange(1, n // 2 + 1))
+    pa, pb = (np.bincount(bins, (np.abs(np.fft.fftn(x, axes=(1, 2, 3))) ** 2).sum(0).ravel()) for x in (a, b))
+    ratio = pa[1:n // 2] / pb[1:n // 2]
+    assert np.all(np.abs(ratio - 1) < 0.05), ratio
+
+
+# ----------------------------------------------------------------------------------- resume and jobs
+
+
+def test_interrupted_run_resumes_to_identical_bytes(gen, lr_file, tmp_path):
+    ref = generate((gen, {}), lr_file, tmp_path / "ref", seed=3, chunk=2, progress=False)
+    assert ref.complete
+    out = tmp_path / "sr"
+    first = generate((gen, {}), lr_file, out, seed=3, chunk=2, max_chunks=10, progress=False)
+    assert not first.complete and first.generated == 10 and not out.exists()
+    paths = output_paths(out)
+    assert paths["partial"].is_dir() and paths["journal"].is_file()
+    # damage one journaled chunk on disk: verification must catch it and regenerate it
+    with open(paths["partial"] / "1" / "Position" / "000000", "r+b") as f:
+        f.seek(100)
+        f.write(b"\x00" * 16)
+    second = generate((gen, {}), lr_file, out, seed=3, chunk=2, progress=False)
+    assert second.complete and second.skipped == 9 and second.generated == 27 - 9
+    assert block_bytes(out) == block_bytes(tmp_path / "ref")
+    assert not paths["partial"].exists() and not paths["journal"].exists() and not paths["plan"].exists()
+
+
+def test_changed_settings_restart_instead_of_mixing(gen, lr_file, tmp_path):
+    out = tmp_path / "sr"
+    generate((gen, {}), lr_file, out, seed=3, chunk=2, max_chunks=5, progress=False)
+    res = generate((gen, {}), lr_file, out, seed=4, chunk=2, progress=False)  # another seed: nothing reused
+    assert res.complete and res.skipped == 0 and res.generated == 27
+
+
+def test_split_jobs_then_merge_equal_single_run(gen, lr_file, tmp_path):
+    ref = tmp_path / "ref"
+    generate((gen, {}), lr_file, ref, seed=5, chunk=3, progress=False)
+    out = tmp_path / "sr"
+    r0 = generate((gen, {}), lr_file, out, seed=5, chunk=3, job=0, jobs=3, progress=False)
+    assert r0.complete and r0.n_chunks in (2, 3) and not out.exists()
+    with pytest.raises(SrsimError, match="incomplete jobs"):
+        finalize(out, 3, progress=False)
+    for j in (1, 2):
+        generate((gen, {}), lr_file, out, seed=5, chunk=3, job=j, jobs=3, progress=False)
+    finalize(out, 3, verify=True, progress=False)
+    assert block_bytes(out) == block_bytes(ref)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ref", "sr"]
+
+
+# ----------------------------------------------------------------------------------- bad input, CLI
+
+
+def test_bad_inputs_fail_loudly(gen, lr_file, tmp_path):
+    bad = lr_field(N)
+    bad[1, 2, 3, 4] = np.nan
+    with h5py.File(tmp_path / "nan.h5", "w") as f:  # written by hand: write_displacement refuses NaN
+        f["disp"] = bad
+        f.attrs["box_size"], f.attrs["redshift"] = BOX, 2.0
+    with pytest.raises(SrsimError, match="nan.h5.*NaN"):
+        generate((gen, {}), tmp_path / "nan.h5", tmp_path / "sr", chunk=3, progress=False)
+    assert not (tmp_path / "sr").exists()
+    with pytest.raises(SrsimError, match="trained at z = 0"):
+        generate((gen, {"redshift": 0.0}), lr_file, tmp_path / "sr", chunk=3, progress=False)
+    with pytest.raises(SrsimError, match="Mpc/h cells"):
+        generate((gen, {"box_size": 100.0, "n_lr": 64}), lr_file, tmp_path / "sr", chunk=3, progress=False)
+    with pytest.raises(SrsimError, match="not found"):
+        generate((gen, {}), tmp_path / "missing.h5", tmp_path / "sr", chunk=3, progress=False)
+
+
+def test_cli_seeds_config_and_checkpoint(gen, lr_file, full_sr, tmp_path):
+    from srsim.cli import main
+    from srsim.model.checkpoint import FORMAT, save_checkpoint
+
+    model = tmp_path / "model.pt"
+    save_checkpoint(model, {"format": FORMAT, "version": 1,
+                            "generator": {"hyperparameters": gen.hyperparameters(), "state_dict": gen.state_dict()},
+                            "state": {"step": 0, "epoch": 0},
+                            "meta": {"disp_scale": 1.0, "redshift": 2.0, "box_size": BOX, "n_lr": N, "n_hr": 8 * N}})
+    cfg = json.dumps({"generate": {"chunk": 4, "position_dtype": "f4"}})
+    code = main(["generate", "--model", str(model), "--lr", str(lr_file), "--out", str(tmp_path / "sr{seed}"),
+                 "--disp-out", str(tmp_path / "sr{seed}.h5"), "--seed", "7", "9", "--config", cfg, "--quiet"])
+    assert code == 0
+    for seed in (7, 9):
+        assert read_header(tmp_path / f"sr{seed}").attrs["SRSeed"][0] == seed
+        assert bigfile.File(str(tmp_path / f"sr{seed}"))["1/Position"].dtype.base == np.float32
+    ids, pos = sorted_positions(tmp_path / "sr7")
+    assert periodic_max_diff(pos, full_sr["pos"], BOX) < 1e-5 * BOX  # f4 storage of kpc/h
+    code = main(["generate", "--model", str(model), "--lr", str(lr_file), "--out", str(tmp_path / "sub"),
+                 "--seed", "7", "--region", "-10", "10", "20", "10", "30", "40", "--chunk", "2", "--quiet"])
+    assert code == 0 and read_header(tmp_path / "sub").n_particles == 2 * 2 * 2 * 512
+    assert main(["generate", "--model", str(model), "--lr", str(lr_file), "--out", str(tmp_path / "x"),
+                 "--seed", "1", "2", "--quiet"]) == 2  # several seeds need {seed} in --out
+
+
+# ----------------------------------------------------------------------------------- memory
+
+
+_MEMORY_SCRIPT = textwrap.dedent("""
+    import resource, sys
+    import torch
+    sys.path.insert(0, {tests!r})
+    from test_generate import narrow_generator, lr_field, BOX, COSMO
+    from srsim.io.displacement import write_displacement
+    from srsim.generate import generate
+    n, out = int(sys.argv[1]), sys.argv[2]
+    torch.set_num_threads(1)
+    write_displacement(out + "/lr.h5", lr_field(n), box_size=BOX * n / 6, redshift=2.0, cosmology=COSMO,
+                       source="test")
+    res = generate((narrow_generator(), {{}}), out + "/lr.h5", out + "/sr", chunk=4, progress=False)
+    assert res.complete
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+""")
+
+
+def test_peak_memory_bounded_by_chunks_not_box(tmp_path):
+    """SR of a box 8x larger by volume (2M instead of 262k particles) raises peak RSS by < 20%."""
+    script = tmp_path / "mem.py"
+    script.write_text(_MEMORY_SCRIPT.format(tests=str(Path(__file__).parent)))
+    peaks = {}
+    for n in (8, 16):
+        d = tmp_path / f"n{n}"
+        d.mkdir()
+        proc = subprocess.run([sys.executable, str(script), str(n), str(d)], capture_output=True, text=True,
+                              timeout=300, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+        assert proc.returncode == 0, proc.stderr
+        peaks[n] = int(proc.stdout.split()[-1])  # KiB
+        assert read_header(d / "sr").n_particles == (8 * n) ** 3
+    # holding the 16^3 -> 128^3 box (positions, IDs, displacements: 92 MB) would break this bound
+    assert peaks[16] < 1.2 * peaks[8], peaks

@@ -1,0 +1,275 @@
+"""Training data, the training loop, checkpoints, exact resume, preemption, NaN handling, DDP, the CLI."""
+
+import copy
+import json
+import os
+import signal
+import socket
+
+import numpy as np
+import pytest
+import torch
+
+from srsim.config import validate_sections
+from srsim.data import CropDataset, EpochPlan, open_pairs, parse_data_arg, rank_indices
+from srsim.errors import SrsimError
+from srsim.io.displacement import write_displacement
+from srsim.model import load_generator
+from srsim.model.layers import interp_up, lr_to_hr
+from srsim.train import NonFiniteLoss, Trainer, TrainingPreempted, install_signal_handlers
+
+torch.set_num_threads(1)
+BOX = 12.5
+COSMO = {"Omega_m": 0.2814}
+
+
+def _smooth(n, seed, amp=0.4):
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((3, n, n, n))
+    k = np.fft.fftfreq(n) * n
+    kk = np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2)
+    f = np.fft.ifftn(np.fft.fftn(w, axes=(1, 2, 3)) * np.exp(-(kk / 2.5) ** 2), axes=(1, 2, 3)).real
+    return (amp * f / f.std()).astype(np.float32)
+
+
+def _up_periodic(lr, s):
+    n = lr.shape[1]
+    x = torch.from_numpy(np.pad(lr, ((0, 0),) + ((0, 1),) * 3, mode="wrap"))[None]
+    return interp_up(x, s)[0, :, :s * n, :s * n, :s * n].numpy()
+
+
+def make_pairs(tmp_path, n_pairs=1, n=8, scale=4, redshift=0.0):
+    """Synthetic pairs with a learnable relation: HR = -(LR interpolated to the HR lattice)."""
+    specs = []
+    for i in range(n_pairs):
+        lr = _smooth(n, i)
+        hr = -_up_periodic(lr, scale)
+        lp, hp = tmp_path / f"lr{i}.h5", tmp_path / f"hr{i}.h5"
+        write_displacement(lp, lr, box_size=BOX, redshift=redshift, cosmology=COSMO, source="synthetic")
+        write_displacement(hp, hr, box_size=BOX, redshift=redshift, cosmology=COSMO, source="synthetic")
+        specs.append((str(lp), str(hp)))
+    return specs
+
+
+def tiny_config(**train):
+    cfg = {"model": {"crop": 4, "pad": 3, "gen_widths": [6, 6, 6], "critic_widths": [4, 4, 4], "disp_scale": 0.5},
+           "train": {"supervised_epochs": 1, "adversarial_epochs": 1, "checkpoint_every": 3, "gp_every": 2,
+                     "lr": 1e-3, "device": "cpu", **train}}
+    return validate_sections(cfg, "test")
+
+
+def make_dataset(specs, cfg, **kw):
+    pairs = open_pairs(specs, scale=4, redshift=0.0)
+    return CropDataset(pairs, cfg["model"]["crop"], 3, 4, cfg["model"]["disp_scale"], cfg["train"]["seed"], **kw)
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+def test_epoch_visits_every_crop_position_with_aligned_augmented_crops(tmp_path):
+    specs = make_pairs(tmp_path, n_pairs=2, n=8)
+    cfg = tiny_config()
+    ds = make_dataset(specs, cfg)
+    assert len(ds) == 2 * 2 ** 3
+    for epoch in (0, 1):
+        ds.set_epoch(epoch)
+        plan = ds.plan
+        seen = set()
+        for p, s in zip(plan.pair, plan.start):
+            seen.add((int(p),) + tuple(int(v) for v in (s - s % 4)))
+        assert seen == {(p, i, j, k) for p in range(2) for i in (0, 4) for j in (0, 4) for k in (0, 4)}
+        assert len(set(plan.element.tolist())) > 4  # random O_h elements
+        for i in range(len(ds)):
+            smp = ds[i]
+            assert smp["lr"].shape == (3, 10, 10, 10) and smp["hr"].shape == (3, 16, 16, 16)
+            # HR crop = -(LR crop interpolated): alignment holds through crop, padding and augmentation
+            got = lr_to_hr(torch.from_numpy(smp["lr"])[None], 4, 3)[0].numpy()
+            np.testing.assert_allclose(got, -smp["hr"], atol=1e-5)
+    # plans are reproducible and differ between epochs
+    a, b = EpochPlan(2, 8, 4, 0, 3), EpochPlan(2, 8, 4, 0, 3)
+    assert np.array_equal(a.start, b.start) and np.array_equal(a.element, b.element)
+    assert not np.array_equal(a.element, EpochPlan(2, 8, 4, 0, 4).element)
+
+
+def test_rank_indices_partition_global_batches():
+    full = rank_indices(17, 2, 0, 1)
+    r0, r1 = rank_indices(17, 1, 0, 2), rank_indices(17, 1, 1, 2)
+    assert full == list(range(16))
+    assert sorted(r0 + r1) == list(range(16)) and r0[:2] == [0, 2] and r1[:2] == [1, 3]
+    assert rank_indices(17, 2, 0, 1, start_batch=5) == list(range(10, 16))
+
+
+def test_bad_data_fails_loudly(tmp_path):
+    specs = make_pairs(tmp_path, n=8)
+    with pytest.raises(SrsimError, match="redshift"):
+        open_pairs(specs, scale=4, redshift=2.0)
+    with pytest.raises(SrsimError, match="not 8 x"):
+        open_pairs(specs, scale=8)
+    with pytest.raises(SrsimError, match="LR.h5:HR.h5"):
+        parse_data_arg(["only_one.h5"])
+    with pytest.raises(SrsimError, match="not found"):
+        open_pairs([(str(tmp_path / "nope.h5"), specs[0][1])], scale=4)
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+def test_supervised_training_lowers_the_loss(tmp_path):
+    specs = make_pairs(tmp_path, n=8)
+    cfg = tiny_config(supervised_epochs=8, adversarial_epochs=0, lr=3e-3, checkpoint_every=1000)
+    tr = Trainer(cfg, make_dataset(specs, cfg), tmp_path / "m" / "model.pt", progress=False)
+    losses = []
+    tr.run(on_step=lambda t, row: losses.append(row["l2"]))
+    assert len(losses) == 64
+    start, end = np.mean(losses[:4]), np.mean(losses[-8:])
+    assert end < 0.2 * start, (start, end)
+
+
+def _weights(tr):
+    return {**{"g." + k: v for k, v in tr.models.gen.state_dict().items()},
+            **{"c." + k: v for k, v in tr.models.critic.state_dict().items()}}
+
+
+def _opt_tensors(opt):
+    return [t for s in opt.state_dict()["state"].values() for t in s.values() if torch.is_tensor(t)]
+
+
+def test_kill_resume_equals_uninterrupted(tmp_path):
+    specs = make_pairs(tmp_path, n=8)
+    cfg = tiny_config(max_steps=13)
+    ds = make_dataset(specs, cfg)
+    # uninterrupted: 8 supervised steps, then adversarial with the penalty every 2nd critic step
+    ref = Trainer(copy.deepcopy(cfg), ds, tmp_path / "a" / "model.pt", progress=False)
+    ref.run()
+    assert ref.state.step == 13 and ref.state.adv_steps == 5
+
+    # interrupted by SIGUSR1 during step 10, then resumed in a fresh trainer
+    out = tmp_path / "b" / "model.pt"
+    tr = Trainer(copy.deepcopy(cfg), make_dataset(specs, cfg), out, progress=False)
+    old = {s: signal.getsignal(s) for s in (signal.SIGUSR1, signal.SIGTERM)}
+    try:
+        install_signal_handlers(tr)
+
+        def kill(t, row):
+            if row["step"] == 10:
+                os.kill(os.getpid(), signal.SIGUSR1)
+
+        with pytest.raises(TrainingPreempted, match="resume"):
+            tr.run(on_step=kill)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    assert tr.state.step == 10
+    tr2 = Trainer(copy.deepcopy(cfg), make_dataset(specs, cfg), out, progress=False)
+    tr2.run(resume=True)
+    assert tr2.state.step == 13
+    wa, wb = _weights(ref), _weights(tr2)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+    for oa, ob in ((ref.models.opt_g, tr2.models.opt_g), (ref.models.opt_c, tr2.models.opt_c)):
+        for ta, tb in zip(_opt_tensors(oa), _opt_tensors(ob)):
+            assert torch.equal(ta, tb)
+    # the loss log was continued, not duplicated
+    rows_a, rows_b = ref.log.read(), tr2.log.read()
+    assert [r["step"] for r in rows_b] == [str(i) for i in range(1, 14)]
+    for ra, rb in zip(rows_a, rows_b):
+        assert {k: v for k, v in ra.items() if k != "wall_s"} == {k: v for k, v in rb.items() if k != "wall_s"}
+
+
+def test_resume_refuses_changed_hyperparameters(tmp_path):
+    specs = make_pairs(tmp_path, n=8)
+    cfg = tiny_config(max_steps=2)
+    out = tmp_path / "m" / "model.pt"
+    Trainer(cfg, make_dataset(specs, cfg), out, progress=False).run()
+    cfg2 = tiny_config(max_steps=4, lr=5e-4)
+    with pytest.raises(SrsimError, match="train.lr"):
+        Trainer(cfg2, make_dataset(specs, cfg2), out, progress=False).run(resume=True)
+
+
+class _PoisonedDataset(CropDataset):
+    def __getitem__(self, i):
+        s = super().__getitem__(i)
+        if self.epoch == 0 and i == 4:
+            s["hr"] = s["hr"] * np.float32("nan")
+        return s
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    specs = make_pairs(tmp_path, n=8)
+    cfg = tiny_config(checkpoint_every=2)
+    pairs = open_pairs(specs, scale=4, redshift=0.0)
+    ds = _PoisonedDataset(pairs, 4, 3, 4, 0.5, 0, augment=False)
+    ds.set_epoch(0)
+    ds.plan.start[:] = ds.plan.start[0]  # irrelevant which crop: sample 4 of epoch 0 is poisoned
+    tr = Trainer(cfg, ds, tmp_path / "m" / "model.pt", progress=False)
+    with pytest.raises(NonFiniteLoss, match="non-finite loss"):
+        tr.run()
+    ckpt = torch.load(tr.last_path, weights_only=False)
+    assert ckpt["state"]["step"] == 4  # written after step 4; the NaN came at step 5 and was not saved
+    for v in ckpt["generator"]["state_dict"].values():
+        assert torch.isfinite(v).all()
+
+
+# ------------------------------------------------------------------------------------------------ DDP
+
+def _ddp_worker(rank, world, port, specs, cfg, out, queue):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    from srsim.train import init_distributed
+
+    ctx = init_distributed("cpu")
+    tr = Trainer(cfg, make_dataset(specs, cfg), out, ctx=ctx, progress=False)
+    tr.run()
+    queue.put((rank, {k: v.clone() for k, v in tr.models.gen.state_dict().items()}))
+    torch.distributed.destroy_process_group()
+
+
+def test_data_parallel_two_processes_match_one_process_with_twice_the_batch(tmp_path):
+    specs = make_pairs(tmp_path, n=8)
+    cfg = tiny_config(supervised_epochs=1, adversarial_epochs=0, batch_size=1, max_steps=3)
+    cfg["model"]["noise"] = False  # per-rank noise seeds differ from one process by design
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = torch.multiprocessing.get_context("spawn")
+    queue = ctx.SimpleQueue()
+    procs = [ctx.Process(target=_ddp_worker, args=(r, 2, port, specs, cfg, str(tmp_path / "ddp" / "model.pt"), queue))
+             for r in range(2)]
+    for p in procs:
+        p.start()
+    results = dict(queue.get() for _ in procs)
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    cfg1 = copy.deepcopy(cfg)
+    cfg1["train"]["batch_size"] = 2
+    single = Trainer(cfg1, make_dataset(specs, cfg1), tmp_path / "one" / "model.pt", progress=False)
+    single.run()
+    for k, v in single.models.gen.state_dict().items():
+        assert torch.equal(results[0][k], results[1][k]), k  # ranks stay in sync
+        torch.testing.assert_close(results[0][k], v, rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+def test_cli_train_writes_model_log_and_plot(tmp_path):
+    from srsim.cli import main
+
+    specs = make_pairs(tmp_path, n=8)
+    cfg = tiny_config(max_steps=10)
+    out = tmp_path / "models" / "z0" / "model.pt"
+    args = ["train", "--data", *[f"{a}:{b}" for a, b in specs], "--redshift", "0", "--config", json.dumps(cfg),
+            "--out", str(out), "--resume", "--no-progress"]
+    assert main(args) == 0
+    gen, meta = load_generator(out)
+    assert (meta["scale"], meta["pad"], meta["step"], meta["redshift"], meta["n_lr"], meta["n_hr"]) == (4, 3, 10, 0.0, 8, 32)
+    assert meta["disp_scale"] == 0.5 and meta["box_size"] == BOX and meta["finished"]
+    rows = (out.parent / "losses.csv").read_text().splitlines()
+    assert rows[0].startswith("step,epoch,phase") and len(rows) == 11
+    assert (out.parent / "curve.png").stat().st_size > 1000
+    assert (out.parent / "checkpoints" / "last.pt").is_file()
+    # a finished run resumed does no more steps
+    assert main(args) == 0
+    assert load_generator(out)[1]["step"] == 10
+    assert main(["train", "--data", f"{specs[0][0]}:{specs[0][1]}", "--redshift", "2", "--config", json.dumps(cfg),
+                 "--out", str(out)]) == 2
