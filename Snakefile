@@ -19,6 +19,8 @@ validate(config, "workflow/schemas/config.schema.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/displacement.smk"
+include: "workflow/rules/generate.smk"
+include: "workflow/rules/analyze.smk"
 
 
 rule all:

@@ -79,7 +79,7 @@ def make_generator(widths, device) -> Generator:
 
 
 def smooth_field(n: int, box: float, seed: int = 0) -> np.ndarray:
-    """(3, n, n, n) float32 periodic displacement with rms ~ 2 LR cells... scaled to Mpc/h."""
+    """(3, n, n, n) float32 smooth periodic displacement, Mpc/h, rms half an LR cell of a `box` Mpc/h box."""
     rng = np.random.default_rng(seed)
     k = np.fft.fftfreq(n) * n
     k2 = k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2

@@ -163,7 +163,8 @@ def test_domain_pipeline_on_snapshot_files(tmp_path):
     parts = []
     for d in range(8):
         parts.append(str(tmp_path / f"d{d}.h5"))
-        assert main(["fof-domain", str(snap), parts[-1], "--domain", str(d), "--config", cfg, "--chunk-size", "1000"]) == 0
+        args = ["fof-domain", str(snap), parts[-1], "--domain", str(d), "--config", cfg, "--chunk-size", "1000"]
+        assert main(args) == 0
     assert main(["fof-merge", *parts, str(tmp_path / "merged.h5")]) == 0
     a, aa = read_catalog(tmp_path / "whole.h5")
     b, ba = read_catalog(tmp_path / "merged.h5")
@@ -172,6 +173,25 @@ def test_domain_pipeline_on_snapshot_files(tmp_path):
         np.testing.assert_array_equal(a[key], b[key])
     assert np.abs((a["pos"] - b["pos"] + box / 2) % box - box / 2).max() < 1e-9
     assert aa["redshift"] == pytest.approx(2.0) and ba["n_domains"] == 2 and aa["min_members"] == 20
+    # partitioned in 3 slices first: each domain job reads only its own particles
+    slices = [str(tmp_path / f"slice{s}") for s in range(3)]
+    for s, d in enumerate(slices):
+        assert main(["fof-partition", str(snap), d, "--part", str(s), "--n-parts", "3", "--config", cfg,
+                     "--chunk-size", "999"]) == 0
+    held = sum((tmp_path / f"slice{s}" / f"d{d}.id").stat().st_size // 8 for s in range(3) for d in range(8))
+    assert len(ids) < held < 2 * len(ids)  # each particle in its domain, some also in neighbours' ghosts
+    parts_p = []
+    for d in range(8):
+        parts_p.append(str(tmp_path / f"p{d}.h5"))
+        args = ["fof-domain", str(snap), parts_p[-1], "--domain", str(d), "--config", cfg, "--parts", *slices]
+        assert main(args) == 0
+    assert main(["fof-merge", *parts_p, str(tmp_path / "merged_p.h5")]) == 0
+    c, _ = read_catalog(tmp_path / "merged_p.h5")
+    for key in ("npart", "min_id", "mass", "pos"):
+        np.testing.assert_array_equal(c[key], b[key])
+    # a missing slice is caught
+    assert main(["fof-domain", str(snap), str(tmp_path / "x.h5"), "--domain", "0", "--config", cfg,
+                 "--parts", *slices[:2]]) == 2
     # a ghost zone narrower than the halos fails loudly instead of cutting them
     assert main(["fof-domain", str(snap), str(tmp_path / "bad.h5"), "--domain", "0", "--n-domains", "2",
                  "--ghost", "0.9", "--config", cfg]) == 2

@@ -16,8 +16,9 @@ import torch
 
 from srsim.errors import SrsimError
 from srsim.fields import grid_ids, lagrangian_positions
-from srsim.generate import (axis_windows, finalize, generate, output_paths, periodic_runs, plan_chunks,
-                            read_periodic, region_from_cells, region_from_mpc)
+from srsim.generate import (_available_host_bytes, auto_chunk_size, axis_windows, estimate_generator_bytes, finalize,
+                            generate, output_paths, periodic_runs, plan_chunks, read_periodic, region_from_cells,
+                            region_from_mpc)
 from srsim.io.displacement import read_displacement, write_displacement
 from srsim.io.snapshot import particle_mass, read_header, read_particles
 from srsim.model.generator import Generator
@@ -121,6 +122,16 @@ def test_regions_in_cells_and_mpc():
         region_from_cells((0, 0, 0), (7, 1, 1), 6)
 
 
+def test_auto_chunk_size_fits_memory_and_tiles_evenly():
+    cpu = torch.device("cpu")
+    narrow = auto_chunk_size((8, 8, 8, 8), 8, 3, 12, cpu)
+    paper = auto_chunk_size((512, 256, 128, 64), 8, 3, 640, cpu)
+    assert 1 <= paper < 640 and narrow == 12  # a narrow model takes the 12^3 box whole
+    pieces = -(-640 // paper)
+    assert paper == -(-640 // pieces)  # balanced: no sliver of a last chunk
+    assert estimate_generator_bytes((512, 256, 128, 64), paper, 3) < 0.6 * _available_host_bytes()
+
+
 def test_read_periodic_from_hdf5_equals_wrapped_take(tmp_path):
     field = np.arange(3 * 5**3, dtype=np.float32).reshape(3, 5, 5, 5)
     with h5py.File(tmp_path / "f.h5", "w") as f:
@@ -138,7 +149,7 @@ def test_read_periodic_from_hdf5_equals_wrapped_take(tmp_path):
 
 @pytest.mark.parametrize("chunk,n_chunks", [(3, 8), (2, 27), (4, 8)])  # 4 does not divide 6
 def test_sr_independent_of_chunking_noise_included(gen, lr_file, full_sr, tmp_path, chunk, n_chunks):
-    res = generate((gen, {}), lr_file, tmp_path / "sr", seed=7, chunk=chunk, batch=2,
+    res = generate((gen, {}), lr_file, tmp_path / "sr", seed=7, chunk=chunk, batch=2, writers=3,
                    disp_out=tmp_path / "sr.h5", progress=False)
     assert res.complete and res.n_chunks == n_chunks
     ids, pos = sorted_positions(tmp_path / "sr")
@@ -217,10 +228,10 @@ def test_bf16_power_spectrum_close_to_fp32(gen, lr_file, full_sr, tmp_path):
 
 
 def test_interrupted_run_resumes_to_identical_bytes(gen, lr_file, tmp_path):
-    ref = generate((gen, {}), lr_file, tmp_path / "ref", seed=3, chunk=2, progress=False)
+    ref = generate((gen, {}), lr_file, tmp_path / "ref", seed=3, chunk=2, writers=1, progress=False)
     assert ref.complete
     out = tmp_path / "sr"
-    first = generate((gen, {}), lr_file, out, seed=3, chunk=2, max_chunks=10, progress=False)
+    first = generate((gen, {}), lr_file, out, seed=3, chunk=2, max_chunks=10, writers=3, progress=False)
     assert not first.complete and first.generated == 10 and not out.exists()
     paths = output_paths(out)
     assert paths["partial"].is_dir() and paths["journal"].is_file()
@@ -228,10 +239,26 @@ def test_interrupted_run_resumes_to_identical_bytes(gen, lr_file, tmp_path):
     with open(paths["partial"] / "1" / "Position" / "000000", "r+b") as f:
         f.seek(100)
         f.write(b"\x00" * 16)
-    second = generate((gen, {}), lr_file, out, seed=3, chunk=2, progress=False)
+    second = generate((gen, {}), lr_file, out, seed=3, chunk=2, writers=2, progress=False)
     assert second.complete and second.skipped == 9 and second.generated == 27 - 9
     assert block_bytes(out) == block_bytes(tmp_path / "ref")
     assert not paths["partial"].exists() and not paths["journal"].exists() and not paths["plan"].exists()
+
+
+def test_stop_request_leaves_a_resumable_partial(gen, lr_file, tmp_path):
+    calls = []
+
+    def stop():  # what SIGUSR1 (slurm's time-limit warning) does in the CLI
+        calls.append(1)
+        return len(calls) > 4
+
+    out = tmp_path / "sr"
+    first = generate((gen, {}), lr_file, out, seed=3, chunk=3, stop=stop, progress=False)
+    assert not first.complete and first.generated == 4 and not out.exists()
+    second = generate((gen, {}), lr_file, out, seed=3, chunk=3, progress=False)
+    assert second.complete and second.skipped == 4 and second.generated == 4
+    ref = generate((gen, {}), lr_file, tmp_path / "ref", seed=3, chunk=3, progress=False)
+    assert ref.complete and block_bytes(out) == block_bytes(tmp_path / "ref")
 
 
 def test_changed_settings_restart_instead_of_mixing(gen, lr_file, tmp_path):
@@ -257,6 +284,23 @@ def test_split_jobs_then_merge_equal_single_run(gen, lr_file, tmp_path):
 
 
 # ----------------------------------------------------------------------------------- bad input, CLI
+
+
+def test_lr_snapshot_input_equals_its_displacement_file(gen, mpgadget_dir, tmp_path):
+    """A real MP-Gadget LR snapshot (16^3, z = 2) as input, directly or through `srsim displacement`."""
+    from srsim.displacement import snapshot_to_displacement_file
+
+    snap = mpgadget_dir / "n16" / "output" / "PART_001"
+    snapshot_to_displacement_file(snap, tmp_path / "lr.h5")
+    region = region_from_cells((14, 0, 5), (17, 2, 7), 16)  # wraps on x
+    for name, src in (("a", snap), ("b", tmp_path / "lr.h5")):
+        res = generate((gen, {"redshift": 2.0, "box_size": 100.0, "n_lr": 16}), src, tmp_path / name, seed=2,
+                       chunk=2, region=region, progress=False)
+        assert res.complete and res.particles == 3 * 2 * 2 * 512
+    assert block_bytes(tmp_path / "a") == block_bytes(tmp_path / "b")
+    hdr = read_header(tmp_path / "a")
+    assert hdr.box_size == 100.0 and hdr.redshift == pytest.approx(2.0, abs=1e-6) and hdr.omega_m == 0.2814
+    assert hdr.particle_mass == pytest.approx(particle_mass(100.0, 128**3, 0.2814))
 
 
 def test_bad_inputs_fail_loudly(gen, lr_file, tmp_path):
@@ -315,14 +359,18 @@ _MEMORY_SCRIPT = textwrap.dedent("""
     torch.set_num_threads(1)
     write_displacement(out + "/lr.h5", lr_field(n), box_size=BOX * n / 6, redshift=2.0, cosmology=COSMO,
                        source="test")
-    res = generate((narrow_generator(), {{}}), out + "/lr.h5", out + "/sr", chunk=4, progress=False)
+    res = generate((narrow_generator(), {{}}), out + "/lr.h5", out + "/sr", chunk=4, disp_out=out + "/sr.h5",
+                   progress=False)
     assert res.complete
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """)
 
 
 def test_peak_memory_bounded_by_chunks_not_box(tmp_path):
-    """SR of a box 8x larger by volume (2M instead of 262k particles) raises peak RSS by < 20%."""
+    """SR of a box 8x larger by volume (2M instead of 262k particles) raises peak RSS by < 20%.
+
+    Both the snapshot and the SR displacement file are streamed; each run is a fresh interpreter.
+    """
     script = tmp_path / "mem.py"
     script.write_text(_MEMORY_SCRIPT.format(tests=str(Path(__file__).parent)))
     peaks = {}

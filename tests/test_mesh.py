@@ -102,3 +102,17 @@ def test_cuda_matches_cpu():
     gpu = cic_paint(pos.cuda(), n, w.cuda())
     assert torch.allclose(gpu.cpu(), cpu, atol=1e-10)
     assert torch.allclose(cic_readout(gpu, pos.cuda()).cpu(), cic_readout(cpu, pos), atol=1e-10)
+
+
+def test_inplace_chunked_paint_equals_paint():
+    from srsim.mesh import cic_paint_add_
+
+    n = 8
+    pos = _pos(1000, n, seed=7)
+    w = torch.rand(1000, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
+    mesh = torch.zeros(n, n, n, dtype=torch.float64)
+    for s in range(0, 1000, 300):
+        cic_paint_add_(mesh, pos[s:s + 300], w[s:s + 300])
+    assert torch.allclose(mesh, cic_paint(pos, n, w), atol=1e-12)
+    m32 = cic_paint_add_(torch.zeros(n, n, n), pos)  # float32 mesh from float64 positions
+    assert m32.dtype == torch.float32 and torch.isclose(m32.sum(), torch.tensor(1000.0))

@@ -59,6 +59,30 @@ def test_engines_agree_and_chunking_is_exact():
     np.testing.assert_allclose(a.P, b.P, rtol=1e-9)
 
 
+def test_cic_painters_agree_with_shared_mesh_module():
+    """numba painter, the in-place torch painter and srsim.mesh.cic_paint give the same mesh."""
+    import torch
+
+    from srsim.analysis.power import paint_numpy, paint_torch
+    from srsim.mesh import cic_paint
+
+    rng = np.random.default_rng(8)
+    box, n = 10.0, 12
+    pos = rng.uniform(0, box, (3000, 3))
+    pos[:5] = [[0, 0, 0], [box * (1 - 1e-16), 0, 0], [2.5, 5.0, 7.5], [9.99, 9.99, 9.99], [1e-9, 3.3, 0]]
+    a, na = paint_numpy([pos], n, box)
+    b, nb = paint_torch(np.array_split(pos, 4), n, box)
+    c = cic_paint(torch.as_tensor(pos) * (n / box), n)
+    assert na == nb == len(pos)
+    np.testing.assert_allclose(b.numpy(), a, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(c.numpy(), a, rtol=0, atol=1e-12)
+    assert a.sum() == pytest.approx(len(pos))
+    # a particle on a mesh point gives all its mass to that point; one half-way shares it equally
+    one, _ = paint_numpy([np.array([[3.0, 6.0, 9.0], [0.5, 0.0, 11.5]])], 12, 12.0)
+    assert one[3, 6, 9] == 1.0
+    assert one[0, 0, 11] == one[1, 0, 11] == one[0, 0, 0] == one[1, 0, 0] == 0.25
+
+
 def test_uniform_lattice_has_no_power_below_particle_nyquist():
     box, npart, n_mesh = 100.0, 16, 64
     g = (np.arange(npart) + 0.37) * box / npart  # off the mesh points on purpose

@@ -217,7 +217,7 @@ class Cosmology:
 
         CAMB's z = 0 spectrum normalised to ``sigma8``, times D1(z)^2. Log-log interpolation of a
         1200-point table over 1e-4..100 h/Mpc; outside it power laws: k^n_s below (the primordial slope),
-        the local logarithmic slope of the last decade above (close to k^-3 ln^2 k behaviour). k = 0
+        the local logarithmic slope at the upper end above (about k^-2.8 at 100 h/Mpc, as k^-3 ln^2 k). k = 0
         gives 0.
         """
         k = np.asarray(k, dtype=np.float64)
@@ -231,7 +231,7 @@ class Cosmology:
         lo = lnk < lnk_t[0]
         lnp[lo] = lnp_t[0] + self.n_s * (lnk[lo] - lnk_t[0])
         hi = lnk > lnk_t[-1]
-        i0 = np.searchsorted(lnk_t, lnk_t[-1] - math.log(10.0))
+        i0 = np.searchsorted(lnk_t, lnk_t[-1] - 0.25)  # local slope over the last 25% of an e-fold
         slope = (lnp_t[-1] - lnp_t[i0]) / (lnk_t[-1] - lnk_t[i0])
         lnp[hi] = lnp_t[-1] + slope * (lnk[hi] - lnk_t[-1])
         out[pos] = np.exp(lnp)

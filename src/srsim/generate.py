@@ -51,8 +51,21 @@ from srsim.errors import SrsimError
 
 #: bytes per SR particle held on the host between generator and writer: position f8 x3, ID u8, disp f4 x3
 HOST_BYTES_PER_PARTICLE = 24 + 8 + 12
-#: host buffer slots: one being filled, `WRITE_DEPTH` queued for / being written by the writer thread
-WRITE_DEPTH = 2
+
+
+#: the bigfile library is not thread-safe (concurrent opens/reads fail even on separate File objects):
+#: every bigfile call of this module holds this lock, the HDF5 writes and checksums run beside it
+BIGFILE_LOCK = threading.Lock()
+
+
+def default_writers() -> int:
+    """Background writer threads: one in bigfile at a time, another one checksumming or writing HDF5."""
+    return 2
+
+
+def host_slots(writers: int, batch: int) -> int:
+    """Host buffers of one chunk each: one per writer thread, plus a batch being filled, plus one queued."""
+    return writers + batch + 1
 
 
 # --------------------------------------------------------------------------------------------------
@@ -378,7 +391,7 @@ def _available_host_bytes() -> float:
 
 
 def auto_chunk_size(widths: Sequence[int], scale: int, pad: int, extent: int, device, batch: int = 1,
-                    memory_fraction: float = 0.6) -> int:
+                    writers: int = 1, memory_fraction: float = 0.6) -> int:
     """Largest window side (LR cells) whose generator call and host buffers fit in the free memory.
 
     Device budget: `memory_fraction` of the free CUDA memory (or of the available RAM on CPU, shared with
@@ -395,7 +408,7 @@ def auto_chunk_size(widths: Sequence[int], scale: int, pad: int, extent: int, de
         host = 0.5 * host
     best = 1
     for size in range(1, extent + 1):
-        slots = (WRITE_DEPTH + 1) * batch
+        slots = host_slots(writers, batch)
         if (estimate_generator_bytes(widths, size, pad, batch) > dev_budget
                 or slots * (scale * size) ** 3 * HOST_BYTES_PER_PARTICLE > host):
             break
@@ -579,32 +592,34 @@ def snapshot_attrs(plan: Plan, lr: LRInput, *, seed: int, model: str, cosmology:
 
 
 class _Writer:
-    """Background writer: takes finished chunks from a bounded queue, writes, checksums, journals."""
+    """Background writers: threads take finished chunks from a queue, write, checksum and journal them.
 
-    def __init__(self, snap, reader, disp: DisplacementOutput | None, journal: Journal, plan: Plan):
+    Host buffer slots circulate between the generator loop (`take_slot`) and the writers (returned after
+    writing), so at most `host_slots` chunks are held on the host, whatever the box.
+    """
+
+    def __init__(self, snap, reader, disp: DisplacementOutput | None, journal: Journal, plan: Plan, threads: int):
         self.snap, self.reader, self.disp, self.journal, self.plan = snap, reader, disp, journal, plan
-        self.q: queue.Queue = queue.Queue(maxsize=WRITE_DEPTH)
+        self.q: queue.Queue = queue.Queue()
         self.free: queue.Queue = queue.Queue()
         self.error: BaseException | None = None
         self.written = 0
-        self._thread = threading.Thread(target=self._run, name="srsim-writer", daemon=True)
-        self._thread.start()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, name=f"srsim-writer-{i}", daemon=True)
+                         for i in range(max(1, threads))]
+        for t in self._threads:
+            t.start()
 
     def _check(self) -> None:
         if self.error is not None:
             raise self.error
 
     def submit(self, item) -> None:
-        while True:
-            self._check()
-            try:
-                self.q.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                continue
+        self._check()
+        self.q.put(item)
 
     def take_slot(self):
-        """A free host buffer slot (blocks while the writer is behind: this bounds memory)."""
+        """A free host buffer slot (blocks while the writers are behind: this bounds memory)."""
         while True:
             self._check()
             try:
@@ -630,27 +645,38 @@ class _Writer:
         n = self.plan.particles(chunk)
         pos = slot["pos"][:n].numpy()
         ids = slot["ids"][:n].numpy().view(np.uint64)
-        self.snap.write(chunk.start, pos, ids)
+        with BIGFILE_LOCK:
+            self.snap.write(chunk.start, pos, ids)
+            raw = read_stored(self.reader, chunk.start, n)
         entry = {"chunk": chunk.index, "start": chunk.start, "count": n}
-        entry.update(stored_crc(self.reader, chunk.start, n))
+        entry.update({k: _crc(v) for k, v in raw.items()})
         if self.disp is not None:
             shape = tuple(self.plan.scale * s for s in chunk.shape)
             block = slot["disp"][:3 * n].numpy().reshape(3, *shape)
             entry["crc_disp"] = self.disp.write([self.plan.scale * l for l in chunk.local], block)
-        self.journal.append(entry)
-        self.written += n
+        with self._lock:
+            self.journal.append(entry)
+            self.written += n
         self.free.put(slot)
 
     def close(self) -> None:
-        self.q.put(None)
-        self._thread.join()
+        for _ in self._threads:
+            self.q.put(None)
+        for t in self._threads:
+            t.join()
         self._check()
+
+
+def read_stored(reader, start: int, count: int) -> dict:
+    """Raw stored Position and ID arrays of particles [start, start+count) (caller holds BIGFILE_LOCK)."""
+    return {"crc_position": reader["1/Position"][start:start + count], "crc_id": reader["1/ID"][start:start + count]}
 
 
 def stored_crc(reader, start: int, count: int) -> dict:
     """CRC32 of the Position and ID bytes of particles [start, start+count) as stored in a bigfile."""
-    return {"crc_position": _crc(reader["1/Position"][start:start + count]),
-            "crc_id": _crc(reader["1/ID"][start:start + count])}
+    with BIGFILE_LOCK:
+        raw = read_stored(reader, start, count)
+    return {k: _crc(v) for k, v in raw.items()}
 
 
 def _verify(entries: dict[int, dict], chunks: list[Chunk], plan: Plan, reader, disp, progress: bool) -> set[int]:
@@ -702,7 +728,7 @@ def generate(model, lr, out, *, seed: int = 0, disp_out=None, chunk: int | None 
              device: str = "auto", bf16: bool = False, position_dtype: str = "f8",
              region: tuple[Sequence[int], Sequence[int]] | None = None, resume: bool = True,
              max_chunks: int | None = None, job: int = 0, jobs: int = 1, progress: bool = True,
-             cosmology: dict | None = None, stop=None) -> GenerateResult:
+             cosmology: dict | None = None, stop=None, writers: int | None = None) -> GenerateResult:
     """Super-resolve an LR box (or a region of it) chunk by chunk into an SR snapshot.
 
     Args:
@@ -720,6 +746,7 @@ def generate(model, lr, out, *, seed: int = 0, disp_out=None, chunk: int | None 
         max_chunks: stop after generating this many chunks (time-limited jobs; a rerun continues).
         job, jobs: generate only share `job` of `jobs`; with jobs > 1 the output is completed by `finalize`.
         cosmology: cosmology entries missing from the LR input's attributes.
+        writers: background writer threads (default 2: bigfile calls are serialised, see BIGFILE_LOCK).
         stop: optional callable; when it returns True the run stops after the current batch, leaving a
             resumable partial output (the CLI sets it from SIGUSR1/SIGTERM, e.g. slurm's time-limit warning).
     """
@@ -752,10 +779,11 @@ def generate(model, lr, out, *, seed: int = 0, disp_out=None, chunk: int | None 
         _check_model_input(meta, src, scale)
         n = src.n
         if region is not None and tuple(int(e) for e in region[1]) == (n, n, n):
-            region = ((0, 0, 0), (n, n, n)) if all(int(o) % n == 0 for o in region[0]) else region
+            region = None  # the whole box, whatever the origin: store it in the standard chunk order
         extent = n if region is None else max(int(e) for e in region[1])
         widths = getattr(gen, "widths", (64,))
-        size = chunk if chunk else auto_chunk_size(widths, scale, pad, extent, dev, batch)
+        writers = int(writers or default_writers())
+        size = chunk if chunk else auto_chunk_size(widths, scale, pad, extent, dev, batch, writers)
         plan = plan_chunks(n, size, scale, pad, region)
         if disp_out is not None and not plan.full_box:
             raise SrsimError(f"{disp_out}: the SR displacement file needs the whole box, not a region")
@@ -787,11 +815,12 @@ def generate(model, lr, out, *, seed: int = 0, disp_out=None, chunk: int | None 
 
         pin = dev.type == "cuda"
         max_part = max((plan.particles(c) for c in todo), default=0)
-        writer = _Writer(snap, reader, disp, journal, plan)
-        for _ in range((WRITE_DEPTH + 1) * batch if todo else 0):
+        writer = _Writer(snap, reader, disp, journal, plan, writers)
+        for _ in range(host_slots(writers, batch) if todo else 0):
             writer.free.put(_alloc_slot(max_part, disp is not None, pin))
         bar = tqdm(total=len(mine), initial=len(done), unit="chunk", desc=f"generate {out.name}",
-                   disable=not progress, file=sys.stderr, dynamic_ncols=True)
+                   disable=not progress, file=sys.stderr, dynamic_ncols=True,
+                   mininterval=0.5 if sys.stderr.isatty() else 30)  # log files: a line every 30 s
         t_loop, generated = time.perf_counter(), 0
         try:
             for group in _batches(todo, batch):
@@ -821,12 +850,12 @@ def generate(model, lr, out, *, seed: int = 0, disp_out=None, chunk: int | None 
                     event = None
                     if pin:
                         event = torch.cuda.Event()
-                        event.record()
+                        event.record(torch.cuda.current_stream(dev))  # the copies above are queued there
                     writer.submit((c, slot, event))
                 generated += len(group)
                 bar.update(len(group))
                 rate = writer.written / max(time.perf_counter() - t_loop, 1e-9)
-                bar.set_postfix_str(f"{rate / 1e6:.2f} Mpart/s written")
+                bar.set_postfix_str(f"{rate / 1e6:.2f} Mpart/s written", refresh=False)
             writer.close()
         except BaseException:
             bar.close()

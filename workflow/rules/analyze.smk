@@ -1,6 +1,7 @@
 # Analysis: matter power spectrum (CIC, no deconvolution), FOF halos and the halo mass function of
-# every LR, HR and SR snapshot at every redshift (paper Figs. 3, 4, 6). The big box's FOF runs as
-# independent domain jobs with ghost zones plus a merge when analysis.fof_domains > 1.
+# every LR, HR and SR snapshot at every redshift (paper Figs. 3, 4, 6). When analysis.fof_domains > 1
+# the big box's FOF runs as partition jobs (particles filed by domain), one job per domain (with its
+# ghost zone) and a merge; the merged catalogue equals the single-box one.
 
 ANA_CFG = cfg_json("analysis")
 ANA = config["analysis"]
@@ -77,6 +78,7 @@ rule fof:
 
 
 if BIGBOX and ANA_DOMAINS > 1:
+    ANA_PARTS = ANA["fof_partition_jobs"]
 
     def _fof_domain_mem_mb(w):
         n = _particles_per_side("bigbox", w.kind)
@@ -84,9 +86,39 @@ if BIGBOX and ANA_DOMAINS > 1:
         frac = min(1.0, (1.0 / ANA_DOMAINS + 2 * ANA["fof_ghost"] / box)) ** 3
         return int(200 * frac * n**3 / 2**20) + 1024
 
-    rule fof_domain:
+    def _partition_dirs(w):
+        return [
+            f"{R}/analysis/bigbox/{w.kind}/z{w.z}/fof_parts/p{p}of{ANA_PARTS}"
+            for p in range(ANA_PARTS)
+        ]
+
+    # One streaming pass (split in ANA_PARTS slices) files each particle under the domains whose
+    # region (domain + ghost zone) holds it, so a domain job reads only its own particles.
+    rule fof_partition:
         input:
             f"{R}/snapshots/bigbox/{{kind}}/z{{z}}",
+        output:
+            # as large as the snapshot (plus ghost copies): deleted once every domain job has read it
+            temp(directory(f"{R}/analysis/bigbox/{{kind}}/z{{z}}/fof_parts/p{{p}}of{ANA_PARTS}")),
+        wildcard_constraints:
+            kind=r"lr|sr\d+",
+            p=r"\d+",
+        params:
+            cfg=ANA_CFG,
+        log:
+            log_path("fof_partition", f"bigbox_{{kind}}_z{{z}}_p{{p}}of{ANA_PARTS}"),
+        resources:
+            mem_mb=2048,
+            runtime=240,
+        threads: 1
+        shell:
+            f"srsim fof-partition {{input}} {{output}} --part {{wildcards.p}} --n-parts {ANA_PARTS} "
+            "--config {params.cfg} > {log} 2>&1"
+
+    rule fof_domain:
+        input:
+            snapshot=f"{R}/snapshots/bigbox/{{kind}}/z{{z}}",
+            parts=_partition_dirs,
         output:
             f"{R}/analysis/bigbox/{{kind}}/z{{z}}/fof_domains/d{{d}}of{ANA_DOMAINS}.h5",
         wildcard_constraints:
@@ -101,7 +133,8 @@ if BIGBOX and ANA_DOMAINS > 1:
             runtime=240,
         threads: 1
         shell:
-            "srsim fof-domain {input} {output} --domain {wildcards.d} --config {params.cfg} > {log} 2>&1"
+            "srsim fof-domain {input.snapshot} {output} --domain {wildcards.d} --parts {input.parts} "
+            "--config {params.cfg} > {log} 2>&1"
 
     rule fof_merge:
         input:

@@ -20,7 +20,8 @@ import numpy as np
 from srsim.analysis.fof import catalog_attrs, fof_groups, linking_length
 from srsim.errors import SrsimError
 
-__all__ = ["domain_bounds", "select_region", "fof_domain", "fof_domain_snapshot", "merge_catalogs"]
+__all__ = ["domain_bounds", "select_region", "fof_domain", "fof_domain_snapshot", "merge_catalogs",
+           "partition_snapshot", "iter_partition"]
 
 
 def domain_bounds(index: int, n_domains: int, box_size: float) -> tuple[np.ndarray, np.ndarray]:
@@ -88,7 +89,9 @@ def fof_domain(
             cat["members_offset"], cat["members_id"] = g.members(idv)
         return cat
     if not ghost > link:
-        raise SrsimError(f"FOF domains: ghost zone {ghost} Mpc/h must be wider than the linking length {link:.4g} Mpc/h")
+        raise SrsimError(
+            f"FOF domains: ghost zone {ghost} Mpc/h must be wider than the linking length {link:.4g} Mpc/h"
+        )
     if width + 2 * ghost + link > box_size:
         raise SrsimError(
             f"FOF domains: a domain of {width:.4g} Mpc/h with ghost zones of {ghost} Mpc/h does not fit in the "
@@ -125,14 +128,22 @@ def fof_domain(
 
 def fof_domain_snapshot(
     path, index: int, n_domains: int, ghost: float, b: float = 0.2, min_members: int = 32,
-    members: bool = False, chunk_size: int = 2**22,
+    members: bool = False, chunk_size: int = 2**22, partitions: list | None = None,
 ) -> tuple[dict, dict]:
-    """:func:`fof_domain` on a snapshot streamed through srsim.io.snapshot -> (catalogue, attributes)."""
+    """:func:`fof_domain` on a snapshot -> (catalogue, attributes).
+
+    Particles come from ``partitions`` (directories written by :func:`partition_snapshot` for this snapshot,
+    covering it once) when given, else the whole snapshot is streamed through srsim.io.snapshot.
+    """
     from srsim.io.snapshot import iter_particles, read_header
 
     header = read_header(path)
     link = linking_length(b, header.box_size, header.n_particles)
-    chunks = ((c["Position"], c["ID"]) for c in iter_particles(path, blocks=("Position", "ID"), chunk_size=chunk_size))
+    if partitions:
+        chunks = iter_partition(partitions, index, n_domains, ghost, header.n_particles)
+    else:
+        chunks = ((c["Position"], c["ID"])
+                  for c in iter_particles(path, blocks=("Position", "ID"), chunk_size=chunk_size))
     cat = fof_domain(chunks, box_size=header.box_size, index=index, n_domains=n_domains, ghost=ghost, link=link,
                      min_members=min_members, members=members)
     cat["mass"] = cat["npart"] * header.particle_mass
@@ -183,3 +194,123 @@ def merge_catalogs(parts: list[tuple[dict, dict]], names: list[str] | None = Non
         cat["members_id"] = np.concatenate(groups) if groups else np.zeros(0, np.uint64)
     attrs = {k: v for k, v in a0.items() if k != "domain"}
     return cat, attrs
+
+
+# --------------------------------------------------------------------------------------------------
+# Partition: one streaming pass that files every particle under the domains whose region holds it, so
+# that each domain job reads its own particles only (not the whole snapshot).
+
+
+def _region_memberships(pos: np.ndarray, n_domains: int, ghost: float, box_size: float):
+    """(particle index, domain index) pairs: every domain whose widened region holds each particle.
+
+    Needs ghost < domain width, so a particle is in at most 2 domains per axis (8 in all).
+    """
+    w = box_size / n_domains
+    cell = np.floor(pos / w).astype(np.int64)
+    np.clip(cell, 0, n_domains - 1, out=cell)
+    frac = pos - cell * w
+    lower = frac < ghost  # also in the region of the domain below (periodic)
+    upper = frac >= w - ghost  # also in the region of the domain above
+    parts_p, parts_d = [], []
+    n = len(pos)
+    for ox in (-1, 0, 1):
+        for oy in (-1, 0, 1):
+            for oz in (-1, 0, 1):
+                sel = np.ones(n, dtype=bool)
+                for axis, o in enumerate((ox, oy, oz)):
+                    if o == -1:
+                        sel &= lower[:, axis]
+                    elif o == 1:
+                        sel &= upper[:, axis]
+                idx = np.flatnonzero(sel)
+                if not len(idx):
+                    continue
+                c = (cell[idx] + np.array([ox, oy, oz])) % n_domains
+                parts_p.append(idx)
+                parts_d.append((c[:, 0] * n_domains + c[:, 1]) * n_domains + c[:, 2])
+    return np.concatenate(parts_p), np.concatenate(parts_d)
+
+
+def partition_snapshot(path, out_dir, *, n_domains: int, ghost: float, part: int = 0, n_parts: int = 1,
+                       chunk_size: int = 2**22) -> None:
+    """File particles ``[part * N / n_parts, (part + 1) * N / n_parts)`` of a snapshot by domain region.
+
+    Writes ``out_dir`` atomically: ``d{d}.pos`` (float64 (m, 3) Mpc/h, raw little-endian) and ``d{d}.id``
+    (uint64) for every domain d, and ``partition.json`` (the parameters). Needs ghost < box / n_domains.
+    """
+    import json
+
+    from srsim.io.atomic import atomic_path
+    from srsim.io.snapshot import read_header, read_particles
+
+    header = read_header(path)
+    box = header.box_size
+    if n_domains < 2:
+        raise SrsimError(f"FOF partition: needs at least 2 domains per side, got {n_domains}")
+    if not 0 < ghost < box / n_domains:
+        raise SrsimError(f"FOF partition: ghost zone {ghost} Mpc/h must be positive and narrower than a domain "
+                         f"({box / n_domains:.4g} Mpc/h)")
+    if not 0 <= part < n_parts:
+        raise SrsimError(f"FOF partition: part {part} outside [0, {n_parts})")
+    n = header.n_particles
+    start, stop = part * n // n_parts, (part + 1) * n // n_parts
+    n_dom = n_domains**3
+    with atomic_path(out_dir, directory=True) as tmp:
+        files = {}
+        try:
+            for d in range(n_dom):
+                files[d] = (open(tmp / f"d{d}.pos", "wb"), open(tmp / f"d{d}.id", "wb"))
+            for s in range(start, stop, chunk_size):
+                data = read_particles(path, blocks=("Position", "ID"), start=s, stop=min(stop, s + chunk_size))
+                pos, ids = data["Position"], data["ID"]
+                pi, di = _region_memberships(pos, n_domains, ghost, box)
+                order = np.argsort(di, kind="stable")
+                pi, di = pi[order], di[order]
+                bounds = np.searchsorted(di, np.arange(n_dom + 1))
+                for d in range(n_dom):
+                    sel = pi[bounds[d]:bounds[d + 1]]
+                    if len(sel):
+                        fp, fi = files[d]
+                        fp.write(np.ascontiguousarray(pos[sel], dtype="<f8").tobytes())
+                        fi.write(np.ascontiguousarray(ids[sel], dtype="<u8").tobytes())
+        finally:
+            for fp, fi in files.values():
+                fp.close()
+                fi.close()
+        meta = {"snapshot": os.fspath(path), "n_domains": n_domains, "ghost": ghost, "part": part,
+                "n_parts": n_parts, "start": start, "stop": stop, "box_size": box, "n_particles": n}
+        (tmp / "partition.json").write_text(json.dumps(meta, indent=1))
+
+
+def iter_partition(dirs: list, index: int, n_domains: int, ghost: float, n_particles: int):
+    """Yield (pos, ids) of domain ``index`` from the partition directories of every part of one snapshot."""
+    import json
+
+    if not dirs:
+        raise SrsimError("FOF domain: no partition directories given")
+    covered = []
+    for d in dirs:
+        d = os.fspath(d)
+        try:
+            with open(os.path.join(d, "partition.json")) as f:
+                meta = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise SrsimError(f"{d}: not a FOF partition directory ({exc})") from None
+        if meta["n_domains"] != n_domains or not np.isclose(meta["ghost"], ghost) or meta["n_particles"] != n_particles:
+            raise SrsimError(f"{d}: partition made with n_domains={meta['n_domains']}, ghost={meta['ghost']}, "
+                             f"{meta['n_particles']} particles; this job needs {n_domains}, {ghost}, {n_particles}")
+        covered.append((meta["start"], meta["stop"]))
+        pos = np.fromfile(os.path.join(d, f"d{index}.pos"), dtype="<f8").reshape(-1, 3)
+        ids = np.fromfile(os.path.join(d, f"d{index}.id"), dtype="<u8")
+        if len(pos) != len(ids):
+            raise SrsimError(f"{d}: d{index}.pos and d{index}.id hold different particle counts")
+        yield pos, ids
+    covered.sort()
+    expect = 0
+    for a, b in covered:
+        if a != expect:
+            raise SrsimError(f"FOF domain: partitions do not cover particles [{expect}, {a}) exactly once")
+        expect = b
+    if expect != n_particles:
+        raise SrsimError(f"FOF domain: partitions stop at particle {expect} of {n_particles}")

@@ -19,7 +19,6 @@ Groups are ordered by decreasing ``npart``, ties by increasing ``min_id``.
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 

@@ -144,6 +144,7 @@ def _torch_cic_add(mesh, pos_cells, weight=None) -> None:
 
     n = mesh.shape[0]
     flat = mesh.view(-1)
+    pos_cells = torch.remainder(pos_cells, n)
     base = torch.floor(pos_cells)
     frac = pos_cells - base
     base = base.long()
@@ -162,40 +163,23 @@ def _torch_cic_add(mesh, pos_cells, weight=None) -> None:
                 flat.index_add_(0, (ix * n + iy) * n + iz, w.to(mesh.dtype))
 
 
-def _shared_cic_paint():
-    """The PM engine's ``srsim.mesh.cic_paint`` when it exists (one CIC implementation for the project)."""
-    try:
-        from srsim.mesh import cic_paint  # type: ignore[attr-defined]
-    except Exception:
-        return None
-    return cic_paint
-
-
 def paint_torch(chunks: Iterable[np.ndarray], n_mesh: int, box_size: float, device: str = "cpu"):
     """CIC-paint streamed position chunks ((n, 3) Mpc/h NumPy arrays) on a float64 torch mesh on ``device``.
 
-    Uses ``srsim.mesh.cic_paint`` (periodic, positions in cell units) when available, else a local
-    index_add_ scatter. Returns (mesh tensor (n_mesh,)*3 float64, number of particles).
+    Same stencil and mesh convention as ``srsim.mesh.cic_paint`` (the tests check they agree), but it
+    accumulates in place: the autograd-friendly ``cic_paint`` returns a new mesh per call (and per stencil
+    corner), which for thousands of chunks of a 5120^3 catalogue on a 512^3 mesh is avoidable traffic.
+    Returns (mesh tensor (n_mesh,)*3 float64, number of particles).
     """
     import torch
 
     dev = torch.device(device)
     mesh = torch.zeros((n_mesh, n_mesh, n_mesh), dtype=torch.float64, device=dev)
-    shared = _shared_cic_paint()
     scale = n_mesh / float(box_size)
     n_tot = 0
     for pos in chunks:
         p = torch.as_tensor(np.ascontiguousarray(pos, dtype=np.float64), device=dev) * scale
-        painted = None
-        if shared is not None:
-            try:
-                painted = shared(p, n_mesh)
-            except Exception:  # an incompatible signature: fall back to the local painter
-                shared, painted = None, None
-        if painted is not None:
-            mesh += painted.to(torch.float64).reshape(n_mesh, n_mesh, n_mesh)
-        else:
-            _torch_cic_add(mesh, p)
+        _torch_cic_add(mesh, p)
         n_tot += len(pos)
     return mesh, n_tot
 
@@ -366,7 +350,7 @@ def _cpu_workers() -> int:
 
 
 def resolve_device(device: str | None) -> str:
-    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'; 'numpy' stays 'numpy' (the numba CPU engine)."""
+    """Engine name: 'auto' -> 'cuda' when torch sees a GPU, else 'numpy' (numba CPU); others unchanged."""
     if device in (None, "", "numpy"):
         return "numpy"
     if device == "auto":

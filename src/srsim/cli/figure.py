@@ -23,8 +23,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, help="output PNG (the PDF gets the same stem)")
     parser.add_argument("--config", default=None, help="JSON string or YAML file with a 'figures' section")
     parser.add_argument("--seed", type=int, default=2, help="fig2: seed of the panel order")
-    parser.add_argument("--collect-limit", type=int, default=2_000_000,
-                        help="largest region (particles) run through a local FOF when a catalogue lacks member IDs")
+    parser.add_argument("--collect-limit", type=int, default=4_000_000,
+                        help="largest region (particles, margin included) held in memory for a local FOF when a "
+                        "catalogue lacks member IDs; larger regions highlight halos at their centres")
 
 
 def _one(args, name, what):
@@ -77,8 +78,8 @@ def _fig1(args, fig):
 
 def _fig2(args, fig):
     from srsim.errors import SrsimError
-    from srsim.io.snapshot import read_header
-    from srsim.plots.projection import read_fof, render_snapshot
+    from srsim.io.snapshot import read_header, read_particles
+    from srsim.plots.projection import render_snapshot
     from srsim.plots.slices import fig2_region, plot_fig2
 
     lr, hr = _one(args, "lr", "snapshot"), _one(args, "hr", "snapshot")
@@ -90,9 +91,8 @@ def _fig2(args, fig):
     headers = [read_header(p) for p in snaps]
     z = _same_redshift({p: h.redshift for p, h in zip(snaps, headers)}, "fig2")
     box = headers[1].box_size
-    halos = read_fof(args.hr_fof[0]) if args.hr_fof else None
-    region = fig2_region(box, None if halos is None else halos["pos"], None if halos is None else halos["mass"],
-                         zoom=fig["zoom"], npix=int(3.0 * fig["dpi"]))
+    lr_pos = read_particles(lr, blocks=("Position",))["Position"]
+    region = fig2_region(box, lr_pos, zoom=fig["zoom"], npix=int(3.0 * fig["dpi"]))
 
     def render(path, fof):
         return render_snapshot(path, [region], fof_path=fof, smoothing=fig["smoothing"],

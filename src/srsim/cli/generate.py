@@ -1,10 +1,20 @@
-"""`srsim generate`: trained generator + LR box -> SR snapshot, chunk by chunk, streamed to disk."""
+"""`srsim generate`: trained generator + LR box -> SR snapshot, chunk by chunk, streamed to disk.
+
+    srsim generate --model R/models/z0/model.pt --lr R/disp/test00/lr/z0.h5 --out R/snapshots/test00/sr0/z0 \
+        --disp-out R/disp/test00/sr0/z0.h5 --seed 0 --config '{"generate": {"chunk": 16}}'
+
+A rerun after an interruption verifies and reuses the chunks already written (journal next to the output);
+on SIGUSR1/SIGTERM the current chunk is finished and the command exits with code 75. `--jobs J --job j`
+splits the box into independent jobs that fill one partial snapshot; `srsim generate-merge` completes it.
+"""
 
 from __future__ import annotations
 
 import argparse
 
 COMMAND = "generate"
+#: exit status of a run that stopped early (SIGUSR1/SIGTERM or --max-chunks): EX_TEMPFAIL, as `srsim train`
+EXIT_INCOMPLETE = 75
 HELP = ("super-resolve an LR box (or a region of it) with a trained generator into an SR snapshot "
         "(bigfile, MP-Gadget layout, no Velocity block), chunked and resumable")
 
@@ -30,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="bfloat16 autocast")
     parser.add_argument("--position-dtype", choices=("f4", "f8"), help="storage type of 1/Position")
+    parser.add_argument("--writers", type=int, help="background writer threads (default 2)")
     parser.add_argument("--no-resume", action="store_true",
                         help="discard the chunks of an interrupted run instead of verifying and reusing them")
     parser.add_argument("--max-chunks", type=int,
@@ -45,7 +56,8 @@ def _settings(args) -> dict:
 
     cfg = parse_config_arg(args.config).get("generate", {}) if args.config else {}
     out = {"chunk": cfg.get("chunk"), "batch": cfg.get("batch", 1), "device": cfg.get("device", "auto"),
-           "bf16": cfg.get("bf16", False), "position_dtype": cfg.get("position_dtype", "f8")}
+           "bf16": cfg.get("bf16", False), "position_dtype": cfg.get("position_dtype", "f8"),
+           "writers": cfg.get("writers")}
     for key in out:
         value = getattr(args, key)
         if value is not None:
@@ -104,5 +116,5 @@ def run(args) -> int:
                 Path(tmp).write_text(json.dumps({"out": out, "job": args.job, "jobs": args.jobs,
                                                  "plan": res.plan}, indent=1) + "\n")
         if not res.complete:
-            return 3
+            return EXIT_INCOMPLETE
     return 0

@@ -251,11 +251,14 @@ class SnapshotWriter:
             raise ValueError(f"slice [{start}, {start + n}) outside the snapshot's {self.n_total} particles")
         if not np.all(np.isfinite(position)):
             raise SrsimError(f"{self.path}: refusing to write non-finite positions")
-        pos = np.mod(position.astype(np.float64), self.box)
-        pos[pos >= self.box] = 0.0  # mod can round up to exactly box
-        pos *= KPC_PER_MPC
         col = self._file[f"{PTYPE}/Position"]
-        col.write(start, pos.astype(col.dtype.base, copy=False))
+        dtype = col.dtype.base
+        if position.min() < 0 or position.max() >= self.box:  # wrap only when needed: this is the hot path
+            position = np.mod(position.astype(np.float64), self.box)
+        pos = np.multiply(position, KPC_PER_MPC, dtype=np.float64).astype(dtype, copy=False)
+        # rounding (mod of tiny negatives, or the cast to f4) can land exactly on BoxSize: that is 0
+        pos[pos >= dtype.type(self.box * KPC_PER_MPC)] = 0
+        col.write(start, pos)
         self._file[f"{PTYPE}/ID"].write(start, np.asarray(ids, dtype=np.uint64))
         if self.velocity:
             if velocity is None:
@@ -269,6 +272,13 @@ class SnapshotWriter:
             replace_path(self.tmp, self.path)
             self._closed = True
         return self.path
+
+    def detach(self) -> Path:
+        """Close the file without renaming: for jobs that each write part of a shared snapshot."""
+        if not self._closed:
+            self._file.close()
+            self._closed = True
+        return self.tmp
 
     def abort(self) -> None:
         """Delete the temporary directory."""

@@ -17,6 +17,7 @@ level, so chunked and whole-box outputs agree.
 
 from __future__ import annotations
 
+import numbers
 from typing import Sequence
 
 import torch
@@ -117,7 +118,7 @@ class Generator(nn.Module):
             if offset is None:
                 offset = torch.zeros(B, 3, dtype=torch.int64)
             offset = torch.as_tensor(offset, dtype=torch.int64).cpu().reshape(B, 3)
-            seeds = [int(seed)] * B if isinstance(seed, int) else [int(s) for s in seed]
+            seeds = [int(seed)] * B if isinstance(seed, numbers.Integral) else [int(s) for s in seed]
             if len(seeds) != B:
                 raise ValueError(f"Generator: {len(seeds)} seeds for a batch of {B}")
             box = None if box_cells is None else [int(c) for c in box_cells]

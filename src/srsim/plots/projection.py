@@ -170,7 +170,7 @@ class ProjectionRenderer:
 
     def __init__(self, box_size: float, n_particles: int, regions: Iterable[Region], *, member_ids=None,
                  halos=None, b: float = 0.2, min_members: int = 32, margin: float | None = None,
-                 collect_limit: int = 2_000_000):
+                 collect_limit: int = 4_000_000):
         self.box = float(box_size)
         self.n_particles = int(n_particles)
         self.regions = list(regions)
@@ -209,13 +209,18 @@ class ProjectionRenderer:
             member = self._members(np.asarray(ids, dtype=np.uint64))
         for r in self.regions:
             st = self.state[r.name]
-            d = relative(pos, r.center, self.box)
             half = np.where(st["collect"], st["grown"], np.minimum(r.size, self.box)) / 2
-            sel = np.all(np.abs(d) <= half, axis=1)
+            # select on the bounded axes first (a slab tests z only), then take separations of the few kept
+            sel = np.ones(len(pos), dtype=bool)
+            for a in np.flatnonzero(half < self.box / 2):
+                da = pos[:, a] - r.center[a]
+                da -= self.box * np.floor(da / self.box + 0.5)
+                sel &= np.abs(da) <= half[a]
+            d = relative(pos[sel], r.center, self.box)
             if st["collect"]:
-                st["chunks"].append(d[sel].astype(np.float64))
+                st["chunks"].append(d)
             else:
-                self._deposit(r, st, d[sel], None if member is None else member[sel])
+                self._deposit(r, st, d, None if member is None else member[sel])
 
     def _deposit(self, r: Region, st: dict, d: np.ndarray, member) -> None:
         inside = np.all(np.abs(d) <= np.minimum(r.size, self.box) / 2, axis=1)
@@ -274,7 +279,7 @@ class ProjectionRenderer:
 
 def render_particles(pos, box_size, regions, *, ids=None, n_particles=None, member_ids=None, halos=None,
                      b=0.2, min_members=32, smoothing=0.0, adaptive_count=8.0, margin=None,
-                     collect_limit=2_000_000):
+                     collect_limit=4_000_000):
     """Render in-memory particles (n, 3) Mpc/h into {region name: Projection} (see ProjectionRenderer)."""
     pos = np.asarray(pos)
     r = ProjectionRenderer(box_size, n_particles or len(pos), regions, member_ids=member_ids, halos=halos, b=b,
@@ -284,7 +289,7 @@ def render_particles(pos, box_size, regions, *, ids=None, n_particles=None, memb
 
 
 def render_snapshot(path, regions, *, fof_path=None, smoothing=0.0, adaptive_count=8.0, chunk_size=2**22,
-                    collect_limit=2_000_000, b=None, min_members=None, progress=True):
+                    collect_limit=4_000_000, b=None, min_members=None, progress=True):
     """Render regions of a bigfile snapshot (streamed), highlighting the FOF groups of the catalogue at fof_path
     (member IDs if it stores them, else local FOF / halo centres). b and min_members default to the catalogue's
     attributes (0.2 and 32 without a catalogue). Returns {region name: Projection}."""
@@ -313,9 +318,12 @@ def render_snapshot(path, regions, *, fof_path=None, smoothing=0.0, adaptive_cou
     return rend.finish(smoothing, adaptive_count)
 
 
-def read_fof(path) -> dict:
+def read_fof(path, max_members: int = 300_000_000) -> dict:
     """Read a FOF catalogue (HDF5, brief's format): {'npart' (h,), 'mass' (h,) Msun/h, 'pos' (h, 3) Mpc/h,
-    'members_id' (m,) uint64 or None, 'b', 'min_members', 'box_size', 'redshift'}."""
+    'members_id' (m,) uint64 or None, 'b', 'min_members', 'box_size', 'redshift'}. Member lists longer than
+    max_members (8 bytes each) are not loaded (None): a huge box then falls back to local FOF / halo centres."""
+    import sys
+
     import h5py
 
     try:
@@ -323,11 +331,18 @@ def read_fof(path) -> dict:
             for key in ("npart", "mass", "pos"):
                 if key not in f:
                     raise SrsimError(f"{path}: FOF catalogue lacks dataset '{key}'")
+            members = None
+            if "members_id" in f:
+                if f["members_id"].shape[0] <= max_members:
+                    members = f["members_id"][...].astype(np.uint64)
+                else:
+                    print(f"{path}: {f['members_id'].shape[0]} member IDs exceed {max_members}; not used",
+                          file=sys.stderr)
             out = {
                 "npart": f["npart"][...].astype(np.int64),
                 "mass": f["mass"][...].astype(np.float64),
                 "pos": f["pos"][...].astype(np.float64).reshape(-1, 3),
-                "members_id": f["members_id"][...].astype(np.uint64) if "members_id" in f else None,
+                "members_id": members,
                 "b": float(f.attrs.get("b", 0.2)),
                 "min_members": int(f.attrs.get("min_members", 32)),
                 "box_size": float(f.attrs["box_size"]) if "box_size" in f.attrs else None,

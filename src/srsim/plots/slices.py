@@ -105,11 +105,29 @@ def plot_fig1(columns: dict[str, dict[str, Projection]], box_size: float, out, *
     return save_figure(fig, out, dpi)
 
 
-def fig2_region(box_size: float, halo_pos=None, halo_mass=None, *, zoom: float = 20.0,
-                npix: int = 500) -> Region:
-    """Fig. 2's cube: side `zoom` centred on the most massive HR halo (box centre without halos)."""
-    c = _pick_centres(box_size, halo_pos, halo_mass, 1)[0]
-    return Region("zoom", c, [min(zoom, box_size)] * 3, npix)
+def fig2_region(box_size: float, lr_pos=None, *, zoom: float = 20.0, npix: int = 500) -> Region:
+    """Fig. 2's cube of side `zoom`, centred on the densest spot of the LR field (the LR is shared by HR and every
+    SR, so the choice favours none of the panels): LR positions (n, 3) Mpc/h are CIC-deposited on a grid of
+    cells zoom/4 wide, smoothed by one cell, and the densest cell's centre taken. Box centre without LR."""
+    side = min(zoom, box_size)
+    if lr_pos is None or len(lr_pos) == 0:
+        return Region("zoom", [box_size / 2] * 3, [side] * 3, npix)
+    from scipy import ndimage
+
+    n = max(4, int(round(4 * box_size / side)))
+    grid = np.zeros((n, n, n))
+    u = np.asarray(lr_pos, dtype=np.float64) / box_size * n - 0.5
+    i0 = np.floor(u).astype(np.int64)
+    f = u - i0
+    for dx in (0, 1):
+        for dy in (0, 1):
+            for dz in (0, 1):
+                w = (np.where(dx, f[:, 0], 1 - f[:, 0]) * np.where(dy, f[:, 1], 1 - f[:, 1])
+                     * np.where(dz, f[:, 2], 1 - f[:, 2]))
+                np.add.at(grid, ((i0[:, 0] + dx) % n, (i0[:, 1] + dy) % n, (i0[:, 2] + dz) % n), w)
+    grid = ndimage.gaussian_filter(grid, 1.0, mode="wrap")
+    idx = np.unravel_index(int(np.argmax(grid)), grid.shape)
+    return Region("zoom", (np.array(idx) + 0.5) * box_size / n, [side] * 3, npix)
 
 
 def fig2_order(n_panels: int, seed: int = 2) -> np.ndarray:

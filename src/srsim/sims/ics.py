@@ -37,7 +37,7 @@ import torch
 from srsim.cosmology import Cosmology
 from srsim.errors import SrsimError
 
-__all__ = ["fourier_white_noise", "linear_modes", "linear_density", "initial_conditions", "lpt_state",
+__all__ = ["fourier_white_noise", "linear_modes", "linear_density", "initial_conditions", "lpt_fields", "lpt_state",
            "integer_wavenumbers"]
 
 _OFF = 1 << 20  # offset making signed integer wave numbers non-negative in the hash key
@@ -195,15 +195,35 @@ def initial_conditions(spec, device="cpu", dtype=torch.float64, lpt_order: int |
     n, box = int(spec.n_grid), float(spec.box_size)
     cosmo = _cosmo(spec)
     delta = linear_modes(cosmo, box, n, spec.seed, spec.noise_grid, device, dtype)
-    kvec, k2 = _kvectors(n, box, delta.device, dtype)
-    k2 = torch.where(k2 == 0, torch.ones_like(k2), k2)  # delta(0) = 0 anyway
+    return lpt_fields(delta, box, order)
+
+
+def lpt_fields(delta: torch.Tensor, box_size: float, order: int = 2):
+    """LPT displacements (D1 = 1) from the Fourier modes of a linear density.
+
+    Args:
+        delta: (n, n, n//2 + 1) complex tensor, continuum-normalised modes (as from linear_modes):
+            delta(x) = irfftn(delta) n^3 / box^3.
+        box_size: Mpc/h.
+        order: 1 or 2.
+
+    Returns:
+        (psi1, psi2): (3, n, n, n) real tensors in Mpc/h (psi2 None for order 1), with div psi1 = -delta and
+        psi2 = grad phi2, lap phi2 = sum_{i<j} (phi1_ii phi1_jj - phi1_ij^2), lap phi1 = delta.
+    """
+    n, box = delta.shape[0], float(box_size)
+    rdtype = torch.float64 if delta.dtype == torch.complex128 else torch.float32
+    kvec, k2 = _kvectors(n, box, delta.device, rdtype)
+    k2 = torch.where(k2 == 0, torch.ones_like(k2), k2)  # the k = 0 mode is excluded below
+    delta = delta.clone()
+    delta[0, 0, 0] = 0
     kg = _grad_factors(n, kvec)
     # psi1_k = i k delta / k^2
     psi1 = torch.stack([_to_real(1j * kg[a] * delta / k2, n, box) for a in range(3)])
     if order == 1:
         return psi1, None
-    # phi1_ij(x) = irfft(k_i k_j delta / k^2): one field at a time to bound memory.
-    def phi(i, j):
+
+    def phi(i, j):  # phi1_ij(x) = irfft(k_i k_j delta / k^2), one field at a time to bound memory
         ki = kvec[i] if i == j else kg[i]
         kj = kvec[j] if i == j else kg[j]
         return _to_real(ki * kj * delta / k2, n, box)
@@ -215,6 +235,7 @@ def initial_conditions(spec, device="cpu", dtype=torch.float64, lpt_order: int |
         source -= phi(i, j) ** 2
     src_k = torch.fft.rfftn(source) * (box ** 3 / n ** 3)
     del source
+    src_k[0, 0, 0] = 0
     # psi2 = grad phi2, phi2_k = -S_k / k^2  ->  psi2_k = -i k S_k / k^2
     psi2 = torch.stack([_to_real(-1j * kg[a] * src_k / k2, n, box) for a in range(3)])
     return psi1, psi2

@@ -6,9 +6,12 @@ Equations (comoving x in Mpc/h, time variable a, H0 = 1 units): with the momentu
     dx/da = p / (a^3 E),        dp/da = F / (a^2 E),        F = -grad psi,   lap psi = 1.5 Omega_m delta,
 
 so the peculiar velocity is v = a dx/dt = 100 p / a km/s. The force is solved on a periodic PM mesh
-(``mesh_factor`` x the particle grid per side): CIC painting, rfftn, the exact-k kernel
-F(k) = i k 1.5 Omega_m delta(k) / k^2 (first-derivative factor zero on the Nyquist planes, no CIC
-deconvolution), three inverse FFTs and CIC readout. Meshes are float32; positions and momenta float64.
+(``mesh_factor`` x the particle grid per side): CIC painting, rfftn, F(k) = i D(k) 1.5 Omega_m delta(k) / k^2
+with D(k) the 2-point finite-difference gradient by default (why: see PMForce; no CIC deconvolution),
+three inverse FFTs and CIC readout. Meshes are float32; positions and momenta float64.
+
+The background has no radiation (as srsim.cosmology): MP-Gadget with RadiationOn = 1 grows ~2% less
+between z = 99 and 0, so our runs started from MP-GenIC's ICs end ~4% higher in power at low k.
 
 Integrator: kick-drift-kick with the FastPM factors (Feng et al. 2016), built from the linear growth D1:
 g_p = a^3 E dD1/da, g_f = a^2 E dg_p/da = 1.5 Omega_m D1. Kick a0 -> a1 with the force at ac:
@@ -89,15 +92,37 @@ def time_steps(a_init: float, a_outputs, n_steps: int) -> np.ndarray:
     return out
 
 
+GRADIENTS = ("fd2", "fd4", "lanczos", "exact")
+LAPLACIANS = ("exact", "fd")
+
+
 class PMForce:
     """Particle-mesh gravity on a periodic n_mesh^3 mesh: positions (N, 3) Mpc/h -> F (N, 3) Mpc/h.
 
     F = -grad psi with lap psi = 1.5 Omega_m delta (see the module doc); delta is the CIC density contrast
-    of the N particles (equal masses).
+    of the N particles (equal masses). Kernels (cell size h, x = k h per axis):
+
+    - gradient "fd2" (default): i sin(x) / h, the 2-point central difference;
+      "fd4": i (8 sin x - sin 2x) / (6 h); "lanczos": i (2 sin x + sin 2x) / (4 h) (FastPM's low-noise
+      kernel); "exact": i k with the Nyquist planes zeroed.
+    - laplace "exact" (default): -k^2; "fd": -sum_i (2 sin(x_i / 2) / h)^2.
+
+    Why fd2 + exact: with a mesh finer than the particle lattice, the lattice itself imprints the mesh
+    Nyquist frequency on the painted density, and displacements modulate it into side bands just below
+    it. Gradient kernels that respond strongly there (exact, fd4) turn those side bands into spurious
+    forces which, read out on the lattice, alias back to low k and make the lattice modes grow too fast
+    (measured: +10-30% power at k ~ k_Nyq(particles)/2 by z = 2, and several % at the fundamental).
+    The 2-point difference vanishes linearly at the Nyquist frequency and showed the smallest errors
+    against MP-Gadget evolving the same initial conditions (tests/data/mpgadget/n32), while its low-k
+    deficit (1 - x^2/6) is below 1% for k < k_Nyq(mesh)/8.
     """
 
     def __init__(self, n_mesh: int, box_size: float, omega_m: float, device, mesh_dtype=torch.float32,
-                 gradient: str = "fd4", laplace: str = "exact"):
+                 gradient: str = "fd2", laplace: str = "exact"):
+        if gradient not in GRADIENTS:
+            raise SrsimError(f"sims.pm.gradient: unknown kernel '{gradient}' (expected one of {GRADIENTS})")
+        if laplace not in LAPLACIANS:
+            raise SrsimError(f"sims.pm.laplace: unknown kernel '{laplace}' (expected one of {LAPLACIANS})")
         self.n = int(n_mesh)
         self.box = float(box_size)
         self.device = torch.device(device)
@@ -111,21 +136,22 @@ class PMForce:
             k2 = sum((2.0 / cell * torch.sin(0.5 * kk * cell)) ** 2 for kk in (kx, ky, kz))
         else:
             k2 = kx ** 2 + ky ** 2 + kz ** 2
-        green = torch.where(k2 > 0, 1.5 * omega_m / torch.where(k2 > 0, k2, torch.ones_like(k2)),
-                            torch.zeros_like(k2))
-        self.green = green.to(mesh_dtype)
+        safe = torch.where(k2 > 0, k2, torch.ones_like(k2))
+        self.green = torch.where(k2 > 0, 1.5 * omega_m / safe, torch.zeros_like(k2)).to(mesh_dtype)
         grads = []
         for kk in (kx, ky, kz):
-            if gradient == "fd4":
+            if gradient == "fd2":
+                kk = torch.sin(kk * cell) / cell
+            elif gradient == "fd4":
                 kk = (8.0 * torch.sin(kk * cell) - torch.sin(2.0 * kk * cell)) / (6.0 * cell)
             elif gradient == "lanczos":
                 kk = (2.0 * torch.sin(kk * cell) + torch.sin(2.0 * kk * cell)) / (4.0 * cell)
-            elif gradient == "fd2":
-                kk = torch.sin(kk * cell) / cell
             else:
                 kk = kk.clone()
                 if n % 2 == 0:
                     kk[kk.abs() == math.pi * n / self.box] = 0.0  # Nyquist: odd derivative not representable
+            # sin() leaves ~1e-16 at the Nyquist frequency: make it exactly zero (real output).
+            kk = torch.where(kk.abs() < 1e-12 / cell, torch.zeros_like(kk), kk)
             grads.append(kk.to(mesh_dtype))
         self.grads = grads
 
@@ -160,13 +186,16 @@ def _cosmology(spec) -> Cosmology:
 
 
 def _options(spec) -> dict:
-    opts = dict(mesh_factor=2, steps=20, lpt_order=2, device="auto", threads=0, gradient="fd4", laplace="exact")
+    opts = dict(mesh_factor=2, steps=20, lpt_order=2, device="auto", threads=0, gradient="fd2", laplace="exact")
     opts.update(spec.options or {})
     for key in ("mesh_factor", "steps", "lpt_order", "threads"):
         if not isinstance(opts[key], (int, np.integer)) or isinstance(opts[key], bool):
             raise SrsimError(f"sims.pm.{key}: expected an integer, got {opts[key]!r}")
     if opts["mesh_factor"] < 1 or opts["steps"] < 1 or opts["threads"] < 0:
         raise SrsimError(f"sims.pm: mesh_factor and steps must be >= 1 and threads >= 0, got {opts}")
+    if opts["gradient"] not in GRADIENTS or opts["laplace"] not in LAPLACIANS:
+        raise SrsimError(f"sims.pm: gradient must be one of {GRADIENTS} and laplace one of {LAPLACIANS}, "
+                         f"got {opts['gradient']!r}, {opts['laplace']!r}")
     return opts
 
 
@@ -246,7 +275,7 @@ def simulate(spec, outdir: Path | None = None, *, callback=None, progress: bool 
             callback(z, pos, p)
         if outdir is not None:
             name = "IC" if z is None else f"z{_zstr(z)}"
-            _write(Path(outdir) / name, spec, cosmo, opts, n_mesh, a, pos, p)
+            _write(Path(outdir) / name, spec, cosmo, opts, n_mesh, a, float(spec.z_init) if z is None else z, pos, p)
 
     stats = dict(device=str(device), n_grid=n, n_mesh=n_mesh, n_steps=len(steps) - 1)
     # Initial conditions: float64 for moderate grids, float32 fields beyond (memory), positions float64.
@@ -305,13 +334,12 @@ def _zstr(z: float) -> str:
     return zstr(z)
 
 
-def _write(path: Path, spec, cosmo: Cosmology, opts: dict, n_mesh: int, a: float, pos, p) -> None:
+def _write(path: Path, spec, cosmo: Cosmology, opts: dict, n_mesh: int, a: float, z: float, pos, p) -> None:
     """Write one snapshot (ID order) in MP-Gadget layout; velocity = peculiar km/s."""
     from srsim.fields import grid_ids
     from srsim.io.snapshot import make_header, write_snapshot
 
     n = int(spec.n_grid)
-    z = 1.0 / a - 1.0
     attrs = make_header(
         box_size=float(spec.box_size), redshift=z, n_particles=n ** 3, cosmology=cosmo.to_dict(), n_grid=n,
         Source="srsim pm", Seed=np.array([int(spec.seed)], dtype=np.int64),

@@ -1,0 +1,34 @@
+"""`srsim fof-partition`: file a slice of a big snapshot's particles under the FOF domains that need them."""
+
+from __future__ import annotations
+
+COMMAND = "fof-partition"
+HELP = "split particles [part*N/n, (part+1)*N/n) of a snapshot into per-domain files (domain + ghost zone) for fof-domain"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("snapshot", help="bigfile snapshot directory (MP-Gadget layout)")
+    parser.add_argument("out", help="output directory (d{domain}.pos, d{domain}.id, partition.json)")
+    parser.add_argument("--part", type=int, default=0, help="which slice of the particles, in [0, n-parts)")
+    parser.add_argument("--n-parts", type=int, default=1, help="number of slices (independent jobs)")
+    parser.add_argument("--n-domains", type=int, default=None, help="domains per side (default analysis.fof_domains)")
+    parser.add_argument("--ghost", type=float, default=None, help="ghost-zone width in Mpc/h (default analysis.fof_ghost)")
+    parser.add_argument("--chunk-size", type=int, default=2**22, help="particles read at a time")
+    parser.add_argument("--config", default=None, help="JSON string or YAML file with an 'analysis' section")
+
+
+def run(args) -> int:
+    from srsim.analysis import analysis_settings
+    from srsim.analysis.domains import partition_snapshot
+
+    s = analysis_settings(args.config)
+    partition_snapshot(
+        args.snapshot,
+        args.out,
+        n_domains=args.n_domains or s["fof_domains"],
+        ghost=args.ghost if args.ghost is not None else s["fof_ghost"],
+        part=args.part,
+        n_parts=args.n_parts,
+        chunk_size=args.chunk_size,
+    )
+    return 0

@@ -1,0 +1,158 @@
+"""Metrics: power-spectrum deviations, HMF ratios with errors, pass/fail, metrics.json and the summary table."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from plot_synthetic import hmf_set, power_set, write_hmf_table
+from srsim.errors import SrsimError
+from srsim.metrics import combine_pass, compute_metrics, hmf_metrics, hmf_ratio, power_deviation, summary_table
+from srsim.plots.tables import hmf_item, power_item
+
+K = np.linspace(0.1, 30.0, 60)
+P = 1e3 * K**-1.5
+
+
+def test_identical_spectra_have_zero_deviation():
+    d = power_deviation(K, P.copy(), P, k_max=16.0)
+    assert d["max_abs_dev"] == 0.0 and d["rms_dev"] == 0.0
+    assert d["n_bins"] == int(np.sum(K <= 16.0)) and d["k_max_used"] <= 16.0
+
+
+def test_constant_offset_gives_that_offset():
+    d = power_deviation(K, 1.03 * P, P, k_max=16.0)
+    assert d["max_abs_dev"] == pytest.approx(0.03, rel=1e-12)
+    assert d["rms_dev"] == pytest.approx(0.03, rel=1e-12)
+    d = power_deviation(K, 0.9 * P, P, k_max=16.0)
+    assert d["max_abs_dev"] == pytest.approx(0.1, rel=1e-12)
+
+
+def test_offsets_beyond_kmax_and_empty_bins_are_ignored():
+    test = np.where(K > 16.0, 2.0 * P, P)
+    assert power_deviation(K, test, P, k_max=16.0)["max_abs_dev"] == 0.0
+    test = P.copy()
+    test[3] *= 1.5
+    modes = np.full(K.size, 10)
+    modes[3] = 0
+    assert power_deviation(K, test, P, k_max=16.0, n_modes=modes)["max_abs_dev"] == 0.0
+    assert power_deviation(K, test, P, k_max=16.0)["max_abs_dev"] == pytest.approx(0.5)
+
+
+def test_rms_and_max_of_a_known_pattern():
+    sel = K <= 16.0
+    signs = np.where(np.arange(K.size) % 2 == 0, 1.0, -1.0)
+    amp = np.where(np.arange(K.size) % 4 == 0, 0.04, 0.02)
+    d = power_deviation(K, P * (1 + signs * amp), P, k_max=16.0)
+    assert d["max_abs_dev"] == pytest.approx(0.04)
+    assert d["rms_dev"] == pytest.approx(math.sqrt(np.mean(amp[sel] ** 2)))
+
+
+def test_no_bin_below_kmax_gives_none():
+    d = power_deviation(K, P, P, k_max=0.01)
+    assert d["max_abs_dev"] is None and d["n_bins"] == 0
+
+
+def test_hmf_ratio_and_error_propagation():
+    n_ref = np.array([1e-2, 1e-3, 1e-4, 0.0])
+    e_ref = np.array([1e-3, 2e-4, 5e-5, 0.0])
+    n_t = np.array([2e-2, 1e-3, 0.0, 1e-5])
+    e_t = np.array([1e-3, 1e-4, 0.0, 1e-5])
+    r, e = hmf_ratio(n_t, e_t, n_ref, e_ref)
+    assert r[0] == pytest.approx(2.0) and r[1] == pytest.approx(1.0) and r[2] == 0.0
+    assert math.isnan(r[3]) and math.isnan(e[3])
+    assert e[0] == pytest.approx(2.0 * math.hypot(0.05, 0.1))
+    assert e[1] == pytest.approx(math.hypot(0.1, 0.2))
+
+
+def _hmf(tmp_path, name, counts, volume=1e6, n_catalogs=1, z=0.0):
+    lo = np.arange(len(counts)) * 0.5 + 11.0
+    return hmf_item(write_hmf_table(tmp_path / name, lo, lo + 0.5, np.asarray(counts), volume=volume,
+                                    n_catalogs=n_catalogs, redshift=z))
+
+
+def test_hmf_pass_fail_and_untested_bins(tmp_path):
+    hr = _hmf(tmp_path, "hr.txt", [10000, 4000, 10])
+    lr = _hmf(tmp_path, "lr.txt", [0, 0, 5])
+    good = _hmf(tmp_path, "sr_good.txt", [3 * 10300, 3 * 3900, 3 * 30], n_catalogs=3)
+    m = hmf_metrics(lr, hr, good, tolerance=0.1, min_halos=50)
+    assert [b["tested"] for b in m["bins"]] == [True, True, False]
+    assert m["pass"] is True and m["n_tested"] == 2
+    assert m["max_abs_dev_sr"] == pytest.approx(0.03)
+    assert m["bins"][0]["ratio_sr"] == pytest.approx(1.03)
+    assert m["bins"][2]["ratio_lr"] == pytest.approx(0.5)
+    bad = _hmf(tmp_path, "sr_bad.txt", [3 * 10000, 3 * 6000, 3 * 10], n_catalogs=3)
+    m = hmf_metrics(lr, hr, bad, tolerance=0.1, min_halos=50)
+    assert m["pass"] is False and m["bins"][1]["pass"] is False and m["bins"][0]["pass"] is True
+    # a 30% deviation on 60 halos is within 2 sigma of the Poisson errors: statistically consistent
+    small_hr = _hmf(tmp_path, "hr_small.txt", [60])
+    small_sr = _hmf(tmp_path, "sr_small.txt", [78])
+    m = hmf_metrics(_hmf(tmp_path, "lr_small.txt", [0]), small_hr, small_sr, tolerance=0.1, min_halos=50)
+    assert m["bins"][0]["within_tolerance"] is False and m["bins"][0]["within_errors"] is True
+    assert m["pass"] is True
+    none = hmf_metrics(lr, hr, good, tolerance=0.1, min_halos=10**6)
+    assert none["pass"] is None and none["n_tested"] == 0
+
+
+def test_mismatched_bins_fail_loudly(tmp_path):
+    hr = _hmf(tmp_path, "hr.txt", [100, 10])
+    sr = _hmf(tmp_path, "sr.txt", [100, 10, 1])
+    with pytest.raises(SrsimError, match="sr.txt"):
+        hmf_metrics(hr, hr, sr, 0.1, 20)
+    ps = power_set(tmp_path, zs=(0,), n_sr=1)[0]
+    (tmp_path / "other").mkdir()
+    other = power_set(tmp_path / "other", zs=(0,), n_mesh=32, n_sr=1)[0]
+    from srsim.metrics import power_metrics
+
+    with pytest.raises(SrsimError, match="k bins differ"):
+        power_metrics(power_item(ps["lr"]), power_item(ps["hr"]), [power_item(other["sr"][0])], 16.0, 0.05)
+
+
+def test_combine_pass():
+    assert combine_pass([True, None, True]) is True
+    assert combine_pass([True, False]) is False
+    assert combine_pass([None, None]) is None
+
+
+def test_compute_metrics_json_and_table(tmp_path):
+    ps = power_set(tmp_path, zs=(2, 0), n_sr=2, sr_offset=0.01)
+    hs = hmf_set(tmp_path, zs=(2, 0), n_sr=3)
+    power = {z: {"lr": power_item(d["lr"]), "hr": power_item(d["hr"]), "sr": [power_item(p) for p in d["sr"]]}
+             for z, d in ps.items()}
+    hmf = {z: {k: hmf_item(p) for k, p in d.items()} for z, d in hs.items()}
+    crit = {"k_max": 16.0, "power_tolerance": 0.05, "hmf_tolerance": 0.1, "hmf_min_halos": 50}
+    m = compute_metrics(power, hmf, crit, sim="test00")
+    assert list(m["power"]) == ["2", "0"]
+    # realizations at +1% and -1% average out (to the 0.2% noise); each alone is ~1% off; LR is far off
+    assert m["power"]["0"]["sr"]["max_abs_dev"] < 0.01
+    for r in m["power"]["0"]["sr"]["realizations"]:
+        assert 0.005 < r["max_abs_dev"] < 0.02
+    assert m["power"]["0"]["lr"]["max_abs_dev"] > 0.5
+    assert m["pass"]["power"] is True
+    text = summary_table(m)
+    assert "Overall" in text and "PASS" in text
+    json.dumps(m, allow_nan=False)  # strict JSON: no NaN anywhere
+
+
+def test_metrics_cli(tmp_path, capsys):
+    from srsim.cli import main
+
+    ps = power_set(tmp_path, zs=(0,), n_sr=2)
+    hs = hmf_set(tmp_path, zs=(0,), n_sr=2)
+    out = tmp_path / "m" / "metrics.json"
+    code = main(["metrics", "--power-lr", str(ps[0]["lr"]), "--power-hr", str(ps[0]["hr"]), "--power-sr",
+                 *map(str, ps[0]["sr"]), "--hmf-lr", str(hs[0]["lr"]), "--hmf-hr", str(hs[0]["hr"]), "--hmf-sr",
+                 str(hs[0]["sr"]), "--out", str(out), "--config", '{"figures": {"k_max": 8.0}}'])
+    assert code == 0
+    m = json.loads(out.read_text())
+    assert m["criteria"]["k_max"] == 8.0 and m["power"]["0"]["sr"]["k_max_used"] <= 8.0
+    assert out.with_suffix(".txt").read_text() in capsys.readouterr().out
+    # an SR table at a redshift without HR fails loudly, naming the problem
+    (tmp_path / "z1").mkdir()
+    ps2 = power_set(tmp_path / "z1", zs=(1,), n_sr=1)
+    code = main(["metrics", "--power-lr", str(ps[0]["lr"]), "--power-hr", str(ps[0]["hr"]), "--power-sr",
+                 str(ps[0]["sr"][0]), str(ps2[1]["sr"][0]), "--hmf-lr", str(hs[0]["lr"]), "--hmf-hr",
+                 str(hs[0]["hr"]), "--hmf-sr", str(hs[0]["sr"]), "--out", str(out)])
+    assert code == 2
+    assert "no HR counterpart" in capsys.readouterr().err
