@@ -1,7 +1,5 @@
 """The O_h augmentation: a group of 48 elements acting consistently on fields, vectors and positions."""
 
-import itertools
-
 import numpy as np
 import pytest
 import torch

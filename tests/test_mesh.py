@@ -116,3 +116,4 @@ def test_inplace_chunked_paint_equals_paint():
     assert torch.allclose(mesh, cic_paint(pos, n, w), atol=1e-12)
     m32 = cic_paint_add_(torch.zeros(n, n, n), pos)  # float32 mesh from float64 positions
     assert m32.dtype == torch.float32 and torch.isclose(m32.sum(), torch.tensor(1000.0))
+

@@ -49,9 +49,11 @@ def _cluster_up() -> bool:
 
 
 _WANTED = os.environ.get("SRSIM_TEST_SLURM")
-pytestmark = pytest.mark.skipif(
-    _WANTED == "0" or (_WANTED != "1" and not _cluster_up()),
-    reason="no slurm cluster (set SRSIM_TEST_SLURM=1 to start one with scripts/slurm-local.sh)")
+pytestmark = [
+    pytest.mark.slurm,
+    pytest.mark.skipif(_WANTED == "0" or (_WANTED != "1" and not _cluster_up()),
+                       reason="no slurm cluster (set SRSIM_TEST_SLURM=1 to start one with scripts/slurm-local.sh)"),
+]
 
 
 @pytest.fixture(scope="module")

@@ -17,32 +17,37 @@ import torch
 
 __all__ = ["cic_paint", "cic_paint_add_", "cic_readout"]
 
-# The 8 corner offsets of the CIC stencil.
-_CORNERS = [(dx, dy, dz) for dx in (0, 1) for dy in (0, 1) for dz in (0, 1)]
-
-
 def _prepare(pos: torch.Tensor, n_mesh: int):
-    """Split positions (B, N, 3) into integer base cells (long) and fractional offsets in [0, 1)."""
+    """Split positions (..., 3) into integer base cells (long) and fractional offsets in [0, 1)."""
     if pos.shape[-1] != 3:
         raise ValueError(f"cic: positions must have shape (N, 3) or (B, N, 3), got {tuple(pos.shape)}")
     pos = torch.remainder(pos, n_mesh)
     base = torch.floor(pos)
     frac = pos - base  # gradient 1 w.r.t. pos (floor has zero gradient)
+    ibase = base.long()
     # remainder() can return exactly n_mesh for tiny negative inputs in floating point: wrap again.
-    ibase = base.long() % n_mesh
+    ibase = torch.where(ibase >= n_mesh, ibase - n_mesh, ibase)
     return ibase, frac
 
 
-def _corner(ibase, frac, n_mesh: int, corner):
-    """Flat mesh index (B, N) and CIC weight (B, N) of one stencil corner."""
-    dx, dy, dz = corner
-    ix = (ibase[..., 0] + dx) % n_mesh if dx else ibase[..., 0]
-    iy = (ibase[..., 1] + dy) % n_mesh if dy else ibase[..., 1]
-    iz = (ibase[..., 2] + dz) % n_mesh if dz else ibase[..., 2]
-    w = (frac[..., 0] if dx else 1 - frac[..., 0])
-    w = w * (frac[..., 1] if dy else 1 - frac[..., 1])
-    w = w * (frac[..., 2] if dz else 1 - frac[..., 2])
-    return (ix * n_mesh + iy) * n_mesh + iz, w
+def _stencil(ibase, frac, n_mesh: int):
+    """Yield (flat mesh index, CIC weight) for the 8 stencil corners, each shaped like ibase[..., 0].
+
+    Per-axis indices and weights are computed once and combined, which is much cheaper than eight
+    independent modulo computations.
+    """
+    axes = []
+    for d, stride in ((0, n_mesh * n_mesh), (1, n_mesh), (2, 1)):
+        i0 = ibase[..., d]
+        i1 = i0 + 1
+        i1 = torch.where(i1 == n_mesh, torch.zeros_like(i1), i1)
+        f = frac[..., d]
+        axes.append(((i0 * stride, 1 - f), (i1 * stride, f)))
+    for ix, wx in axes[0]:
+        for iy, wy in axes[1]:
+            ixy, wxy = ix + iy, wx * wy
+            for iz, wz in axes[2]:
+                yield ixy + iz, wxy * wz
 
 
 def cic_paint(pos: torch.Tensor, n_mesh: int, weight: torch.Tensor | None = None,
@@ -81,8 +86,7 @@ def cic_paint(pos: torch.Tensor, n_mesh: int, weight: torch.Tensor | None = None
     # Batch b writes into the block [b*ncell, (b+1)*ncell) of one flat mesh.
     offset = (torch.arange(nb, device=pos.device) * ncell).unsqueeze(1)
     out = torch.zeros(nb * ncell, dtype=dtype, device=pos.device)
-    for corner in _CORNERS:
-        idx, w = _corner(ibase, frac, n_mesh, corner)
+    for idx, w in _stencil(ibase, frac, n_mesh):
         if weight is not None:
             w = w * weight
         # Out-of-place index_add keeps the op differentiable w.r.t. w (and so positions and weights).
@@ -110,8 +114,7 @@ def cic_paint_add_(mesh: torch.Tensor, pos: torch.Tensor, weight: torch.Tensor |
     flat = mesh.view(-1)
     with torch.no_grad():
         ibase, frac = _prepare(pos, n_mesh)
-        for corner in _CORNERS:
-            idx, w = _corner(ibase, frac, n_mesh, corner)
+        for idx, w in _stencil(ibase, frac, n_mesh):
             if weight is not None:
                 w = w * weight
             flat.index_add_(0, idx, w.to(mesh.dtype))
@@ -144,8 +147,8 @@ def cic_readout(mesh: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
     ibase, frac = _prepare(pos, n_mesh)
     flat = mesh.reshape(nb, -1)
     out = None
-    for corner in _CORNERS:
-        idx, w = _corner(ibase, frac, n_mesh, corner)
+    for idx, w in _stencil(ibase, frac, n_mesh):
         term = torch.gather(flat, 1, idx) * w
         out = term if out is None else out + term
     return out if batched else out[0]
+

@@ -47,7 +47,8 @@ from srsim.model.noise import hash32
 
 __all__ = ["DistContext", "init_distributed", "resolve_device", "average_gradients", "broadcast_parameters",
            "Models", "build_models", "step_seeds", "supervised_step", "critic_step", "generator_step",
-           "LossLog", "plot_curve", "Trainer", "TrainingPreempted", "NonFiniteLoss", "RESUME_KEYS"]
+           "adversarial_step", "LossLog", "plot_curve", "Trainer", "TrainingPreempted", "NonFiniteLoss",
+           "RESUME_KEYS", "install_signal_handlers"]
 
 # train-section keys that must not change when resuming (they change what the run computes)
 RESUME_KEYS = ("supervised_epochs", "adversarial_epochs", "batch_size", "lr", "betas", "gp_lambda", "gp_every",
@@ -170,13 +171,15 @@ def build_models(model_cfg: dict, train_cfg: dict, device: torch.device, ctx: Di
     if ctx is not None:
         broadcast_parameters(gen, ctx)
         broadcast_parameters(critic, ctx)
-    betas = tuple(train_cfg["betas"])
-    opt_g = torch.optim.Adam(gen.parameters(), lr=train_cfg["lr"], betas=betas)
-    opt_c = torch.optim.Adam(critic.parameters(), lr=train_cfg["lr"], betas=betas)
+    betas = tuple(float(b) for b in train_cfg["betas"])
+    opt_g = torch.optim.Adam(gen.parameters(), lr=float(train_cfg["lr"]), betas=betas)
+    opt_c = torch.optim.Adam(critic.parameters(), lr=float(train_cfg["lr"]), betas=betas)
     gen_fwd, critic_fwd = gen, critic
     if train_cfg.get("compile"):
-        # the gradient penalty's double backward runs through the uncompiled critic (same parameters)
-        gen_fwd = torch.compile(gen)
+        # The generator compiles its body only (its position-keyed noise stays eager, so new offsets and
+        # seeds never recompile); the gradient penalty's double backward, which compiled graphs do not
+        # support, runs through the uncompiled critic (same parameters).
+        gen.compile_ladder()
         critic_fwd = torch.compile(critic)
     return Models(gen, critic, opt_g, opt_c, gen_fwd, critic_fwd, fmt)
 
@@ -372,15 +375,21 @@ def plot_curve(csv_path, png_path, title: str = "") -> None:
     ax.set_xlabel("step")
     ax.set_title("supervised warm-up")
     ax = axes[1]
-    for i, (key, label) in enumerate([("wdist", "W distance D(h) - D(G(l))"), ("critic", "critic loss"),
-                                      ("generator", "generator loss")]):
+    for i, (key, label) in enumerate([("wdist", "W distance D(h) - D(G(l))"), ("generator", "generator loss -D(G(l))")]):
         a = series("adversarial", key)
         if len(a):
             ax.plot(a[:, 0], smooth(a[:, 1], max(1, len(a) // 50)), color=f"C{i + 1}", label=label)
     ax.set_xlabel("step")
     ax.set_title("WGAN-gp (Eq. 3)")
     if ax.lines:
-        ax.legend()
+        ax.legend(loc="upper left")
+    gp = series("adversarial", "gp")
+    gp = gp[np.isfinite(gp[:, 1])]
+    if len(gp):  # the penalty (applied every gp_every critic steps) on its own axis
+        ax2 = ax.twinx()
+        ax2.plot(gp[:, 0], gp[:, 1], ".", ms=3, color="C3", label="gradient penalty")
+        ax2.set_ylabel("gradient penalty")
+        ax2.legend(loc="lower right")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -65,8 +65,22 @@ rule simulate_bigbox:
 ruleorder: simulate_bigbox > simulate_pair
 
 
+rule linear_power:
+    output:
+        f"{R}/linear_power.txt",
+    params:
+        cfg=cfg_json("cosmology"),
+    log:
+        log_path("linear_power", "z0"),
+    resources:
+        runtime=10,
+    shell:
+        "srsim linear-power --config {params.cfg} --out {output} > {log} 2>&1"
+
+
 def simulate_targets(z=None):
-    out = [snapshot_dir(p, k, zz) for p in PAIRS for k in ("lr", "hr") for zz in _select(ZS, z)]
+    out = [f"{R}/linear_power.txt"] if z is None else []
+    out += [snapshot_dir(p, k, zz) for p in PAIRS for k in ("lr", "hr") for zz in _select(ZS, z)]
     out += [snapshot_dir("bigbox", "lr", zz) for zz in _select(BIGBOX_ZS, z)]
     return out
 

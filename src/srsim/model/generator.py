@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 
 from srsim.model.layers import NoiseInjection, act, narrow, up2
+from srsim.model.noise import position_noise
 
 __all__ = ["Generator", "generator_geometry"]
 
@@ -83,6 +84,7 @@ class Generator(nn.Module):
         self.block0 = nn.Sequential(nn.Conv3d(in_channels, widths[0], 1), act())
         self.rungs = nn.ModuleList(
             _Rung(widths[r], widths[r + 1], out_channels, 2 * r, self.noise) for r in range(self.levels))
+        self._compiled_ladder = None
 
     def hyperparameters(self) -> dict:
         return {"widths": list(self.widths), "in_channels": self.in_channels,
@@ -109,36 +111,59 @@ class Generator(nn.Module):
         """
         if x.dim() != 5 or x.shape[1] != self.in_channels or not (x.shape[2] == x.shape[3] == x.shape[4]):
             raise ValueError(f"Generator: input must be (B, {self.in_channels}, m, m, m), got {tuple(x.shape)}")
-        m = x.shape[-1]
-        n = m - 2 * self.pad
-        if n < 1:
-            raise ValueError(f"Generator: input side {m} leaves no cells inside the padding of {self.pad}")
-        B = x.shape[0]
-        if self.noise:
-            if offset is None:
-                offset = torch.zeros(B, 3, dtype=torch.int64)
-            offset = torch.as_tensor(offset, dtype=torch.int64).cpu().reshape(B, 3)
-            seeds = [int(seed)] * B if isinstance(seed, numbers.Integral) else [int(s) for s in seed]
-            if len(seeds) != B:
-                raise ValueError(f"Generator: {len(seeds)} seeds for a batch of {B}")
-            box = None if box_cells is None else [int(c) for c in box_cells]
+        if x.shape[-1] - 2 * self.pad < 1:
+            raise ValueError(f"Generator: input side {x.shape[-1]} leaves no cells inside the padding of {self.pad}")
+        noises = self.make_noise(x.shape, offset, seed, box_cells) if self.noise else []
+        ladder = self._compiled_ladder if self._compiled_ladder is not None else self.ladder
+        return ladder(x, noises)
 
+    def compile_ladder(self, **kwargs) -> None:
+        """torch.compile the network body (``ladder``); the noise, which depends on Python-side offsets and
+        seeds, stays eager, so changing offsets and seeds never triggers recompilation."""
+        self._compiled_ladder = torch.compile(self.ladder, **kwargs)
+
+    def noise_shapes(self, m: int) -> list[tuple[int, int]]:
+        """(side, start) of every noise layer for an input of side m (start: global index of sample 0
+        relative to 2^level * offset, on that layer's grid)."""
+        out, start = [], 0
+        for _ in range(self.levels):
+            out.append((m, start))
+            m, start = 2 * m - 2, 2 * start + 1
+            m, start = m - 2, start + 1
+            out.append((m, start))
+            m, start = m - 2, start + 1
+        return out
+
+    def make_noise(self, shape, offset, seed, box_cells) -> list[torch.Tensor]:
+        """The standard-normal noise fields (B, 1, s, s, s) of every noise layer, float32, position-keyed."""
+        B, m = shape[0], shape[-1]
+        if offset is None:
+            offset = torch.zeros(B, 3, dtype=torch.int64)
+        offset = torch.as_tensor(offset, dtype=torch.int64).cpu().reshape(B, 3)
+        seeds = [int(seed)] * B if isinstance(seed, numbers.Integral) else [int(s) for s in seed]
+        if len(seeds) != B:
+            raise ValueError(f"Generator: {len(seeds)} seeds for a batch of {B}")
+        box = None if box_cells is None else [int(c) for c in box_cells]
+        device = self.block0[0].weight.device
+        out = []
+        for layer, (side, start) in enumerate(self.noise_shapes(m)):
+            f = 2 ** ((layer + 1) // 2)  # resolution factor of this layer's grid
+            period = None if box is None else [c * f for c in box]
+            origins = offset * f + start
+            out.append(torch.stack([position_noise(seeds[b], layer, origins[b].tolist(), (side,) * 3, period,
+                                                   device=device) for b in range(B)])[:, None])
+        return out
+
+    def ladder(self, x: torch.Tensor, noises: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The network body: padded LR crop and precomputed noise fields -> cropped SR crop."""
         y = x
         h = self.block0(x)
-        start = 0
-        for level, rung in enumerate(self.rungs):
-            f = 2 ** level
+        for r, rung in enumerate(self.rungs):
             if self.noise:
-                period = None if box is None else [c * f for c in box]
-                h = rung.noise1(h, offset * f + start, seeds, period)
-            h = up2(h)
-            start = 2 * start + 1
-            h = rung.act(rung.conv1(h))
-            start += 1
+                h = rung.noise1(h, noises[2 * r])
+            h = rung.act(rung.conv1(up2(h)))
             if self.noise:
-                period = None if box is None else [c * 2 * f for c in box]
-                h = rung.noise2(h, offset * 2 * f + start, seeds, period)
+                h = rung.noise2(h, noises[2 * r + 1])
             h = rung.act(rung.conv2(h))
-            start += 1
             y = narrow(up2(y), 2) + rung.proj(h)
         return narrow(y, self.crop)

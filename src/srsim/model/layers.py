@@ -16,8 +16,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from srsim.model.noise import position_noise
-
 __all__ = ["narrow", "up2", "interp_up", "lr_to_hr", "down2", "NoiseInjection", "ResBlock", "act"]
 
 NEG_SLOPE = 0.2
@@ -81,10 +79,12 @@ def down2(x: torch.Tensor) -> torch.Tensor:
 
 
 class NoiseInjection(nn.Module):
-    """Add position-keyed white noise with a learnable amplitude per channel (StyleGAN2-style).
+    """Add a noise field with a learnable amplitude per channel (StyleGAN2-style).
 
-    One noise field per layer is shared by all channels and scaled by ``std`` (C,), initialised to zero so
-    that training starts from a deterministic network and learns how much stochasticity each channel needs.
+    One standard-normal field per layer (B, 1, D, H, W), made by ``srsim.model.noise.position_noise`` from
+    the seed and global voxel positions, is shared by all channels and scaled by ``std`` (C,). ``std`` is
+    initialised to zero, so training starts from a deterministic network and learns how much stochasticity
+    each channel needs.
     """
 
     def __init__(self, channels: int, layer: int):
@@ -92,17 +92,8 @@ class NoiseInjection(nn.Module):
         self.layer = layer
         self.std = nn.Parameter(torch.zeros(channels))
 
-    def noise(self, shape, origins: torch.Tensor, seeds, period) -> torch.Tensor:
-        """(B, 1, D, H, W) float32 noise; origins (B, 3) global index of voxel 0 on this layer's grid."""
-        out = []
-        for b in range(shape[0]):
-            out.append(position_noise(int(seeds[b]), self.layer, origins[b].tolist(), shape[2:],
-                                      period, device=self.std.device))
-        return torch.stack(out)[:, None]
-
-    def forward(self, x: torch.Tensor, origins: torch.Tensor, seeds, period) -> torch.Tensor:
-        z = self.noise(x.shape, origins, seeds, period).to(x.dtype)
-        return x + self.std.to(x.dtype).view(1, -1, 1, 1, 1) * z
+    def forward(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return x + self.std.to(x.dtype).view(1, -1, 1, 1, 1) * noise.to(x.dtype)
 
 
 class ResBlock(nn.Module):

@@ -32,7 +32,7 @@ def plot_fig5(sr: dict[str, Projection], lr: dict[str, Projection], box_size: fl
     """Fig. 5. sr, lr: {'slab': Projection, 'zoom': Projection} from `fig5_regions`. The SR slab fills the
     figure; the LR slab is the white-framed inset (top left); the red-framed insets (right) show the zoom cube
     around the most massive SR halo (mass halo_mass Msun/h) in SR and LR, marked by a red box on the slab.
-    Figure size x size inches at dpi."""
+    LR and SR share the colour limits (set by the SR). Figure size x size inches at dpi."""
     fig = plt.figure(figsize=(size, size), facecolor="black")
     lim_slab = density_limits([sr["slab"].density])
     lim_zoom = density_limits([sr["zoom"].density])
@@ -49,12 +49,12 @@ def plot_fig5(sr: dict[str, Projection], lr: dict[str, Projection], box_size: fl
             f"SR, {box_size:g} Mpc/h box, slice {thick:g} Mpc/h thick, {zlabel(redshift)}", color="white",
             ha="center", va="top", fontsize=9)
     ins = fig.add_axes([0.03, 0.63, 0.3, 0.3])
-    show(ins, lr["slab"], density_limits([lr["slab"].density]),
+    show(ins, lr["slab"], lim_slab,
          absolute_extent=lr["slab"].region.extent(box_size, absolute=True), label="LR")
     _frame(ins, "white")
     for k, (name, proj) in enumerate((("SR", sr["zoom"]), ("LR", lr["zoom"]))):
         zax = fig.add_axes([0.67, 0.04 + k * 0.3, 0.29, 0.29])
-        show(zax, proj, lim_zoom if name == "SR" else density_limits([proj.density]),
+        show(zax, proj, lim_zoom,
              scalebar=nice_length(proj.region.size[0]), label=f"{name} zoom")
         _frame(zax, "red")
     if mass:

@@ -111,21 +111,25 @@ def smooth(img: np.ndarray, sigma_pix: float, periodic: bool = False) -> np.ndar
     return ndimage.gaussian_filter(img, sigma_pix, mode="wrap" if periodic else "constant")
 
 
-def adaptive_smooth(counts: np.ndarray, others, sigma_pix: float, n_min: float, periodic: bool = False):
+def adaptive_smooth(counts: np.ndarray, others, sigma_pix: float, n_min: float, periodic: bool = False,
+                    others_max_level: int = 2, max_sigma: float | None = None):
     """Adaptive ("scatter") Gaussian smoothing of a (ny, nx) particle-count image.
 
-    Each pixel's particles get the smallest kernel sigma_pix * 2^j (j = 0, 1, ...; at most 1/8 of the image)
+    Each pixel's particles get the smallest kernel sigma_pix * 2^j (j = 0, 1, ...; at most max_sigma pixels,
+    default 1/8 of the image)
     whose neighbourhood holds at least n_min particles within the effective area 4 pi sigma^2, and are spread
     with it, as SPH-style renderers do: halos stay sharp at the configured scale while sparse particles (voids,
     an LR set) become a continuous field instead of isolated dots. Mass is conserved (no mass of a dense pixel
-    is spread wide). `others` (e.g. FOF-member counts, a subset) use the same per-pixel kernels.
+    is spread wide). `others` (e.g. FOF-member counts, a subset) use the same per-pixel kernels, at most
+    2^others_max_level times the smallest (halo members are dense; their stray outskirts must not tint a wide
+    patch).
     n_min <= 0 gives plain Gaussian smoothing. Returns (smoothed counts, [smoothed others]) in counts/pixel.
     """
     others = list(others)
     if n_min <= 0:
         return smooth(counts, sigma_pix, periodic), [smooth(o, sigma_pix, periodic) for o in others]
     sigmas = [max(sigma_pix, 0.5)]
-    sig_max = max(sigmas[0], min(counts.shape) / 8)
+    sig_max = max(sigmas[0], min(counts.shape) / 8 if max_sigma is None else max_sigma)
     while sigmas[-1] * 2 <= sig_max:
         sigmas.append(sigmas[-1] * 2)
     level = np.full(counts.shape, len(sigmas) - 1, dtype=np.int64)
@@ -141,10 +145,11 @@ def adaptive_smooth(counts: np.ndarray, others, sigma_pix: float, n_min: float, 
     outs = [np.zeros_like(o, dtype=np.float64) for o in others]
     for j in np.unique(level[counts > 0]) if np.any(counts > 0) else []:  # scatter with the chosen kernels
         sel = level == j
-        sig = sigmas[j] if j else sigma_pix
-        out += smooth(np.where(sel, counts, 0.0), sig, periodic)
-        for o, dst in zip(others, outs):
-            dst += smooth(np.where(sel, o, 0.0), sig, periodic)
+        out += smooth(np.where(sel, counts, 0.0), sigmas[j] if j else sigma_pix, periodic)
+    olevel = np.minimum(level, others_max_level)
+    for o, dst in zip(others, outs):
+        for j in np.unique(olevel[o != 0]) if np.any(o != 0) else []:
+            dst += smooth(np.where(olevel == j, o, 0.0), sigmas[j] if j else sigma_pix, periodic)
     return out, outs
 
 
@@ -165,12 +170,14 @@ class ProjectionRenderer:
     box_size: Mpc/h; n_particles: particles in the whole snapshot (sets the mean density and the FOF linking
     length b * box_size / n_particles^(1/3)); member_ids: sorted (m,) uint64 FOF member IDs or None;
     halos: (pos (h, 3) Mpc/h, npart (h,)) catalogue for fallback 3; margin: Mpc/h added around collected regions
-    so that halos cut by a region's faces are still found whole by the local FOF.
+    so that halos cut by a region's faces are still found whole by the local FOF. Regions narrower than the box
+    are rendered with a border of `pad` times their side (then cropped), so smoothing kernels at the image edge
+    see the particles beyond it.
     """
 
     def __init__(self, box_size: float, n_particles: int, regions: Iterable[Region], *, member_ids=None,
                  halos=None, b: float = 0.2, min_members: int = 32, margin: float | None = None,
-                 collect_limit: int = 4_000_000):
+                 collect_limit: int = 4_000_000, pad: float = 0.25):
         self.box = float(box_size)
         self.n_particles = int(n_particles)
         self.regions = list(regions)
@@ -182,13 +189,21 @@ class ProjectionRenderer:
         self.state = {}
         for r in self.regions:
             full = r.size >= self.box
+            ny, nx = r.shape
+            pix = np.array([r.size[0] / nx, r.size[1] / ny])
+            npad = np.where(full[:2], 0, np.ceil(pad * np.array([nx, ny]))).astype(int)  # (x, y) border, pixels
+            # rendered (x, y) extent with the border; z is the projection depth
+            outer = np.append(np.where(full[:2], self.box, r.size[:2] + 2 * npad * pix), min(r.size[2], self.box))
+            need = np.maximum(outer, r.size + 2 * self.margin)
             # a grown side within a margin of the box is taken as the whole box (so FOF may treat it periodic)
-            grown = np.where(full | (r.size + 3 * self.margin >= self.box), self.box, r.size + 2 * self.margin)
+            grown = np.where(full | (need + self.margin >= self.box), self.box, need)
             expected = self.n_particles * np.prod(grown) / self.box**3
             collect = self.member_ids is None and expected <= collect_limit
+            shape = (ny + 2 * npad[1], nx + 2 * npad[0])
             self.state[r.name] = {
-                "full": full, "grown": grown, "collect": collect, "chunks": [],
-                "dens": np.zeros(r.shape), "fof": np.zeros(r.shape), "count": 0,
+                "full": full, "grown": grown, "collect": collect, "chunks": [], "npad": npad,
+                "outer": np.minimum(outer, self.box), "shape": shape,
+                "dens": np.zeros(shape), "fof": np.zeros(shape), "count": 0,
             }
 
     def _members(self, ids: np.ndarray) -> np.ndarray:
@@ -209,7 +224,7 @@ class ProjectionRenderer:
             member = self._members(np.asarray(ids, dtype=np.uint64))
         for r in self.regions:
             st = self.state[r.name]
-            half = np.where(st["collect"], st["grown"], np.minimum(r.size, self.box)) / 2
+            half = (st["grown"] if st["collect"] else st["outer"]) / 2
             # select on the bounded axes first (a slab tests z only), then take separations of the few kept
             sel = np.ones(len(pos), dtype=bool)
             for a in np.flatnonzero(half < self.box / 2):
@@ -222,16 +237,21 @@ class ProjectionRenderer:
             else:
                 self._deposit(r, st, d, None if member is None else member[sel])
 
+    @staticmethod
+    def _outer_extent(st: dict) -> tuple:
+        hx, hy = st["outer"][0] / 2, st["outer"][1] / 2
+        return -hx, hx, -hy, hy
+
     def _deposit(self, r: Region, st: dict, d: np.ndarray, member) -> None:
-        inside = np.all(np.abs(d) <= np.minimum(r.size, self.box) / 2, axis=1)
+        inside = np.all(np.abs(d) <= st["outer"] / 2, axis=1)
         d = d[inside]
-        ext = r.extent(self.box)
+        ext = self._outer_extent(st)
         per = (bool(st["full"][0]), bool(st["full"][1]))
-        st["dens"] += deposit_cic(d[:, 0], d[:, 1], 1.0, ext, r.shape, per)
-        st["count"] += len(d)
+        st["dens"] += deposit_cic(d[:, 0], d[:, 1], 1.0, ext, st["shape"], per)
+        st["count"] += int(np.count_nonzero(np.all(np.abs(d) <= np.minimum(r.size, self.box) / 2, axis=1)))
         if member is not None:
             m = member[inside]
-            st["fof"] += deposit_cic(d[m, 0], d[m, 1], 1.0, ext, r.shape, per)
+            st["fof"] += deposit_cic(d[m, 0], d[m, 1], 1.0, ext, st["shape"], per)
 
     def finish(self, smoothing: float = 0.0, adaptive_count: float = 8.0) -> dict[str, Projection]:
         """Finish every region: local FOF where collected, Gaussian smoothing with sigma `smoothing` Mpc/h, grown
@@ -258,21 +278,25 @@ class ProjectionRenderer:
             elif self.member_ids is not None:
                 method = "member IDs"
             else:
-                method = "halo centres"
+                method = "halo centres" if self.halos is not None else "no FOF highlight"
                 if self.halos is not None and len(self.halos[0]):
                     hpos, hn = self.halos
                     d = relative(hpos, r.center, self.box)
-                    inside = np.all(np.abs(d) <= np.minimum(r.size, self.box) / 2, axis=1)
+                    inside = np.all(np.abs(d) <= st["outer"] / 2, axis=1)
                     st["fof"] += deposit_cic(d[inside, 0], d[inside, 1], np.asarray(hn, float)[inside],
-                                             r.extent(self.box), r.shape,
+                                             self._outer_extent(st), st["shape"],
                                              (bool(st["full"][0]), bool(st["full"][1])))
             ny, nx = r.shape
             sx, sy, sz = np.minimum(r.size, self.box)
             mean = self.n_particles / self.box**3 * (sx / nx) * (sy / ny) * sz
             pix = sx / nx
             per = bool(st["full"][0] and st["full"][1])
-            dens, (fof,) = adaptive_smooth(st["dens"], [st["fof"]], smoothing / pix, adaptive_count, per)
-            dens, fof = dens / mean, fof / mean
+            px, py = st["npad"]
+            # kernels stay within the border (at most half of it), so the cropped edges are not darkened
+            max_sigma = min(ny, nx) / 8 if per or min(px, py) == 0 else max(1.0, min(px, py) / 2)
+            dens, (fof,) = adaptive_smooth(st["dens"], [st["fof"]], smoothing / pix, adaptive_count, per,
+                                           max_sigma=max_sigma)
+            dens, fof = dens[py:py + ny, px:px + nx] / mean, fof[py:py + ny, px:px + nx] / mean
             out[r.name] = Projection(r, dens, fof, int(st["count"]), method, r.extent(self.box))
         return out
 
@@ -353,14 +377,13 @@ def read_fof(path, max_members: int = 300_000_000) -> dict:
     return out
 
 
-def density_limits(images, lo_pct: float = 2.0, hi_pct: float = 99.9, max_range: float = 4.0):
-    """Common log10 colour limits (lo, hi) for overdensity images: percentiles of the non-empty pixels,
-    at most max_range dex apart."""
+def density_limits(images, lo_pct: float = 5.0, hi_pct: float = 99.9):
+    """Common log10 colour limits (lo, hi) for overdensity images: hi is a high percentile of the non-empty
+    pixels; lo a low percentile kept within [-1.5, 0] (mean density and underdense filaments stay visible
+    however bright a halo core or empty a void)."""
     vals = np.concatenate([np.log10(im[im > 0]).ravel() for im in images if np.any(im > 0)] or [np.zeros(1)])
-    hi = float(np.percentile(vals, hi_pct))
-    lo = max(float(np.percentile(vals, lo_pct)), hi - max_range)
-    if hi - lo < 0.5:
-        lo = hi - 0.5
+    lo = float(np.clip(np.percentile(vals, lo_pct), -1.5, 0.0))
+    hi = max(float(np.percentile(vals, hi_pct)), lo + 1.0)
     return lo, hi
 
 
@@ -376,8 +399,8 @@ def compose_rgb(density: np.ndarray, fof: np.ndarray, limits) -> np.ndarray:
         tf = np.clip((np.log10(np.maximum(fof, 1e-30)) - lo) / (hi - lo), 0, 1)
         share = np.where(density > 0, np.clip(fof / density, 0, 1), 0.0)
     rgb = cmap(t)[..., :3]
-    a = (share * np.clip(0.3 + tf, 0, 1))[..., None]
-    shade = np.minimum(ORANGE[None, None, :] * (0.6 + 0.6 * tf[..., None]), 1.0)
+    a = (share * np.clip(0.5 + tf, 0, 1))[..., None]
+    shade = np.minimum(ORANGE[None, None, :] * (0.8 + 0.5 * tf[..., None]), 1.0)
     return np.clip(rgb * (1 - a) + shade * a, 0, 1)
 
 

@@ -58,9 +58,16 @@ def fig1_regions(box_size: float, halo_pos=None, halo_mass=None, *, slab_thickne
 
 
 def _mark_box(ax, center, side, box_size, color, label):
+    """Outline a zoom box on a full-box panel, with its periodic images where it crosses the box edge."""
     x, y = np.mod(center[:2], box_size)
-    ax.add_patch(Rectangle((x - side / 2, y - side / 2), side, side, fill=False, ec=color, lw=0.9))
-    ax.text(x - side / 2, y + side / 2, label, color=color, fontsize=7, ha="left", va="bottom")
+    for sx in (-box_size, 0.0, box_size):
+        for sy in (-box_size, 0.0, box_size):
+            x0, y0 = x - side / 2 + sx, y - side / 2 + sy
+            if x0 > box_size or y0 > box_size or x0 + side < 0 or y0 + side < 0:
+                continue
+            ax.add_patch(Rectangle((x0, y0), side, side, fill=False, ec=color, lw=0.9, clip_on=True))
+            ax.text(x0 + 0.02 * side, y0 + 0.98 * side, label, color=color, fontsize=7, ha="left", va="top",
+                    clip_on=True)
 
 
 def plot_fig1(columns: dict[str, dict[str, Projection]], box_size: float, out, *, redshift: float,

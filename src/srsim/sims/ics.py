@@ -41,7 +41,6 @@ __all__ = ["fourier_white_noise", "linear_modes", "linear_density", "initial_con
            "integer_wavenumbers"]
 
 _OFF = 1 << 20  # offset making signed integer wave numbers non-negative in the hash key
-_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:
@@ -241,28 +240,37 @@ def lpt_fields(delta: torch.Tensor, box_size: float, order: int = 2):
     return psi1, psi2
 
 
-def lpt_state(psi1: torch.Tensor, psi2: torch.Tensor | None, cosmo: Cosmology, a: float, box_size: float):
+def lpt_state(psi1: torch.Tensor, psi2: torch.Tensor | None, cosmo: Cosmology, a: float, box_size: float,
+              dtype: torch.dtype | None = None):
     """Particle positions and FastPM momenta at scale factor ``a`` from LPT displacement fields.
 
     Args:
         psi1, psi2: (3, n, n, n) displacement fields at D1 = 1 (Mpc/h); psi2 may be None (Zel'dovich).
+        dtype: dtype of the outputs (default: that of psi1); float64 recommended for positions.
 
     Returns:
-        pos: (n^3, 3) positions, Mpc/h, wrapped into [0, box), particles in grid (ID) order, dtype of psi1.
+        pos: (n^3, 3) positions, Mpc/h, wrapped into [0, box), particles in grid (ID) order.
         p: (n^3, 3) momenta p = a^2 E(a) dx/dlna in Mpc/h (peculiar velocity = 100 p / a km/s).
     """
     n = psi1.shape[-1]
+    dtype = dtype or psi1.dtype
     d1, f1 = float(cosmo.growth_a(a)), float(cosmo.growth_rate_a(a))
-    disp = d1 * psi1
-    vel = f1 * d1 * psi1  # dx/dlna
+    d2 = f2 = 0.0
     if psi2 is not None:
         d2, f2 = float(cosmo.growth2_a(a)), float(cosmo.growth_rate2_a(a))
-        disp = disp + d2 * psi2
-        vel = vel + f2 * d2 * psi2
-    q = torch.arange(n, device=psi1.device, dtype=psi1.dtype) * (box_size / n)
-    qx, qy, qz = torch.meshgrid(q, q, q, indexing="ij")
-    pos = torch.stack([qx + disp[0], qy + disp[1], qz + disp[2]], dim=-1).reshape(-1, 3)
-    pos = torch.remainder(pos, box_size)
+    pfac = a * a * float(cosmo.hubble(a))
+    q = torch.arange(n, device=psi1.device, dtype=dtype) * (box_size / n)
+    grid = (q.view(n, 1, 1), q.view(1, n, 1), q.view(1, 1, n))
+    pos = torch.empty((n, n, n, 3), dtype=dtype, device=psi1.device)
+    p = torch.empty((n, n, n, 3), dtype=dtype, device=psi1.device)
+    for c in range(3):  # one component at a time: bounded temporaries
+        disp = d1 * psi1[c].to(dtype)
+        vel = (f1 * d1) * psi1[c].to(dtype)
+        if psi2 is not None:
+            disp += d2 * psi2[c].to(dtype)
+            vel += (f2 * d2) * psi2[c].to(dtype)
+        pos[..., c] = grid[c] + disp
+        p[..., c] = pfac * vel
+    pos = torch.remainder(pos.view(-1, 3), box_size)
     pos = torch.where(pos >= box_size, pos - box_size, pos)
-    p = vel.reshape(3, -1).T * (a * a * float(cosmo.hubble(a)))
-    return pos, p.contiguous()
+    return pos, p.view(-1, 3)

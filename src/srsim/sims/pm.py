@@ -173,7 +173,7 @@ class PMForce:
         del delta_k
         scale = n / self.box
         force = torch.empty_like(pos)
-        for axis in range(3):
+        for axis in range(3):  # one force mesh at a time bounds the memory
             f_mesh = torch.fft.irfftn(pot_k * (1j * self.grads[axis]), s=(n, n, n))
             for s in range(0, pos.shape[0], _CHUNK):
                 force[s:s + _CHUNK, axis] = cic_readout(f_mesh, pos[s:s + _CHUNK] * scale).to(pos.dtype)
@@ -228,8 +228,8 @@ def evolve(pos: torch.Tensor, p: torch.Tensor, steps, force, cosmo: Cosmology, *
         torch.remainder(pos, box, out=pos)
         f = force(pos)
         p += f * float((gp(a1) - gp(ah)) / gf(a1))
+        bar.set_postfix(a=f"{a1:.4f}", refresh=False)
         bar.update(1)
-        bar.set_postfix(a=f"{a1:.4f}")
         if on_step is not None:
             on_step(i + 1, a1, pos, p)
     bar.close()
@@ -243,16 +243,14 @@ def simulate(spec, outdir: Path | None = None, *, callback=None, progress: bool 
         spec: srsim.sims.suite.SimSpec (box_size, n_grid, seed, noise_grid, redshifts, z_init, cosmology,
             options = the sims.pm section).
         outdir: directory receiving IC/ and z<z>/ snapshots (None: write nothing).
-        callback: optional ``callback(z, pos, p)`` called at every output (and with z = z_init at the
-            start): pos (N, 3) Mpc/h tensor wrapped into [0, box), p (N, 3) momenta (v = 100 p / a km/s),
+        callback: optional ``callback(z, pos, p)`` called at every output redshift z (and with z = None
+            for the initial conditions): pos (N, 3) Mpc/h tensor wrapped into [0, box), p (N, 3) momenta (v = 100 p / a km/s),
             both in grid (ID) order on the run's device.
         progress: show a tqdm bar on stderr.
 
     Returns:
-        dict with device, n_grid, n_mesh, steps (boundaries), and wall times in s (ics, steps, io, total).
+        dict with device, n_grid, n_mesh, n_steps, and wall times in s (ics_s, steps_s, io_s, total_s).
     """
-    from tqdm import tqdm
-
     t_start = time.perf_counter()
     opts = _options(spec)
     cosmo = _cosmology(spec)
@@ -281,8 +279,7 @@ def simulate(spec, outdir: Path | None = None, *, callback=None, progress: bool 
     # Initial conditions: float64 for moderate grids, float32 fields beyond (memory), positions float64.
     ic_dtype = torch.float64 if n <= 256 else torch.float32
     psi1, psi2 = initial_conditions(spec, device=device, dtype=ic_dtype, lpt_order=int(opts["lpt_order"]))
-    pos, p = lpt_state(psi1.double() if psi1.dtype != torch.float64 else psi1,
-                       None if psi2 is None else psi2.double(), cosmo, a_init, box)
+    pos, p = lpt_state(psi1, psi2, cosmo, a_init, box, dtype=torch.float64)
     del psi1, psi2
     _sync(device)
     stats["ics_s"] = time.perf_counter() - t_start

@@ -1,0 +1,283 @@
+"""Snakemake profiles (profiles/slurm, profiles/local), per-redshift targets and the conda environments.
+
+The paper's job set is checked by dry runs through the real slurm profile (no cluster needed):
+per rule, the count that follows from config/paper.yaml, for every stage that exists in the workflow.
+"""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).parent.parent
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+SLURM = str(REPO / "profiles" / "slurm")
+LOCAL = str(REPO / "profiles" / "local")
+SITE_VARS = ("SRSIM_SLURM_ACCOUNT", "SRSIM_SLURM_PARTITION", "SRSIM_SLURM_GPU_PARTITION", "SRSIM_SLURM_SITE",
+             "SBATCH_ACCOUNT", "SBATCH_PARTITION")
+
+
+def _env(**site):
+    env = {k: v for k, v in os.environ.items() if k not in SITE_VARS}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["SRSIM_SLURM_SITE"] = os.devnull
+    env.update(site)
+    return env
+
+
+def snakemake(*args, env=None, check=True):
+    out = subprocess.run([*SNAKEMAKE, *args], cwd=REPO, env=env or _env(), capture_output=True, text=True,
+                         timeout=300)
+    if check:
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out
+
+
+def job_counts(target, configfile, *args, env=None) -> dict[str, int]:
+    """{rule: jobs} of a dry run of `target` through the slurm profile."""
+    out = snakemake(target, "--profile", SLURM, "--configfile", configfile, *args, "-n", "--quiet", "rules",
+                    env=env)
+    counts = {}
+    for line in out.stdout.splitlines():
+        m = re.fullmatch(r"(\S+)\s+(\d+)", line.strip())
+        if m and m.group(1) != "total":
+            counts[m.group(1)] = int(m.group(2))
+    return counts
+
+
+def profile_args(profile: str, monkeypatch, **site) -> dict:
+    """The command-line arguments a profile becomes (Snakemake's own parser) under environment `site`."""
+    from snakemake.profiles import ProfileConfigFileParser
+
+    for key in SITE_VARS:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("SRSIM_SLURM_SITE", os.devnull)
+    for key, value in site.items():
+        monkeypatch.setenv(key, value)
+    with open(profile) as fh:
+        return dict(ProfileConfigFileParser().parse(fh))
+
+
+def test_snakemake_reads_config_yaml_of_both_profiles():
+    # Snakemake 8 reads only config.yaml; >= 9.19 prefers profile.yaml but falls back to config.yaml,
+    # so the profiles ship config.yaml alone (a profile.yaml next to it would silently win on 9.x)
+    from snakemake.cli import get_profile_dir
+
+    for name in ("slurm", "local"):
+        d = REPO / "profiles" / name
+        assert get_profile_dir(str(d)) == (d, d / "config.yaml")
+        assert not (d / "profile.yaml").exists()
+
+
+def test_slurm_profile_takes_account_and_partitions_from_the_environment(monkeypatch):
+    bare = profile_args(f"{SLURM}/config.yaml", monkeypatch)
+    assert bare["executor"] == "slurm" and int(bare["retries"]) >= 1 and int(bare["latency-wait"]) >= 30
+    assert not any(r.startswith(("slurm_account=", "slurm_partition=")) for r in bare["default-resources"])
+    assert not any(":slurm_partition=" in r for r in bare["set-resources"])
+    # the time-limit signal for the resumable stages: SIGTERM, 5 minutes ahead
+    for rule in ("train", "generate_test", "generate_bigbox"):
+        assert f"{rule}:slurm_extra='--signal=TERM@300'" in bare["set-resources"]
+
+    site = profile_args(f"{SLURM}/config.yaml", monkeypatch, SRSIM_SLURM_ACCOUNT="astro42", SRSIM_SLURM_PARTITION="cpu",
+                        SRSIM_SLURM_GPU_PARTITION="gpu-a100")
+    assert "slurm_account=astro42" in site["default-resources"]
+    assert "slurm_partition=cpu" in site["default-resources"]
+    assert "train:slurm_partition=gpu-a100" in site["set-resources"]
+    assert "generate_bigbox:slurm_partition=gpu-a100" in site["set-resources"]
+
+    # sbatch's own variables are the fallback; the GPU partition falls back to the CPU one
+    fallback = profile_args(f"{SLURM}/config.yaml", monkeypatch, SBATCH_ACCOUNT="acc", SBATCH_PARTITION="batch")
+    assert {"slurm_account=acc", "slurm_partition=batch"} <= set(fallback["default-resources"])
+    assert "train:slurm_partition=batch" in fallback["set-resources"]
+
+
+def test_slurm_profile_reads_a_site_file_and_rejects_a_bad_one(tmp_path, monkeypatch):
+    site = tmp_path / "slurm.yaml"
+    site.write_text("account: proj7\ngpu_partition: gpu\n")
+    args = profile_args(f"{SLURM}/config.yaml", monkeypatch, SRSIM_SLURM_SITE=str(site))
+    assert "slurm_account=proj7" in args["default-resources"]
+    assert "train:slurm_partition=gpu" in args["set-resources"]
+    # the environment wins over the file
+    args = profile_args(f"{SLURM}/config.yaml", monkeypatch, SRSIM_SLURM_SITE=str(site), SRSIM_SLURM_ACCOUNT="other")
+    assert "slurm_account=other" in args["default-resources"]
+
+    site.write_text("acount: proj7\n")
+    out = snakemake("-n", "--profile", SLURM, env=_env(SRSIM_SLURM_SITE=str(site)), check=False)
+    assert out.returncode != 0
+    assert str(site) in out.stdout + out.stderr and "account, partition, gpu_partition" in out.stdout + out.stderr
+
+
+def expected_paper_counts(cfg: dict) -> dict[str, int]:
+    """Jobs per rule of `all` for a config: the formulas the workflow's stages follow."""
+    n_train, n_test = len(cfg["suite"]["train_seeds"]), len(cfg["suite"]["test_seeds"])
+    n_pairs, n_z = n_train + n_test, len(cfg["redshifts"])
+    big = cfg.get("bigbox")
+    n_big_z = len(big.get("redshifts", cfg["redshifts"])) if big else 0
+    n_real = cfg["generate"]["realizations"]
+    n_jobs = cfg["generate"]["bigbox_jobs"]
+    domains = cfg["analysis"]["fof_domains"]
+    n_snap = n_z * (2 * n_pairs + n_test * n_real) + 2 * n_big_z  # LR, HR, SR of the test boxes; big box LR, SR
+    return {
+        "simulate_pair": 2 * n_pairs,                      # 34 small simulations
+        "simulate_bigbox": 1 if big else 0,                # + the big LR box
+        "displacement": 2 * n_pairs * n_z + n_big_z,       # every LR/HR snapshot, and the big box
+        "train": n_z,                                      # one model per redshift
+        "generate_test": n_test * n_z * n_real,            # SR of the test box, every realization
+        "generate_bigbox": n_big_z * (n_jobs if n_jobs > 1 else 1),
+        "merge_bigbox": n_big_z if n_jobs > 1 else 0,
+        "power": n_snap,
+        "hmf": n_snap,
+        "hmf_sr": n_test * n_z,                            # HMF of all SR realizations together
+        "fof": n_snap - (2 * n_big_z if domains > 1 else 0),
+        "fof_domain": 2 * n_big_z * domains**3 if domains > 1 else 0,
+        "fof_merge": 2 * n_big_z if domains > 1 else 0,
+        **{f"fig{i}": 1 for i in range(1, 5)},
+        **{f"fig{i}": (1 if big else 0) for i in (5, 6)},  # 6 figures
+        "metrics": 1,
+    }
+
+
+def test_paper_job_set_through_the_slurm_profile():
+    """`snakemake -n --configfile config/paper.yaml --profile profiles/slurm all`: the paper's jobs."""
+    from srsim.config import load_config
+
+    cfg = load_config(REPO / "config" / "paper.yaml")  # validated, schema defaults filled in
+
+    counts = job_counts("all", "config/paper.yaml")
+    expected = expected_paper_counts(cfg)
+    assert counts["simulate_pair"] == 34 and counts["simulate_bigbox"] == 1
+    for rule, n in counts.items():
+        if rule in expected:
+            assert n == expected[rule], f"{rule}: {n} jobs, expected {expected[rule]}"
+    # stages present in the workflow contribute all their rules
+    stages = {"train": ["train"], "generate_test": ["generate_test", "generate_bigbox", "merge_bigbox"],
+              "power": ["power", "fof", "hmf", "hmf_sr", "fof_domain", "fof_merge"],
+              "fig1": ["fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "metrics"]}
+    for probe, rules in stages.items():
+        if probe in counts:
+            for rule in rules:
+                assert counts.get(rule, 0) == expected[rule], f"{rule}: {counts.get(rule, 0)} != {expected[rule]}"
+
+
+def _dry_run_jobs(*args):
+    """[(rule, wildcards dict, outputs)] of a dry run (slurm profile, paper config)."""
+    out = snakemake(*args, "--profile", SLURM, "--configfile", "config/paper.yaml", "-n")
+    jobs, current = [], None
+    for line in out.stdout.splitlines():
+        m = re.match(r"^(?:local)?rule (\S+):$", line.strip())
+        if m:
+            current = {"rule": m.group(1), "wildcards": {}, "output": []}
+            jobs.append(current)
+        elif current and line.strip().startswith("output:"):
+            current["output"] = [p.strip() for p in line.split(":", 1)[1].split(",")]
+        elif current and line.strip().startswith("wildcards:"):
+            current["wildcards"] = dict(kv.strip().split("=", 1) for kv in line.split(":", 1)[1].split(","))
+    return jobs
+
+
+def test_per_redshift_target_asks_only_for_that_redshift():
+    """`snakemake --profile profiles/slurm z0`: everything of z = 0 and nothing of the other redshifts,
+    except the simulations, which write every redshift's snapshot in one run."""
+    jobs = _dry_run_jobs("z0")
+    assert jobs
+    for job in jobs:
+        if job["rule"].startswith("simulate") or job["rule"] == "z0":
+            continue
+        assert job["wildcards"].get("z", "0") == "0", job
+        for path in job["output"]:
+            assert not re.search(r"/z(?!0\b)[\d.]+", path), job
+    rules = {j["rule"] for j in jobs}
+    assert {"simulate_pair", "displacement"} <= rules
+    assert not rules & {"fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "metrics"}
+
+
+def _small_paper_config(tmp_path) -> Path:
+    """config/paper.yaml with fewer boxes and redshifts (same stages, big box, domain FOF): a fast DAG."""
+    cfg = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    cfg["results"] = str(tmp_path / "results")
+    cfg["redshifts"] = [2, 0]
+    cfg["suite"]["train_seeds"] = cfg["suite"]["train_seeds"][:2]
+    cfg["bigbox"]["redshifts"] = [2, 0]
+    cfg.setdefault("generate", {})["bigbox_jobs"] = 2
+    cfg.setdefault("analysis", {})["fof_domains"] = 2
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_rerun_script_redoes_one_redshift_or_the_figures_and_nothing_else(tmp_path):
+    """scripts/rerun.sh on a finished run: z0 forces exactly the z = 0 jobs; figures only the figures."""
+    config = str(_small_paper_config(tmp_path))
+    summary = snakemake("all", "--configfile", config, "--summary").stdout.splitlines()
+    rows = [line.split("\t") for line in summary[1:] if "\t" in line]
+    assert len(rows) > 50
+    # a finished run: every output present (snapshots are directories), then Snakemake's own touch
+    # to give them a consistent order of modification times
+    for path, *_ in rows:
+        p = Path(path)
+        if p.suffix in (".h5", ".txt", ".pt", ".csv", ".png", ".pdf", ".json", ".done"):
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.touch()
+        else:
+            p.mkdir(parents=True, exist_ok=True)
+    snakemake("all", "--configfile", config, "--touch", "--cores", "1")
+    assert "Nothing to be done" in snakemake("all", "--configfile", config, "-n").stdout
+
+    env = _env(SNAKEMAKE=" ".join(SNAKEMAKE))
+
+    def rerun(target):
+        out = subprocess.run(["bash", str(REPO / "scripts" / "rerun.sh"), target, "--configfile", config, "-n"],
+                             cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        return [(m.group(1), m.group(2)) for m in
+                re.finditer(r"^(?:local)?rule (\S+):\n(?:    .*\n)*?    output: (.*)$", out.stdout, re.M)]
+
+    z0 = rerun("z0")
+    rules = {rule for rule, _ in z0}
+    assert {"displacement", "train", "generate_test", "generate_bigbox", "merge_bigbox", "power", "fof",
+            "fof_domain", "fof_merge", "hmf", "hmf_sr"} <= rules
+    assert not rules & {"simulate_pair", "simulate_bigbox", "fig1", "fig4", "metrics"}
+    for rule, outputs in z0:
+        assert "/z2" not in outputs and "z0" in outputs, (rule, outputs)
+
+    figures = rerun("figures")
+    assert {rule for rule, _ in figures} == {"fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "metrics"}
+    out = subprocess.run(["bash", str(REPO / "scripts" / "rerun.sh"), "z7", "--configfile", config], cwd=REPO,
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "z0 z2" in out.stderr
+
+
+def test_local_profile_runs_the_tiny_config_dry(monkeypatch):
+    out = snakemake("all", "--profile", LOCAL, "--configfile", ".test/config/config.yaml", "-n", "--quiet", "rules",
+                    env=_env(SRSIM_CORES="3", SRSIM_MEM_MB="5000"))
+    assert "total" in out.stdout
+    args = profile_args(f"{LOCAL}/config.yaml", monkeypatch, SRSIM_CORES="3", SRSIM_MEM_MB="5000", SRSIM_GPUS="2")
+    assert args["cores"] == "3" and args["resources"] == ["mem_mb=5000", "gpu=2"]
+    args = profile_args(f"{LOCAL}/config.yaml", monkeypatch, SRSIM_CORES="3", SRSIM_MEM_MB="5000", SRSIM_GPUS="0")
+    assert args["resources"] == ["mem_mb=5000"]
+
+
+def test_conda_environments_cover_the_package_dependencies():
+    """envs/*.yaml: valid conda files whose packages satisfy what each stage's code imports."""
+    import tomllib
+
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    pinned_torch = next(d for d in deps if d.startswith("torch")).split("==")[1]
+    needs = {"sims": {"pytorch", "numpy", "scipy", "h5py", "bigfile", "camb", "pyyaml", "jsonschema", "tqdm"},
+             "torch": {"pytorch", "numpy", "h5py", "bigfile", "matplotlib-base", "pyyaml", "jsonschema", "tqdm"},
+             "analysis": {"pytorch", "numpy", "scipy", "h5py", "bigfile", "numba", "matplotlib-base", "camb",
+                          "pyyaml", "jsonschema", "tqdm"}}
+    for name, need in needs.items():
+        env = yaml.safe_load((REPO / "envs" / f"{name}.yaml").read_text())
+        assert env["channels"][0] == "conda-forge"
+        names = {re.split(r"[=<>! ]", d, maxsplit=1)[0]: d for d in env["dependencies"] if isinstance(d, str)}
+        assert need <= set(names), f"envs/{name}.yaml lacks {need - set(names)}"
+        assert names["python"] == "python=3.11"
+        assert names["pytorch"] == f"pytorch={pinned_torch}", "keep the conda pin equal to pyproject.toml's"
+        deploy = REPO / "envs" / f"{name}.post-deploy.sh"
+        assert deploy.is_file() and os.access(deploy, os.X_OK)
+        assert "pip install --no-deps" in deploy.read_text()
