@@ -9,7 +9,7 @@
 # Snakemake's --forcerun needs the names of the rules to force, and which rules exist depends on the
 # config (big box or not, domain FOF or not): they are read from `snakemake --list-rules` with the
 # same options. Simulations write the snapshots of every redshift at once, so a redshift's redo
-# keeps them (they still run if missing). Figures and metrics depend on every redshift and are not
+# keeps them (they still run if missing), as it keeps the linear power spectrum they start from. Figures and metrics depend on every redshift and are not
 # part of a redshift's redo; jobs upstream of the figures run only if missing or outdated.
 set -euo pipefail
 
@@ -32,7 +32,9 @@ case "$target" in
     z*)
         printf '%s\n' "$rules" | grep -qxF "$target" \
             || { echo "$0: no target '$target' (redshift targets: $(printf '%s\n' "$rules" | grep -xE 'z[0-9.]+' | tr '\n' ' '))" >&2; exit 2; }
-        force=$(printf '%s\n' "$rules" | grep -vxE 'all|z[0-9.]+|simulate_.*|fig[0-9]+|metrics|figures' || true)
+        # not forced: targets, the simulations and what every redshift shares (the linear power
+        # spectrum), the figures
+        force=$(printf '%s\n' "$rules" | grep -vxE 'all|z[0-9.]+|simulate_.*|linear_power|fig[0-9]+|metrics|figures' || true)
         goal=$target
         ;;
     *) usage ;;

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -82,7 +83,10 @@ def read_header(path: str | Path) -> Header:
     path = Path(path)
     f = _open(path)
     hdr = f["Header"]
-    attrs = {k: np.asarray(hdr.attrs[k]) for k in hdr.attrs.keys()}
+    with warnings.catch_warnings():
+        # bigfile decodes string attributes with numpy's deprecated 'a' dtype alias
+        warnings.simplefilter("ignore", DeprecationWarning)
+        attrs = {k: np.asarray(hdr.attrs[k]) for k in hdr.attrs.keys()}
     box = _scalar(attrs, "BoxSize", path) / KPC_PER_MPC
     time = _scalar(attrs, "Time", path)
     tot = np.asarray(attrs.get("TotNumPart", []), dtype=np.int64).reshape(-1)
