@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install                ## the whole demo (config/config.yaml) on this machine
-	$(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml --rerun-incomplete all
+	$(BIN)/snakemake --profile profiles/local --cores $(CORES) --configfile config/config.yaml all
 
 test: install                ## the test suite
 	$(BIN)/python -m pytest -q

@@ -70,6 +70,18 @@ def cluster():
         subprocess.run(["bash", str(SCRIPT), "stop"], capture_output=True, text=True, timeout=120)
 
 
+@pytest.fixture
+def workdir(cluster, tmp_path):
+    """tmp_path as the jobs' working directory; jobs still queued or running there at the end (a failed
+    or interrupted test) are cancelled, so that none outlives its test."""
+    yield tmp_path
+    out = subprocess.run(["squeue", "-h", "-o", "%i %Z"], capture_output=True, text=True, timeout=30)
+    left = [line.split()[0] for line in out.stdout.splitlines()
+            if len(line.split()) == 2 and Path(line.split()[1]).resolve() == tmp_path.resolve()]
+    if left:
+        subprocess.run(["scancel", *left], timeout=30)
+
+
 def sbatch(*args, cwd) -> str:
     out = subprocess.run(["sbatch", "--parsable", *args], cwd=cwd, env=_env(), capture_output=True, text=True,
                          timeout=30)
@@ -109,7 +121,8 @@ def wait_for(predicate, timeout, what):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def test_sbatch_job_runs_and_sacct_reports_it(cluster, tmp_path):
+def test_sbatch_job_runs_and_sacct_reports_it(workdir):
+    tmp_path = workdir
     name = f"srsim-smoke-{uuid.uuid4().hex[:8]}"
     job = sbatch("-J", name, "-t", "2", "-n", "1", "--wrap", "echo job=$SLURM_JOB_ID ntasks=$SLURM_NTASKS > out.txt",
                  cwd=tmp_path)
@@ -127,8 +140,9 @@ def test_sbatch_job_runs_and_sacct_reports_it(cluster, tmp_path):
     wait_for(plugin_query_sees_it, 30, "sacct --name to report the job")
 
 
-def test_tiny_workflow_through_the_slurm_profile_resumes_after_the_time_limit_signal(cluster, tmp_path):
+def test_tiny_workflow_through_the_slurm_profile_resumes_after_the_time_limit_signal(workdir):
     """profiles/slurm on a real slurm: plain, MPI and signalled-then-resumed jobs (tests/data/slurm_wf)."""
+    tmp_path = workdir
     cmd = [*SNAKEMAKE, "-s", str(WF / "Snakefile"), "-d", str(tmp_path), "--profile", str(REPO / "profiles/slurm"),
            # test speed only: first status check after 2 s instead of 40 s, outputs are local
            "--slurm-init-seconds-before-status-checks", "2", "--latency-wait", "10"]
@@ -180,8 +194,9 @@ def _synthetic_pair(tmp_path, n=8, scale=4):
     return f"{lp}:{hp}"
 
 
-def test_srsim_train_stopped_by_slurm_signal_resumes_from_its_checkpoint(cluster, tmp_path):
+def test_srsim_train_stopped_by_slurm_signal_resumes_from_its_checkpoint(workdir):
     """`srsim train` in a slurm job step gets the time-limit signal, checkpoints, exits 75; a new job resumes."""
+    tmp_path = workdir
     pytest.importorskip("torch")
     if not (REPO / "src/srsim/cli/train.py").is_file():
         pytest.skip("srsim train is not there yet")

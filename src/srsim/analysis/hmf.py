@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 from srsim.errors import SrsimError
+from srsim.io.table import read_table, write_table
 
 __all__ = ["HMF", "mass_function", "hmf_from_catalogs", "write_hmf", "read_hmf"]
 
@@ -98,49 +99,17 @@ _COLUMNS = ("log10M_lo", "log10M_hi", "log10M_mid", "n_halos", "dn_dlog10M", "er
 
 def write_hmf(path, table: HMF) -> None:
     """Write an HMF text table atomically (``#`` header with units, then the six columns)."""
-    from srsim.io.atomic import atomic_path
-
-    lines = ["# srsim halo mass function: FOF halos, Poisson errors; M in Msun/h, dn/dlog10M in (Mpc/h)^-3 dex^-1"]
-    for k, v in table.meta.items():
-        lines.append(f"# {k} = {v}")
-    lines.append("# columns: " + " ".join(_COLUMNS))
-    for i in range(len(table["n_halos"])):
-        lines.append(
-            f"{table['log10M_lo'][i]:.6f} {table['log10M_hi'][i]:.6f} {table['log10M_mid'][i]:.6f} "
-            f"{int(table['n_halos'][i])} {table['dn_dlog10M'][i]:.10e} {table['err'][i]:.10e}"
-        )
-    with atomic_path(path) as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
+    rows = [
+        f"{table['log10M_lo'][i]:.6f} {table['log10M_hi'][i]:.6f} {table['log10M_mid'][i]:.6f} "
+        f"{int(table['n_halos'][i])} {table['dn_dlog10M'][i]:.10e} {table['err'][i]:.10e}"
+        for i in range(len(table["n_halos"]))
+    ]
+    write_table(path, "srsim halo mass function: FOF halos, Poisson errors; M in Msun/h, "
+                "dn/dlog10M in (Mpc/h)^-3 dex^-1", dict(table.meta), [(c, "") for c in _COLUMNS], rows)
 
 
 def read_hmf(path) -> tuple[dict, dict]:
     """Read a table written by :func:`write_hmf` -> (table dict of arrays, meta dict)."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise SrsimError(f"{path}: mass function file not found")
-    meta, rows = {}, []
-    with open(path) as f:
-        for ln, line in enumerate(f, 1):
-            s = line.strip()
-            if not s:
-                continue
-            if s.startswith("#"):
-                body = s[1:].strip()
-                if "=" in body and not body.startswith("columns"):
-                    k, v = (x.strip() for x in body.split("=", 1))
-                    for cast in (int, float):
-                        try:
-                            v = cast(v)
-                            break
-                        except ValueError:
-                            pass
-                    meta[k] = v
-                continue
-            parts = s.split()
-            if len(parts) != len(_COLUMNS):
-                raise SrsimError(f"{path}:{ln}: expected {len(_COLUMNS)} columns, got {len(parts)}")
-            rows.append([float(x) for x in parts])
-    arr = np.array(rows, dtype=np.float64).reshape(-1, len(_COLUMNS))
-    table = {c: arr[:, i] for i, c in enumerate(_COLUMNS)}
+    table, meta = read_table(path, _COLUMNS, "mass function")
     table["n_halos"] = table["n_halos"].astype(np.int64)
     return table, meta

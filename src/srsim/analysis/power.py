@@ -27,6 +27,7 @@ import numba
 import numpy as np
 
 from srsim.errors import SrsimError
+from srsim.io.table import read_table, write_table
 
 __all__ = [
     "PowerResult",
@@ -441,59 +442,16 @@ _HEADER_KEYS = ("box_size", "n_mesh", "k_nyquist", "n_particles", "redshift", "s
                 "engine", "source")
 
 
-def _write_text_atomic(path, text: str) -> None:
-    from srsim.io.atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-
-
 def write_power(path, result: PowerResult) -> None:
     """Write a power-spectrum text table atomically (``#`` header with units, then k P n_modes Delta2)."""
-    lines = ["# srsim matter power spectrum: CIC mass assignment, no shot-noise subtraction"]
-    for key in _HEADER_KEYS:
-        if key in result.meta:
-            lines.append(f"# {key} = {result.meta[key]}")
-    lines.append("# columns: k [h/Mpc]  P [(Mpc/h)^3]  n_modes  Delta2")
-    for k, p, n, d in zip(result.k, result.P, result.n_modes, result.Delta2):
-        lines.append(f"{k:.10e} {p:.10e} {int(n)} {d:.10e}")
-    _write_text_atomic(path, "\n".join(lines) + "\n")
-
-
-def _parse_value(v: str):
-    for cast in (int, float):
-        try:
-            return cast(v)
-        except ValueError:
-            pass
-    if v in ("True", "False"):
-        return v == "True"
-    return v
+    meta = {key: result.meta[key] for key in _HEADER_KEYS if key in result.meta}
+    rows = [f"{k:.10e} {p:.10e} {int(n)} {d:.10e}" for k, p, n, d in zip(result.k, result.P, result.n_modes, result.Delta2)]
+    write_table(path, "srsim matter power spectrum: CIC mass assignment, no shot-noise subtraction", meta,
+                [("k", "h/Mpc"), ("P", "(Mpc/h)^3"), ("n_modes", ""), ("Delta2", "")], rows)
 
 
 def read_power(path) -> tuple[dict, dict]:
     """Read a table written by :func:`write_power` -> (table: 'k','P','n_modes','Delta2' arrays, meta dict)."""
-    path = os.fspath(path)
-    meta: dict = {}
-    rows = []
-    try:
-        with open(path) as f:
-            for ln, line in enumerate(f, 1):
-                s = line.strip()
-                if not s:
-                    continue
-                if s.startswith("#"):
-                    body = s[1:].strip()
-                    if "=" in body and not body.startswith("columns"):
-                        key, val = (t.strip() for t in body.split("=", 1))
-                        meta[key] = _parse_value(val)
-                    continue
-                parts = s.split()
-                if len(parts) != 4:
-                    raise SrsimError(f"{path}:{ln}: expected 4 columns (k P n_modes Delta2), got {len(parts)}")
-                rows.append([float(x) for x in parts])
-    except FileNotFoundError:
-        raise SrsimError(f"{path}: power spectrum file not found") from None
-    arr = np.array(rows, dtype=np.float64).reshape(-1, 4)
-    table = {"k": arr[:, 0], "P": arr[:, 1], "n_modes": arr[:, 2].astype(np.int64), "Delta2": arr[:, 3]}
+    cols, meta = read_table(path, ("k", "P", "n_modes", "Delta2"), "power spectrum")
+    table = {**cols, "n_modes": cols["n_modes"].astype(np.int64)}
     return table, meta
