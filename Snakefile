@@ -5,6 +5,7 @@
 #   snakemake --cores 2 z0                                   # everything for one redshift
 #
 # This file only wires stages; every rule calls one `srsim` subcommand (see workflow/rules/).
+import os
 from pathlib import Path
 
 from snakemake.utils import min_version, validate
@@ -13,6 +14,10 @@ min_version("9.0")
 
 
 configfile: "config/config.yaml"
+
+
+# envs/*.post-deploy.sh install this checkout into the conda environments (--software-deployment-method conda)
+os.environ.setdefault("SRSIM_ROOT", workflow.basedir)
 
 
 validate(config, "workflow/schemas/config.schema.yaml")

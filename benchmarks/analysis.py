@@ -188,7 +188,7 @@ def main(argv=None) -> int:
     ap.add_argument("--scipy-max", type=int, default=128, help="largest FOF size given to scipy")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
-    ap.add_argument("--json", default="results/benchmarks/analysis.json")
+    ap.add_argument("--json", default=str(Path(__file__).parent / "results" / "analysis.json"))
     args = ap.parse_args(argv)
     if args.quick:
         args.power, args.mesh, args.fof = [64], 128, [64]

@@ -187,7 +187,7 @@ def main(argv=None) -> int:
     ap.add_argument("--writer-particles", type=int, default=2**22)
     ap.add_argument("--power-mesh", type=int, default=256)
     ap.add_argument("--tmp", help="scratch directory (default: system temp)")
-    ap.add_argument("--json", default="benchmark_generate.json", help="output JSON path")
+    ap.add_argument("--json", default=str(Path(__file__).parent / "results" / "generate.json"), help="output JSON path")
     args = ap.parse_args(argv)
 
     device = resolve_device(args.device)
@@ -245,6 +245,7 @@ def main(argv=None) -> int:
     result = {"device": name, "widths": list(widths), "scale": gen.scale, "pad": gen.pad, "generator": rows,
               "writer": wr, "end_to_end": e2e, "bigbox_640_to_5120": extrap,
               "maxrss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.json}")
     return 0

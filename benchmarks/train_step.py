@@ -119,7 +119,7 @@ def main():
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--steps", type=int, default=None, help="timed steps per mode (default 10 GPU, 2 CPU)")
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--json", default="results/benchmarks/train_step.json")
+    ap.add_argument("--json", default=str(Path(__file__).parent / "results" / "train_step.json"))
     args = ap.parse_args()
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else

@@ -79,7 +79,8 @@ node_state() {
 render_conf() {  # slurm.conf for this host on stdout
     local host cpus mem_mb
     host=$(hostname -s)
-    cpus=$(nproc)
+    # nproc honours OMP_NUM_THREADS (set by the tests); count what the scheduler may use
+    cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
     # RealMemory must not exceed what slurmd detects; leave 10 % to the daemons
     mem_mb=$(free -m | awk '/^Mem:/ {printf "%d", $2 * 0.9}')
     cat <<EOF
@@ -295,7 +296,7 @@ cmd_start() {
     slurmctld || die "slurmctld failed (see $STATE_DIR/log/slurmctld.log)"
     slurmd || die "slurmd failed (see $STATE_DIR/log/slurmd.log)"
     wait_idle || die "cluster did not come up"
-    log "up: partition '$PARTITION' on node $(hostname -s), $(nproc) CPUs$([ "$ACCOUNTING" = 1 ] && echo ', accounting via slurmdbd')"
+    log "up: partition '$PARTITION' on node $(hostname -s), $(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) CPUs$([ "$ACCOUNTING" = 1 ] && echo ', accounting via slurmdbd')"
 }
 
 stop_pidfile() {  # stop_pidfile NAME PIDFILE: SIGTERM, wait up to 10 s, then SIGKILL

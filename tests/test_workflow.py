@@ -34,27 +34,8 @@ def job_counts(target, configfile, *args, cwd=REPO) -> dict[str, int]:
     return counts
 
 
-def test_paper_dag_has_the_full_job_set():
-    c = job_counts("all", "config/paper.yaml")
-    n_pairs, n_z = 17, 3
-    assert c["simulate_pair"] == 2 * n_pairs  # 34 small simulations
-    assert c["simulate_bigbox"] == 1  # + the 1 Gpc/h LR box
-    assert c["displacement"] == 2 * n_pairs * n_z + n_z
-    assert c["train"] == n_z  # one model per redshift
-    assert c["generate_test"] == 3 * n_z  # 3 SR realizations of the test box
-    assert c["generate_bigbox"] >= n_z and c["merge_bigbox"] == n_z  # the big box, in chunk jobs
-    # P(k) of LR + HR of every pair, of each SR realization, and of the big box's LR and SR
-    assert c["power"] == 2 * n_pairs * n_z + 3 * n_z + 2 * n_z
-    assert c["hmf_sr"] == n_z
-    assert all(c[f"fig{i}"] == 1 for i in range(1, 7)) and c["metrics"] == 1
-
-
-def test_single_redshift_target_only_touches_that_redshift():
-    c = job_counts("z2", "config/paper.yaml")
-    assert c["displacement"] == 2 * 17 + 1
-    assert c["simulate_pair"] == 34  # every simulation produces all redshifts in one run
-    assert c["train"] == 1 and c["generate_test"] == 3
-    assert not any(name.startswith("fig") for name in c)
+# The paper's full job set and the per-redshift targets are checked through the slurm profile in
+# tests/test_profiles.py.
 
 
 def test_demo_dag_has_no_big_box():

@@ -37,6 +37,8 @@ def _fof_mem_mb(w):
 
 
 rule power:
+    conda:
+        "../../envs/analysis.yaml"
     input:
         f"{R}/snapshots/{{sim}}/{{kind}}/z{{z}}",
     output:
@@ -53,10 +55,12 @@ rule power:
         runtime=60,
     threads: 2
     shell:
-        "srsim power {input} {output} --config {params.cfg} > {log} 2>&1"
+        "exec srsim power {input} {output} --config {params.cfg} > {log} 2>&1"
 
 
 rule fof:
+    conda:
+        "../../envs/analysis.yaml"
     input:
         f"{R}/snapshots/{{sim}}/{{kind}}/z{{z}}",
     output:
@@ -74,7 +78,7 @@ rule fof:
         runtime=120,
     threads: 1
     shell:
-        "srsim fof {input} {output} --config {params.cfg} > {log} 2>&1"
+        "exec srsim fof {input} {output} --config {params.cfg} > {log} 2>&1"
 
 
 if BIGBOX and ANA_DOMAINS > 1:
@@ -95,6 +99,8 @@ if BIGBOX and ANA_DOMAINS > 1:
     # One streaming pass (split in ANA_PARTS slices) files each particle under the domains whose
     # region (domain + ghost zone) holds it, so a domain job reads only its own particles.
     rule fof_partition:
+        conda:
+            "../../envs/analysis.yaml"
         input:
             f"{R}/snapshots/bigbox/{{kind}}/z{{z}}",
         output:
@@ -112,10 +118,12 @@ if BIGBOX and ANA_DOMAINS > 1:
             runtime=240,
         threads: 1
         shell:
-            f"srsim fof-partition {{input}} {{output}} --part {{wildcards.p}} --n-parts {ANA_PARTS} "
+            f"exec srsim fof-partition {{input}} {{output}} --part {{wildcards.p}} --n-parts {ANA_PARTS} "
             "--config {params.cfg} > {log} 2>&1"
 
     rule fof_domain:
+        conda:
+            "../../envs/analysis.yaml"
         input:
             snapshot=f"{R}/snapshots/bigbox/{{kind}}/z{{z}}",
             parts=_partition_dirs,
@@ -133,10 +141,12 @@ if BIGBOX and ANA_DOMAINS > 1:
             runtime=240,
         threads: 1
         shell:
-            "srsim fof-domain {input.snapshot} {output} --domain {wildcards.d} --parts {input.parts} "
+            "exec srsim fof-domain {input.snapshot} {output} --domain {wildcards.d} --parts {input.parts} "
             "--config {params.cfg} > {log} 2>&1"
 
     rule fof_merge:
+        conda:
+            "../../envs/analysis.yaml"
         input:
             [
                 f"{R}/analysis/bigbox/{{kind}}/z{{z}}/fof_domains/d{d}of{ANA_DOMAINS}.h5"
@@ -151,10 +161,12 @@ if BIGBOX and ANA_DOMAINS > 1:
         resources:
             runtime=30,
         shell:
-            "srsim fof-merge {input} {output} > {log} 2>&1"
+            "exec srsim fof-merge {input} {output} > {log} 2>&1"
 
 
 rule hmf:
+    conda:
+        "../../envs/analysis.yaml"
     input:
         f"{R}/analysis/{{sim}}/{{kind}}/z{{z}}/fof.h5",
     output:
@@ -168,11 +180,13 @@ rule hmf:
     resources:
         runtime=10,
     shell:
-        "srsim hmf {input} {output} --config {params.cfg} > {log} 2>&1"
+        "exec srsim hmf {input} {output} --config {params.cfg} > {log} 2>&1"
 
 
 # One mass function from all SR realizations of a test box (kind "sr", no number).
 rule hmf_sr:
+    conda:
+        "../../envs/analysis.yaml"
     input:
         [f"{R}/analysis/{{sim}}/sr{r}/z{{z}}/fof.h5" for r in ANA_REALIZATIONS],
     output:
@@ -186,7 +200,7 @@ rule hmf_sr:
     resources:
         runtime=10,
     shell:
-        "srsim hmf {input} {output} --config {params.cfg} > {log} 2>&1"
+        "exec srsim hmf {input} {output} --config {params.cfg} > {log} 2>&1"
 
 
 def analysis_targets(z=None):

@@ -6,6 +6,8 @@ def disp_path(sim, kind, z):
 
 
 rule displacement:
+    conda:
+        "../../envs/sims.yaml"
     input:
         f"{R}/snapshots/{{sim}}/{{kind}}/z{{z}}",
     output:
@@ -17,7 +19,7 @@ rule displacement:
     resources:
         runtime=30,
     shell:
-        "srsim displacement {input} {output} > {log} 2>&1"
+        "exec srsim displacement {input} {output} > {log} 2>&1"
 
 
 def displacement_targets(z=None):

@@ -42,6 +42,8 @@ FIG_DIR = f"{R}/figures"
 
 
 rule fig1:
+    conda:
+        "../../envs/analysis.yaml"
     input:
         lr=_snap(FIG_SIM, "lr", FIG1_Z),
         hr=_snap(FIG_SIM, "hr", FIG1_Z),
@@ -62,12 +64,14 @@ rule fig1:
         mem_mb=FIG1_MEM_MB,
         runtime=240,
     shell:
-        "srsim figure fig1 --lr {input.lr} --hr {input.hr} --sr {input.sr} --lr-fof {input.lr_fof}"
+        "exec srsim figure fig1 --lr {input.lr} --hr {input.hr} --sr {input.sr} --lr-fof {input.lr_fof}"
         " --hr-fof {input.hr_fof} --sr-fof {input.sr_fof} --collect-limit {params.collect} --out {output.png}"
         " --config {params.cfg} > {log} 2>&1"
 
 
 rule fig2:
+    conda:
+        "../../envs/analysis.yaml"
     input:
         lr=_snap(FIG_SIM, "lr", FIG2_Z),
         hr=_snap(FIG_SIM, "hr", FIG2_Z),
@@ -90,12 +94,14 @@ rule fig2:
         mem_mb=4096,
         runtime=120,
     shell:
-        "srsim figure fig2 --lr {input.lr} --hr {input.hr} --sr {input.sr} --lr-fof {input.lr_fof}"
+        "exec srsim figure fig2 --lr {input.lr} --hr {input.hr} --sr {input.sr} --lr-fof {input.lr_fof}"
         " --hr-fof {input.hr_fof} --sr-fof {input.sr_fof} --seed {params.seed} --out {output.png}"
         " --config {params.cfg} > {log} 2>&1"
 
 
 rule fig3:
+    conda:
+        "../../envs/analysis.yaml"
     input:
         lr=[_ana(FIG_SIM, "lr", z, "power.txt") for z in ZS],
         hr=[_ana(FIG_SIM, "hr", z, "power.txt") for z in ZS],
@@ -108,11 +114,13 @@ rule fig3:
     log:
         log_path("figure", "fig3"),
     shell:
-        "srsim figure fig3 --lr {input.lr} --hr {input.hr} --sr {input.sr} --out {output.png}"
+        "exec srsim figure fig3 --lr {input.lr} --hr {input.hr} --sr {input.sr} --out {output.png}"
         " --config {params.cfg} > {log} 2>&1"
 
 
 rule fig4:
+    conda:
+        "../../envs/analysis.yaml"
     input:
         lr=[_ana(FIG_SIM, "lr", z, "hmf.txt") for z in ZS],
         hr=[_ana(FIG_SIM, "hr", z, "hmf.txt") for z in ZS],
@@ -125,13 +133,15 @@ rule fig4:
     log:
         log_path("figure", "fig4"),
     shell:
-        "srsim figure fig4 --lr {input.lr} --hr {input.hr} --sr {input.sr} --out {output.png}"
+        "exec srsim figure fig4 --lr {input.lr} --hr {input.hr} --sr {input.sr} --out {output.png}"
         " --config {params.cfg} > {log} 2>&1"
 
 
 if FIG56_Z is not None:
 
     rule fig5:
+        conda:
+            "../../envs/analysis.yaml"
         input:
             lr=_snap("bigbox", "lr", FIG56_Z),
             sr=_snap("bigbox", "sr0", FIG56_Z),
@@ -149,10 +159,12 @@ if FIG56_Z is not None:
             mem_mb=16384,
             runtime=1440,  # streams every particle of the big SR box once
         shell:
-            "srsim figure fig5 --lr {input.lr} --sr {input.sr} --lr-fof {input.lr_fof} --sr-fof {input.sr_fof}"
+            "exec srsim figure fig5 --lr {input.lr} --sr {input.sr} --lr-fof {input.lr_fof} --sr-fof {input.sr_fof}"
             " --out {output.png} --config {params.cfg} > {log} 2>&1"
 
     rule fig6:
+        conda:
+            "../../envs/analysis.yaml"
         input:
             lr=_ana("bigbox", "lr", FIG56_Z, "hmf.txt"),
             sr=_ana("bigbox", "sr0", FIG56_Z, "hmf.txt"),
@@ -166,11 +178,13 @@ if FIG56_Z is not None:
         log:
             log_path("figure", "fig6"),
         shell:
-            "srsim figure fig6 --lr {input.lr} --sr {input.sr} --hr {input.hr} --out {output.png}"
+            "exec srsim figure fig6 --lr {input.lr} --sr {input.sr} --hr {input.hr} --out {output.png}"
             " --config {params.cfg} > {log} 2>&1"
 
 
 rule metrics:
+    conda:
+        "../../envs/analysis.yaml"
     input:
         power_lr=[_ana(FIG_SIM, "lr", z, "power.txt") for z in ZS],
         power_hr=[_ana(FIG_SIM, "hr", z, "power.txt") for z in ZS],
@@ -187,7 +201,7 @@ rule metrics:
     log:
         log_path("metrics", FIG_SIM),
     shell:
-        # the summary table goes to the log and to the console
+        # the summary table goes to the log and to the console (no exec: `cat` runs after srsim)
         "srsim metrics --power-lr {input.power_lr} --power-hr {input.power_hr} --power-sr {input.power_sr}"
         " --hmf-lr {input.hmf_lr} --hmf-hr {input.hmf_hr} --hmf-sr {input.hmf_sr} --sim {params.sim}"
         " --out {output.json} --config {params.cfg} > {log} 2>&1 && cat {output.txt}"

@@ -1,12 +1,13 @@
 # Super-resolution: trained model + LR displacement -> SR snapshot (bigfile, MP-Gadget layout, no
 # velocities) for every realization of every test box, and for the big box (paper Figs. 1-6).
 # `srsim generate` streams chunks to a hidden partial output with a journal, so a job killed at its
-# time limit (slurm sends SIGUSR1 first: it stops after the current chunk) resumes when rerun.
+# time limit (slurm sends SIGTERM first: it stops after the current chunk) resumes when rerun.
 
 GEN_CFG = cfg_json("generate")
 GEN_REALIZATIONS = list(range(config["generate"]["realizations"]))
 GEN_BIGBOX_JOBS = config["generate"]["bigbox_jobs"]
-GEN_GPU = 0 if config["generate"]["device"] == "cpu" else 1
+# a GPU is requested only for an explicit CUDA device: with "auto" a CPU-only cluster would reject the job
+GEN_GPU = 1 if config["generate"]["device"].startswith("cuda") else 0
 
 
 def sr_snapshot(sim, r, z):
@@ -18,6 +19,8 @@ def sr_disp(sim, r, z):
 
 
 rule generate_test:
+    conda:
+        "../../envs/torch.yaml"
     input:
         lr=f"{R}/disp/{{sim}}/lr/z{{z}}.h5",
         model=f"{R}/models/z{{z}}/model.pt",
@@ -34,16 +37,19 @@ rule generate_test:
     resources:
         gpu=GEN_GPU,
         runtime=120,
+        mem_mb=8000,
     threads: 2
     shell:
         # realization r uses noise seed r (paper Fig. 2: several SR realizations of one LR box)
-        "srsim generate --model {input.model} --lr {input.lr} --out {output.snapshot} "
+        "exec srsim generate --model {input.model} --lr {input.lr} --out {output.snapshot} "
         "--disp-out {output.disp} --seed {wildcards.r} --config {params.cfg} > {log} 2>&1"
 
 
 if BIGBOX and GEN_BIGBOX_JOBS == 1:
 
     rule generate_bigbox:
+        conda:
+            "../../envs/torch.yaml"
         input:
             lr=f"{R}/disp/bigbox/lr/z{{z}}.h5",
             model=f"{R}/models/z{{z}}/model.pt",
@@ -56,9 +62,10 @@ if BIGBOX and GEN_BIGBOX_JOBS == 1:
         resources:
             gpu=GEN_GPU,
             runtime=24 * 60,
+            mem_mb=32000,
         threads: 8
         shell:
-            "srsim generate --model {input.model} --lr {input.lr} --out {output.snapshot} --seed 0 "
+            "exec srsim generate --model {input.model} --lr {input.lr} --out {output.snapshot} --seed 0 "
             "--config {params.cfg} > {log} 2>&1"
 
 elif BIGBOX:
@@ -66,6 +73,8 @@ elif BIGBOX:
     # The big box split into independent chunk jobs that fill one partial snapshot side by side
     # (each at its own particle slots, each with its own journal); merge_bigbox checks and renames.
     rule generate_bigbox:
+        conda:
+            "../../envs/torch.yaml"
         input:
             lr=f"{R}/disp/bigbox/lr/z{{z}}.h5",
             model=f"{R}/models/z{{z}}/model.pt",
@@ -81,13 +90,16 @@ elif BIGBOX:
         resources:
             gpu=GEN_GPU,
             runtime=24 * 60,
+            mem_mb=32000,
         threads: 8
         shell:
-            "srsim generate --model {input.model} --lr {input.lr} --out {params.out} --seed 0 "
+            "exec srsim generate --model {input.model} --lr {input.lr} --out {params.out} --seed 0 "
             f"--jobs {GEN_BIGBOX_JOBS} --job {{wildcards.job}} --done {{output.done}} "
             "--config {params.cfg} > {log} 2>&1"
 
     rule merge_bigbox:
+        conda:
+            "../../envs/torch.yaml"
         input:
             [
                 f"{R}/generate/bigbox/sr0/z{{z}}/job{j}of{GEN_BIGBOX_JOBS}.done"
@@ -100,7 +112,7 @@ elif BIGBOX:
         resources:
             runtime=60,
         shell:
-            f"srsim generate-merge {{output.snapshot}} --jobs {GEN_BIGBOX_JOBS} > {{log}} 2>&1"
+            f"exec srsim generate-merge {{output.snapshot}} --jobs {GEN_BIGBOX_JOBS} > {{log}} 2>&1"
 
 
 def generate_targets(z=None):

@@ -20,6 +20,8 @@ def snapshot_dir(sim, kind, z):
 
 
 rule simulate_pair:
+    conda:
+        "../../envs/sims.yaml"
     output:
         ic=directory(f"{R}/snapshots/{{pair}}/{{kind}}/IC"),
         snapshots=[directory(f"{R}/snapshots/{{pair}}/{{kind}}/z{z}") for z in ZS],
@@ -38,11 +40,13 @@ rule simulate_pair:
         runtime=lambda w: sim_runtime(240 if w.kind == "hr" else 30),
     threads: 2
     shell:
-        "srsim simulate --sim {wildcards.pair} --kind {wildcards.kind} --out {params.out} "
+        "exec srsim simulate --sim {wildcards.pair} --kind {wildcards.kind} --out {params.out} "
         "--config {params.cfg} > {log} 2>&1"
 
 
 rule simulate_bigbox:
+    conda:
+        "../../envs/sims.yaml"
     output:
         ic=directory(f"{R}/snapshots/bigbox/lr/IC"),
         snapshots=[directory(f"{R}/snapshots/bigbox/lr/z{z}") for z in BIGBOX_ZS],
@@ -59,13 +63,15 @@ rule simulate_bigbox:
         runtime=sim_runtime(60 * 24),
     threads: 2
     shell:
-        "srsim simulate --sim bigbox --kind lr --out {params.out} --config {params.cfg} > {log} 2>&1"
+        "exec srsim simulate --sim bigbox --kind lr --out {params.out} --config {params.cfg} > {log} 2>&1"
 
 
 ruleorder: simulate_bigbox > simulate_pair
 
 
 rule linear_power:
+    conda:
+        "../../envs/sims.yaml"
     output:
         f"{R}/linear_power.txt",
     params:
@@ -75,7 +81,7 @@ rule linear_power:
     resources:
         runtime=10,
     shell:
-        "srsim linear-power --config {params.cfg} --out {output} > {log} 2>&1"
+        "exec srsim linear-power --config {params.cfg} --out {output} > {log} 2>&1"
 
 
 def simulate_targets(z=None):

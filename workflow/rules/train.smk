@@ -24,6 +24,8 @@ def train_data_arg(wildcards, input):
 
 
 rule train:
+    conda:
+        "../../envs/torch.yaml"
     input:
         lr=train_disp("lr"),
         hr=train_disp("hr"),
@@ -43,7 +45,8 @@ rule train:
         runtime=config["train"]["runtime"],
         mem_mb=config["train"]["mem_mb"],
     shell:
-        "{params.launcher} train --data {params.data} --redshift {wildcards.z} --config {params.cfg} "
+        # exec: slurm's time-limit SIGTERM reaches the trainer, which checkpoints and exits 75
+        "exec {params.launcher} train --data {params.data} --redshift {wildcards.z} --config {params.cfg} "
         "--out {output.model} --log-csv {output.losses} --plot {output.curve} --resume > {log} 2>&1"
 
 
