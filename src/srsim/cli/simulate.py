@@ -4,6 +4,7 @@ from __future__ import annotations
 
 COMMAND = "simulate"
 HELP = "run one LR or HR simulation (initial conditions + snapshots at every configured redshift)"
+SECTIONS = ("cosmology", "redshifts", "suite", "sims")
 
 
 def add_arguments(parser) -> None:
@@ -18,23 +19,17 @@ def run(args) -> int:
     from pathlib import Path
 
     from srsim.config import parse_config_arg
+    from srsim.errors import SrsimError
     from srsim.sims.suite import spec_for
 
     cfg = parse_config_arg(args.config)
-    for key in ("cosmology", "redshifts", "suite", "sims"):
-        if key not in cfg:
-            raise_missing(key)
+    missing = [key for key in SECTIONS if key not in cfg]
+    if missing:
+        raise SrsimError(f"--config: srsim simulate needs the section(s) {', '.join(missing)}")
     spec = spec_for(cfg, args.sim, args.kind)
-    out = Path(args.out)
     if spec.backend == "pm":
         from srsim.sims import pm as backend
     else:
         from srsim.sims import mpgadget as backend
-    backend.run(spec, out)
+    backend.run(spec, Path(args.out))
     return 0
-
-
-def raise_missing(key: str) -> None:
-    from srsim.errors import SrsimError
-
-    raise SrsimError(f"--config: section '{key}' is required by srsim simulate")
