@@ -345,6 +345,21 @@ def test_cli_seeds_config_and_checkpoint(gen, lr_file, full_sr, tmp_path):
                  "--seed", "1", "2", "--quiet"]) == 2  # several seeds need {seed} in --out
 
 
+def test_disp_scale_normalises_input_and_output_like_training(gen, lr_file, full_sr, tmp_path):
+    """The network sees LR / disp_scale (as CropDataset feeds it) and its output is scaled back to Mpc/h."""
+    s = 2.0
+    generate((gen, {"disp_scale": s}), lr_file, tmp_path / "sr", seed=7, chunk=N, disp_out=tmp_path / "sr.h5",
+             progress=False)
+    sr, _ = read_displacement(tmp_path / "sr.h5")
+    lr, _ = read_displacement(lr_file)
+    x = torch.from_numpy(np.pad(lr / np.float32(s), ((0, 0),) + ((gen.pad, gen.pad),) * 3, mode="wrap"))[None]
+    with torch.no_grad():
+        ref = s * gen(x, torch.full((1, 3), -gen.pad), 7, (N, N, N))[0].numpy()
+    assert np.abs(sr - ref).max() < 1e-5 * BOX
+    unscaled, _ = read_displacement(full_sr["dir"] / "sr.h5")
+    assert np.abs(sr - unscaled).max() > 1e-3  # the scale matters for a nonlinear network
+
+
 # ----------------------------------------------------------------------------------- memory
 
 

@@ -23,6 +23,14 @@ def test_integrates_back_to_number_of_halos():
     np.testing.assert_allclose(t["log10M_mid"], 0.5 * (edges[1:] + edges[:-1]))
 
 
+def test_bins_are_half_open_at_the_top_edge_too():
+    """A halo exactly on the upper edge is above the range, not in the last bin (counted once)."""
+    t = mass_function([np.array([1e12, 1e13, 1e14])], 1.0, np.array([11.0, 13.0, 14.0]))
+    np.testing.assert_array_equal(t["n_halos"], [1, 1])
+    assert t.meta["n_above"] == 1
+    assert t["n_halos"].sum() + t.meta["n_below"] + t.meta["n_above"] == t.meta["n_total"]
+
+
 def test_poisson_errors_and_several_catalogues():
     edges = np.linspace(11.0, 14.0, 7)
     vol = 50.0**3
@@ -71,6 +79,9 @@ def test_files_and_cli(tmp_path):
     _write(tmp_path / "other.h5", _masses(10, 0), box=200.0)
     with pytest.raises(SrsimError, match="other.h5"):
         hmf_from_catalogs([paths[0], tmp_path / "other.h5"], np.linspace(11, 14, 7))
+    _write(tmp_path / "zero.h5", np.r_[_masses(10, 0), 0.0])
+    with pytest.raises(SrsimError, match="zero.h5: halo masses"):
+        hmf_from_catalogs([paths[0], tmp_path / "zero.h5"], np.linspace(11, 14, 7))
     _write(tmp_path / "z2.h5", _masses(10, 0), z=2.0)
     assert main(["hmf", str(paths[0]), str(tmp_path / "z2.h5"), str(tmp_path / "bad.txt")]) == 2
     assert not (tmp_path / "bad.txt").exists()

@@ -9,7 +9,7 @@ from srsim.model import Critic, Generator, load_generator, save_checkpoint
 from srsim.model.critic import CRITIC_CHANNELS, assemble, critic_condition, critic_sample
 from srsim.model.layers import interp_up, lr_to_hr, up2
 from srsim.model.losses import gradient_penalty, l2_loss
-from srsim.model.noise import hash32, mix32, position_noise
+from srsim.model.noise import hash32, mix32, position_noise, uniform_bits
 
 torch.set_num_threads(1)
 
@@ -119,6 +119,26 @@ def test_noise_hash_properties():
     for axis in (0, 1, 2):
         c = (z * torch.roll(z, 1, dims=axis)).mean()
         assert abs(c) < 0.01
+
+
+def test_noise_planes_never_coincide_where_a_single_hash_chain_would():
+    # find two i-planes whose single-chain states differ only in the low 4 bits: a plain i -> j -> k chain
+    # maps plane i2 onto plane i1 with j replaced by j ^ d (a duplicated, shuffled noise plane)
+    prefix = hash32(11, 0)
+    i = torch.arange(1 << 17, dtype=torch.int64)
+    key = mix32(i ^ prefix) >> 4
+    order = torch.argsort(key)
+    same = torch.nonzero(key[order][1:] == key[order][:-1]).flatten()
+    assert same.numel() > 0  # such pairs exist at this size (about 2^34 * 2^-28 / 2 expected)
+    i1, i2 = int(order[same[0]]), int(order[same[0] + 1])
+    d = int(mix32(torch.tensor(i1) ^ prefix) ^ mix32(torch.tensor(i2) ^ prefix))
+    j = torch.arange(16, dtype=torch.int64)
+    k = torch.arange(64, dtype=torch.int64)
+    single = lambda ii, jj: mix32(mix32(mix32(ii ^ prefix)[:, None] ^ jj[None, :])[:, :, None] ^ k[None, None, :])
+    assert torch.equal(single(torch.tensor([i1]), j), single(torch.tensor([i2]), j ^ d))
+    b1, _ = uniform_bits(prefix, torch.tensor([i1, i2]), j, k)
+    plane1, plane2 = b1[0], b1[1][j ^ d]
+    assert not torch.any(plane1 == plane2)
 
 
 def test_noise_is_keyed_by_global_wrapped_position():

@@ -69,6 +69,15 @@ def test_time_steps():
         time_steps(0.1, [0.05, 1.0], 5)
 
 
+@pytest.mark.parametrize("n,box", [(16, 100.0), (48, 100.0), (96, 300.0)])
+def test_exact_gradient_zeroes_the_nyquist_planes(n, box):
+    """k_Nyq = pi n / box is not bit-equal to (n/2) (2 pi / box) for every n, box: the planes are still zeroed."""
+    f = PMForce(n, box, 0.3, "cpu", gradient="exact")
+    for g in f.grads:  # shapes (n, 1, 1), (1, n, 1), (1, 1, n/2 + 1): index n/2 is the Nyquist frequency
+        assert float(g.reshape(-1)[n // 2]) == 0.0
+        assert float(g.abs().max()) > 0
+
+
 def test_force_of_a_plane_wave_is_linear_theory():
     """A single long plane wave displacement psi: F = 1.5 Omega_m psi / D-normalised (ZA is exact in 1D)."""
     n, box = 16, 500.0

@@ -50,6 +50,20 @@ def test_write_read_units_and_header(tmp_path, demo_cosmology):
     np.testing.assert_array_equal(np.concatenate([c["ID"] for c in streamed]), ids)
 
 
+def test_gadget_velocity_convention_is_converted_to_peculiar(tmp_path, demo_cosmology):
+    """MP-Gadget with UsePeculiarVelocity = 0 stores u = v / sqrt(a): the reader returns v = sqrt(a) u."""
+    n = 4
+    vel = np.random.default_rng(1).normal(0, 100, size=(n**3, 3)).astype(np.float32)
+    pos = displacement_to_positions(np.zeros((3, n, n, n)), 10.0)
+    attrs = make_header(box_size=10.0, redshift=3.0, n_particles=n**3, cosmology=demo_cosmology)
+    attrs["UsePeculiarVelocity"] = np.array([0], dtype=np.int32)
+    write_snapshot(tmp_path / "gadget", attrs, pos, grid_ids(n), velocity=vel)
+    got = read_particles(tmp_path / "gadget", ("Velocity",))["Velocity"]
+    np.testing.assert_allclose(got, vel * np.sqrt(0.25), rtol=1e-6)
+    streamed = np.concatenate([c["Velocity"] for c in iter_particles(tmp_path / "gadget", ("Velocity",), 10)])
+    np.testing.assert_array_equal(streamed, got)
+
+
 def test_streamed_writer_any_order_and_atomic(tmp_path, demo_cosmology):
     n, box = 6, 10.0
     ids = grid_ids(n)

@@ -43,7 +43,8 @@ def mass_function(masses: list[np.ndarray], volume: float, edges: np.ndarray) ->
     if np.any(~np.isfinite(allm)) or np.any(allm <= 0):
         raise SrsimError("HMF: halo masses must be finite and positive")
     logm = np.log10(allm)
-    counts, _ = np.histogram(logm, bins=edges)
+    # np.histogram closes its last bin on the right; the bins here are all [e_i, e_{i+1})
+    counts, _ = np.histogram(logm[logm < edges[-1]], bins=edges)
     dlog = np.diff(edges)
     norm = volume * n_cat * dlog
     t = HMF(
@@ -81,7 +82,10 @@ def hmf_from_catalogs(paths: list, edges: np.ndarray) -> HMF:
                 raise SrsimError(f"{p}: box_size {attrs['box_size']} differs from {name0} ({a0['box_size']})")
             if not np.isclose(attrs["redshift"], a0["redshift"], rtol=1e-6, atol=1e-6):
                 raise SrsimError(f"{p}: redshift {attrs['redshift']} differs from {name0} ({a0['redshift']})")
-        masses.append(cat["mass"])
+        m = np.asarray(cat["mass"], dtype=np.float64)
+        if np.any(~np.isfinite(m)) or np.any(m <= 0):
+            raise SrsimError(f"{p}: halo masses must be finite and positive")
+        masses.append(m)
     a0 = first[1]
     t = mass_function(masses, float(a0["box_size"]) ** 3, edges)
     t.meta["redshift"] = float(a0["redshift"])

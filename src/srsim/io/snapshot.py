@@ -3,7 +3,8 @@
 On disk (MP-Gadget units): `Header` attributes (`BoxSize` kpc/h, `Time` = scale factor, `MassTable`
 1e10 Msun/h, `TotNumPart`, `Omega0`, ...), and blocks `1/Position` (comoving kpc/h, wrapped into
 [0, BoxSize)), `1/Velocity` (peculiar km/s), `1/ID` (u8, grid particles `i*N^2 + j*N + k + 1`).
-In memory (what these functions return or accept): positions in Mpc/h, velocities in km/s, masses in
+In memory (what these functions return or accept): positions in Mpc/h, velocities in km/s (peculiar; an
+MP-Gadget snapshot written with `UsePeculiarVelocity = 0` stores v / sqrt(a), converted on reading), masses in
 Msun/h. Particles are in no particular order; sort by ID where order matters.
 """
 
@@ -46,6 +47,13 @@ class Header:
     @property
     def redshift(self) -> float:
         return 1.0 / self.time - 1.0
+
+    @property
+    def velocity_factor(self) -> float:
+        """Factor turning the stored `Velocity` into peculiar km/s: MP-Gadget with `UsePeculiarVelocity = 0`
+        stores Gadget's u = v / sqrt(a), so v = sqrt(a) u; 1 otherwise."""
+        flag = np.asarray(self.attrs.get("UsePeculiarVelocity", [1])).reshape(-1)
+        return float(np.sqrt(self.time)) if flag.size and int(flag[0]) == 0 else 1.0
 
     @property
     def n_grid(self) -> int | None:
@@ -124,7 +132,7 @@ def _column(f: bigfile.File, path: Path, block: str) -> bigfile.Column:
     return f[name]
 
 
-def _convert(block: str, data: np.ndarray, box: float) -> np.ndarray:
+def _convert(block: str, data: np.ndarray, box: float, vel_factor: float = 1.0) -> np.ndarray:
     if block == "Position":
         pos = np.asarray(data, dtype=np.float64) / KPC_PER_MPC
         # MP-Gadget wraps into [0, BoxSize) but float rounding after the unit change can give == box
@@ -132,7 +140,8 @@ def _convert(block: str, data: np.ndarray, box: float) -> np.ndarray:
         pos[pos < 0] += box
         return pos
     if block == "Velocity":
-        return np.asarray(data, dtype=np.float32)
+        vel = np.asarray(data, dtype=np.float32)
+        return vel if vel_factor == 1.0 else (vel * np.float32(vel_factor)).astype(np.float32)
     if block == "ID":
         return np.asarray(data, dtype=np.uint64)
     return np.asarray(data)
@@ -155,7 +164,7 @@ def read_particles(
         end = col.size if stop is None else min(stop, col.size)
         if col.size != header.n_particles:
             raise SrsimError(f"{path}: block 1/{block} has {col.size} particles, Header TotNumPart says {header.n_particles}")
-        out[block] = _convert(block, col[start:end], header.box_size)
+        out[block] = _convert(block, col[start:end], header.box_size, header.velocity_factor)
     return out
 
 
@@ -170,7 +179,7 @@ def iter_particles(
     cols = {b: _column(f, path, b) for b in blocks}
     for start in range(0, header.n_particles, chunk_size):
         stop = min(start + chunk_size, header.n_particles)
-        yield {b: _convert(b, cols[b][start:stop], header.box_size) for b in blocks}
+        yield {b: _convert(b, cols[b][start:stop], header.box_size, header.velocity_factor) for b in blocks}
 
 
 def particle_mass(box_size: float, n_particles: int, omega_m: float) -> float:

@@ -149,7 +149,8 @@ class PMForce:
             else:
                 kk = kk.clone()
                 if n % 2 == 0:
-                    kk[kk.abs() == math.pi * n / self.box] = 0.0  # Nyquist: odd derivative not representable
+                    k_nyq = math.pi * n / self.box  # Nyquist: odd derivative not representable
+                    kk[(kk.abs() - k_nyq).abs() < 1e-9 * k_nyq] = 0.0  # not ==: rounding (n = 48, box 100)
             # sin() leaves ~1e-16 at the Nyquist frequency: make it exactly zero (real output).
             kk = torch.where(kk.abs() < 1e-12 / cell, torch.zeros_like(kk), kk)
             grads.append(kk.to(mesh_dtype))
