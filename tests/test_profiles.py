@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from dryrun import rule_counts
+
 REPO = Path(__file__).parent.parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 SLURM = str(REPO / "profiles" / "slurm")
@@ -40,12 +42,7 @@ def job_counts(target, configfile, *args, env=None) -> dict[str, int]:
     """{rule: jobs} of a dry run of `target` through the slurm profile."""
     out = snakemake(target, "--profile", SLURM, "--configfile", configfile, *args, "-n", "--quiet", "rules",
                     env=env)
-    counts = {}
-    for line in out.stdout.splitlines():
-        m = re.fullmatch(r"(\S+)\s+(\d+)", line.strip())
-        if m and m.group(1) != "total":
-            counts[m.group(1)] = int(m.group(2))
-    return counts
+    return rule_counts(out.stdout)
 
 
 def profile_args(profile: str, monkeypatch, **site) -> dict:

@@ -2,12 +2,13 @@
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from dryrun import rule_counts
 
 REPO = Path(__file__).parent.parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -26,12 +27,7 @@ def job_counts(target, configfile, *args, cwd=REPO) -> dict[str, int]:
     out = subprocess.run(cmd, cwd=cwd, env=_env(),
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr + out.stdout
-    counts = {}
-    for line in out.stdout.splitlines():
-        m = re.fullmatch(r"(\S+)\s+(\d+)", line.strip())
-        if m and m.group(1) != "total":
-            counts[m.group(1)] = int(m.group(2))
-    return counts
+    return rule_counts(out.stdout)
 
 
 # The paper's full job set and the per-redshift targets are checked through the slurm profile in

@@ -121,6 +121,14 @@ def average_gradients(module: torch.nn.Module, ctx: DistContext) -> None:
         i += n
 
 
+def apply_update(loss: torch.Tensor, module: torch.nn.Module, opt: torch.optim.Optimizer, ctx: DistContext) -> None:
+    """Backpropagate ``loss`` into ``module`` only, average its gradients over ranks, step ``opt``."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    average_gradients(module, ctx)
+    opt.step()
+
+
 def broadcast_parameters(module: torch.nn.Module, ctx: DistContext) -> None:
     """Copy rank 0's parameters and buffers to every rank."""
     if not ctx.distributed:
@@ -228,10 +236,7 @@ def supervised_step(m: Models, batch: dict, *, seeds, ctx: DistContext, bf16: bo
     loss = l2_loss(sr, batch["hr"])
     values = reduce_mean({"l2": loss.item()}, ctx)
     _check_finite(values, step, "supervised")
-    m.opt_g.zero_grad(set_to_none=True)
-    loss.backward()
-    average_gradients(m.gen, ctx)
-    m.opt_g.step()
+    apply_update(loss, m.gen, m.opt_g, ctx)
     return values
 
 
@@ -257,10 +262,7 @@ def critic_step(m: Models, sample_real: torch.Tensor, sample_fake: torch.Tensor,
         loss = loss + gp_weight * gp
     values = reduce_mean({"critic": loss.item(), "wdist": (real.mean() - fake.mean()).item(), "gp": gp.item()}, ctx)
     _check_finite(values, step, "critic")
-    m.opt_c.zero_grad(set_to_none=True)
-    loss.backward()
-    average_gradients(m.critic, ctx)
-    m.opt_c.step()
+    apply_update(loss, m.critic, m.opt_c, ctx)
     return values
 
 
@@ -276,13 +278,10 @@ def generator_step(m: Models, sr: torch.Tensor, shift: torch.Tensor, cond: torch
         loss = generator_wgan_loss(score)
         values = reduce_mean({"generator": loss.item()}, ctx)
         _check_finite(values, step, "generator")
-        m.opt_g.zero_grad(set_to_none=True)
-        loss.backward()
+        apply_update(loss, m.gen, m.opt_g, ctx)
     finally:
         for p in m.critic.parameters():
             p.requires_grad_(True)
-    average_gradients(m.gen, ctx)
-    m.opt_g.step()
     return values
 
 
