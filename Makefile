@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 # Rules call the `srsim` console script: put the venv first on PATH for every recipe.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install demo test test-fast dry-run paper-dag clean-results
+.PHONY: install demo test test-fast dry-run paper-dag lint clean-results
 
 # torch is installed first and pinned (torch==2.13.0): on CPU machines pip takes the CPU build from
 # the local wheel store instead of pulling gigabytes of CUDA packages; everything else then sees it
@@ -22,20 +22,26 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The target comes first on every snakemake line: --configfile takes several values and would read a
+# target after it as one more config file (tests/test_readme.py runs these lines).
 demo: install                ## the whole demo (config/config.yaml) on this machine
-	$(BIN)/snakemake --profile profiles/local --cores $(CORES) --configfile config/config.yaml all
+	$(BIN)/snakemake all --profile profiles/local --cores $(CORES) --configfile config/config.yaml
 
-test: install                ## the test suite
-	$(BIN)/python -m pytest -q
+test: install                ## the test suite, slow tests included; prints the slowest tests at the end
+	$(BIN)/python -m pytest -q --durations=8
 
 test-fast: install           ## the test suite without the end-to-end workflow runs
 	$(BIN)/python -m pytest -q -m "not slow and not slurm"
 
 dry-run: install             ## what the demo would run
-	$(BIN)/snakemake -n --cores $(CORES) --configfile config/config.yaml all
+	$(BIN)/snakemake all -n --cores $(CORES) --configfile config/config.yaml
 
 paper-dag: install           ## the paper's full job list
-	$(BIN)/snakemake -n --configfile config/paper.yaml --quiet rules all
+	$(BIN)/snakemake all -n --configfile config/paper.yaml --quiet rules
+
+lint: install                ## Snakemake's linter and snakefmt, as tests/test_lint.py runs them
+	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check Snakefile workflow/rules
 
 clean-results:
 	rm -rf results .test/results

@@ -6,21 +6,34 @@
 #
 # This file only wires stages; every rule calls one `srsim` subcommand (see workflow/rules/).
 import os
+import sys
 from pathlib import Path
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
+
+from srsim.config import validate_config
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# Without --configfile: the demo. With one, that file is the whole config: a default `configfile:` would be
+# merged under it, and a paper run would inherit demo-only keys (train.max_steps, figures.zoom, ...).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
+# Validated once: the schema (which fills the defaults) and the cross-key checks (n_hr / n_lr a power of
+# two, model depth, seeds); a bad config fails naming the key.
+validate_config(config, "config")
+
+# Jobs call the `srsim` of the environment running Snakemake, also when it was started as
+# .venv/bin/snakemake without activating the venv (conda jobs put their own environment first).
+# `snakemake --lint` flags PATH as "used but not asserted with envvars": it is extended here, not required,
+# and an `envvars:` directive would ship this machine's PATH to cluster jobs (tests/test_lint.py allows it).
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 # envs/*.post-deploy.sh install this checkout into the conda environments (--software-deployment-method conda)
 os.environ.setdefault("SRSIM_ROOT", workflow.basedir)
-
-
-validate(config, "workflow/schemas/config.schema.yaml")
 
 
 report: "workflow/report/workflow.rst"
@@ -36,9 +49,9 @@ include: "workflow/rules/figures.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True
 
 
 # Only the figures and metrics (`snakemake figures`): reruns nothing upstream that is up to date.

@@ -189,7 +189,21 @@ def test_domain_pipeline_on_snapshot_files(tmp_path):
     c, _ = read_catalog(tmp_path / "merged_p.h5")
     for key in ("npart", "min_id", "mass", "pos"):
         np.testing.assert_array_equal(c[key], b[key])
-    # a missing slice is caught
+    # the same through the index the workflow's domain jobs read (one input each instead of every slice)
+    index = tmp_path / "index.json"
+    assert main(["fof-partition-index", *slices[::-1], str(index)]) == 0
+    parts_i = []
+    for d in range(8):
+        parts_i.append(str(tmp_path / f"i{d}.h5"))
+        assert main(["fof-domain", str(snap), parts_i[-1], "--domain", str(d), "--config", cfg,
+                     "--index", str(index)]) == 0
+    assert main(["fof-merge", *parts_i, str(tmp_path / "merged_i.h5")]) == 0
+    e, _ = read_catalog(tmp_path / "merged_i.h5")
+    for key in ("npart", "min_id", "mass", "pos"):
+        np.testing.assert_array_equal(e[key], b[key])
+    # a missing slice is caught, by the index as by the domain job
+    assert main(["fof-partition-index", *slices[:2], str(tmp_path / "short.json")]) == 2
+    assert not (tmp_path / "short.json").exists()
     assert main(["fof-domain", str(snap), str(tmp_path / "x.h5"), "--domain", "0", "--config", cfg,
                  "--parts", *slices[:2]]) == 2
     # a ghost zone narrower than the halos fails loudly instead of cutting them

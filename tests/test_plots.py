@@ -29,6 +29,66 @@ def check_png(path, width_in, height_in, dpi=DPI):
     assert pdf.stat().st_size > 1000 and pdf.read_bytes()[:4] == b"%PDF"
 
 
+@pytest.fixture
+def drawn(monkeypatch):
+    """The matplotlib Figures the figure functions hand to save_figure, captured as they are written: the
+    tests read their axes, lines, labels and limits (what the figure shows), not only the file."""
+    from srsim.plots import common
+
+    figs = []
+    real = common.save_figure
+
+    def capture(fig, out, *args, **kwargs):
+        figs.append(fig)
+        return real(fig, out, *args, **kwargs)
+
+    for module in ("slices", "power", "hmf", "bigbox"):
+        monkeypatch.setattr(f"srsim.plots.{module}.save_figure", capture)
+    return figs
+
+
+def image_axes(fig):
+    return [ax for ax in fig.axes if ax.images]
+
+
+def labels(ax) -> set[str]:
+    """Labels of the lines and error-bar series drawn on an axes (unlabelled ones left out)."""
+    out = {line.get_label() for line in ax.get_lines()} | {c.get_label() for c in ax.containers}
+    return {lab for lab in out if lab and not lab.startswith("_")}
+
+
+def series(ax, label):
+    """(x, y) of the line or error-bar series `label` on an axes."""
+    for c in ax.containers:
+        if c.get_label() == label:
+            return c.lines[0].get_xdata(), c.lines[0].get_ydata()
+    for line in ax.get_lines():
+        if line.get_label() == label:
+            return line.get_xdata(), line.get_ydata()
+    raise AssertionError(f"no series {label!r} among {labels(ax)}")
+
+
+def vlines(ax) -> list[float]:
+    """x of the vertical lines (axvline) on an axes."""
+    out = []
+    for line in ax.get_lines():
+        x = np.asarray(line.get_xdata(), dtype=float)
+        if x.size == 2 and x[0] == x[1] and line.get_transform() != ax.transData:
+            out.append(float(x[0]))
+    return out
+
+
+def is_uniform(ax) -> bool:
+    """The panel's image is one colour."""
+    rgb = np.asarray(ax.images[0].get_array())
+    return float(np.ptp(rgb, axis=(0, 1)).max()) == 0.0
+
+
+def panel_letter(ax) -> str:
+    """The one-letter corner label of a panel ('' if it has none)."""
+    return next((t.get_text() for t in ax.texts if len(t.get_text()) == 1), "")
+
+
 @pytest.fixture(scope="module")
 def particles():
     """HR-like (24^3) and LR-like (6^3) particle sets in a 10 Mpc/h box, with clumps, and the HR FOF."""
@@ -119,7 +179,7 @@ def _render_fig1_inputs(particles):
     return regions, cols
 
 
-def test_fig1(tmp_path, particles):
+def test_fig1(tmp_path, particles, drawn):
     from srsim.plots.slices import plot_fig1
 
     regions, cols = _render_fig1_inputs(particles)
@@ -131,10 +191,26 @@ def test_fig1(tmp_path, particles):
     paths = plot_fig1(cols, BOX, out, redshift=0.0, dpi=DPI, col_width=2.0)
     assert paths == [out, out.with_suffix(".pdf")]
     check_png(out, 3 * 2.0 + 0.4, 3 * 2.0 + 0.7)
+    # 3 columns (LR, HR, SR) of a slab, zoom A and zooms B-E, one image each; the slab shows the whole box
+    (fig,) = drawn
+    panels = image_axes(fig)
+    assert len(panels) == 3 * 6 and all(len(ax.images) == 1 for ax in panels)
+    slabs = [ax for ax in panels if ax.get_title()]
+    assert [ax.get_title() for ax in slabs] == ["LR", "HR", "SR"]
+    for ax in slabs:
+        assert ax.get_xlim() == pytest.approx((0.0, BOX)) and ax.get_ylim() == pytest.approx((0.0, BOX))
+    letters = sorted(panel_letter(ax) for ax in panels if ax not in slabs)
+    assert letters == sorted("ABCDE" * 3)
+    # zoom A is 4 Mpc/h across, centred on the most massive halo
+    a = next(ax for ax in panels if ax not in slabs and panel_letter(ax) == "A")
+    assert np.diff(a.get_xlim())[0] == pytest.approx(4.0)
 
 
-def test_fig2(tmp_path, particles):
-    from srsim.plots.slices import fig2_order, fig2_region, plot_fig2
+def test_fig2(tmp_path, particles, drawn):
+    import dataclasses
+
+    from srsim.plots.common import read_png_info
+    from srsim.plots.slices import fig2_region, plot_fig2
 
     lr = particles["lr"][0]
     region = fig2_region(BOX, lr, zoom=4.0, npix=40)
@@ -142,17 +218,35 @@ def test_fig2(tmp_path, particles):
     clump = np.vstack([lr, np.full((30, 3), 7.3)])
     assert np.allclose(fig2_region(BOX, clump, zoom=4.0).center, 7.3, atol=BOX / 10 / 2 + 1e-9)
     proj = {n: render_particles(particles[n][0], BOX, [region], min_members=20)["zoom"] for n in ("lr", "hr", "sr")}
+    # HR made recognisable in the drawn figure: a uniform image, where every SR realization has structure
+    hr = dataclasses.replace(proj["hr"], density=np.ones_like(proj["hr"].density),
+                             fof=np.zeros_like(proj["hr"].fof))
     out = tmp_path / "fig2.png"
-    _, answer = plot_fig2(proj["lr"], proj["hr"], [proj["sr"]] * 3, out, redshift=2.0, dpi=DPI, seed=5, panel=2.0)
-    check_png(out, 2.0 * 3 + 0.3, 2.0 * 2 + 0.9)
-    assert answer == "ABCD"[list(fig2_order(4, 5)).index(0)]
+    found = set()
+    for seed in range(6):
+        drawn.clear()
+        _, answer = plot_fig2(proj["lr"], hr, [proj["sr"]] * 3, out, redshift=2.0, dpi=DPI, seed=seed, panel=2.0)
+        check_png(out, 2.0 * 3 + 0.3, 2.0 * 2 + 0.9)
+        (fig,) = drawn
+        panels = [ax for ax in image_axes(fig) if panel_letter(ax)]
+        assert len(image_axes(fig)) == 5 and len(panels) == 4
+        uniform = [panel_letter(ax) for ax in panels if is_uniform(ax)]
+        assert len(uniform) == 1  # the HR panel, found from what was drawn
+        assert read_png_info(out)["hr_panel"] == answer == uniform[0]
+        found.add(answer)
+    assert len(found) >= 2  # the seed moves HR around
     # fewer realizations: the grid shrinks to what exists
-    _, answer = plot_fig2(proj["lr"], proj["hr"], [proj["sr"]], out, redshift=2.0, dpi=DPI, panel=2.0)
+    drawn.clear()
+    _, answer = plot_fig2(proj["lr"], hr, [proj["sr"]], out, redshift=2.0, dpi=DPI, panel=2.0)
     check_png(out, 2.0 * 3 + 0.3, 2.0 * 1 + 0.9)
-    assert answer in "AB"
+    (fig,) = drawn
+    assert len(image_axes(fig)) == 3
+    uniform = [panel_letter(ax) for ax in image_axes(fig)
+               if panel_letter(ax) and is_uniform(ax)]
+    assert read_png_info(out)["hr_panel"] == answer == uniform[0]
 
 
-def test_fig3(tmp_path):
+def test_fig3(tmp_path, drawn):
     from srsim.plots.power import plot_fig3, particle_nyquist
 
     ps = power_set(tmp_path, zs=(4, 2, 0), n_sr=2)
@@ -162,9 +256,32 @@ def test_fig3(tmp_path):
     out = tmp_path / "fig3.png"
     plot_fig3(groups, out, k_max=16.0, tolerance=0.05, dpi=DPI, panel=(3.0, 4.0))
     check_png(out, 3 * 3.0 + 0.6, 4.0)
+    # 3 rows (Delta^2, ratios, SR/HR magnified) x 3 redshifts, high z on the left
+    (fig,) = drawn
+    axes = np.array(fig.axes).reshape(3, 3)
+    assert [ax.get_title() for ax in axes[0]] == ["z = 4", "z = 2", "z = 0"]
+    assert axes[0, 0].get_ylabel() == r"$\Delta^2(k)$" and "k" in axes[2, 1].get_xlabel()
+    for j, z in enumerate((4, 2, 0)):
+        top, mid, fine = axes[:, j]
+        assert {"LR", "HR", "SR (mean of 2)"} <= labels(top)
+        assert {"LR / HR", "SR / HR"} <= labels(mid) and "SR / HR" in labels(fine)
+        t_hr = groups[z]["hr"][0]
+        k, d2 = series(top, "HR")
+        np.testing.assert_allclose(d2, t_hr["Delta2"][np.isin(t_hr["k"], k)])
+        # SR = HR (1 +- 1 %) alternating over two realizations: their mean sits within the magnified band
+        _, ratio = series(fine, "SR / HR")
+        assert np.all(np.abs(ratio - 1) < 0.02)
+        _, lr_ratio = series(mid, "LR / HR")
+        assert lr_ratio[-1] < 0.5  # LR loses power at high k
+        assert fine.get_ylim() == pytest.approx((0.9, 1.1))  # +-2 tolerance
+        # k_max, the mesh Nyquist and the LR particle Nyquist marked
+        kn = groups[z]["hr"][1]["k_nyquist"]
+        marks = vlines(top)
+        assert any(abs(m - 16.0) < 1e-9 for m in marks) and any(abs(m - kn) < 1e-9 for m in marks)
+        assert any(abs(m - math.pi * 16 / 25.0) < 1e-9 for m in marks)
 
 
-def test_fig4(tmp_path):
+def test_fig4(tmp_path, drawn):
     from srsim.plots.hmf import plot_fig4
 
     hs = hmf_set(tmp_path, zs=(4, 2, 0))
@@ -172,9 +289,25 @@ def test_fig4(tmp_path):
     out = tmp_path / "fig4.png"
     plot_fig4(groups, out, tolerance=0.1, min_halos=20, dpi=DPI, panel=(3.0, 4.0))
     check_png(out, 3 * 3.0 + 0.6, 4.0)
+    (fig,) = drawn
+    axes = np.array(fig.axes).reshape(2, 3)
+    assert [ax.get_title() for ax in axes[0]] == ["z = 4", "z = 2", "z = 0"]
+    for j, z in enumerate((4, 2, 0)):
+        top, bot = axes[:, j]
+        assert {"LR", "HR", "SR (3 realizations)"} <= labels(top) and {"LR / HR", "SR / HR"} <= labels(bot)
+        assert top.get_xscale() == "log" and top.get_yscale() == "log" and bot.get_ylim() == (0, 2)
+        assert "M" in bot.get_xlabel()
+        t_hr = groups[z]["hr"][0]
+        m, dn = series(top, "HR")
+        ok = t_hr["n_halos"] > 0
+        np.testing.assert_allclose(m, 10 ** t_hr["log10M_mid"][ok])
+        np.testing.assert_allclose(dn, t_hr["dn_dlog10M"][ok])
+    # at z = 4 the synthetic LR has no halos: said on the panel, and no LR points drawn
+    assert any("no LR halos" in t.get_text() for t in axes[0, 0].texts)
+    assert len(series(axes[0, 0], "LR")[0]) == 0
 
 
-def test_fig5(tmp_path, particles):
+def test_fig5(tmp_path, particles, drawn):
     from srsim.plots.bigbox import fig5_regions, plot_fig5
 
     g = particles["groups"]
@@ -184,9 +317,18 @@ def test_fig5(tmp_path, particles):
     out = tmp_path / "fig5.png"
     plot_fig5(sr, lr, BOX, out, redshift=2.0, halo_mass=2e14, dpi=DPI, size=4.0)
     check_png(out, 4.0, 4.0)
+    # the SR slab filling the figure, the LR inset and the SR and LR zooms
+    (fig,) = drawn
+    panels = image_axes(fig)
+    assert len(panels) == 4
+    assert panels[0].get_position().width == pytest.approx(1.0)
+    assert panels[0].get_xlim() == pytest.approx((0.0, BOX))
+    names = sorted(t.get_text() for ax in panels[1:] for t in ax.texts if "Mpc/h" not in t.get_text())
+    assert names == ["LR", "LR zoom", "SR zoom"]
+    assert any("z = 2" in t.get_text() for t in panels[0].texts)
 
 
-def test_fig6(tmp_path):
+def test_fig6(tmp_path, drawn):
     from plot_synthetic import hmf_counts
     from srsim.plots.hmf import plot_fig6
 
@@ -200,6 +342,13 @@ def test_fig6(tmp_path):
     out = tmp_path / "fig6.png"
     plot_fig6(*items, out, dpi=DPI, size=(4.0, 4.5))
     check_png(out, 4.0, 4.5)
+    (fig,) = drawn
+    top, bot = fig.axes
+    assert {lab.split(" (")[0] for lab in labels(top)} == {"LR", "SR", "HR"}
+    assert labels(bot) >= {"SR / HR", "SR / LR"} and bot.get_ylim() == (0, 2)
+    # LR has no halos below 10^13 (its resolution limit here): its points start there
+    m, _ = series(top, next(lab for lab in labels(top) if lab.startswith("LR")))
+    assert m.min() > 1e13
 
 
 def test_figure_cli_on_snapshots(tmp_path, particles):

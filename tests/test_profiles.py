@@ -7,35 +7,20 @@ per rule, the count that follows from config/paper.yaml, for every stage that ex
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
-from dryrun import rule_counts
+from dryrun import REPO, SITE_VARS, SNAKEMAKE, WATCHDOG_S, counts_of, dry_run_jobs, rule_counts, run
+from dryrun import user_env as _env
 
-REPO = Path(__file__).parent.parent
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 SLURM = str(REPO / "profiles" / "slurm")
 LOCAL = str(REPO / "profiles" / "local")
-SITE_VARS = ("SRSIM_SLURM_ACCOUNT", "SRSIM_SLURM_PARTITION", "SRSIM_SLURM_GPU_PARTITION", "SRSIM_SLURM_SITE",
-             "SBATCH_ACCOUNT", "SBATCH_PARTITION")
-
-
-def _env(**site):
-    env = {k: v for k, v in os.environ.items() if k not in SITE_VARS}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["SRSIM_SLURM_SITE"] = os.devnull
-    env.update(site)
-    return env
 
 
 def snakemake(*args, env=None, check=True):
-    out = subprocess.run([*SNAKEMAKE, *args], cwd=REPO, env=env or _env(), capture_output=True, text=True,
-                         timeout=300)
-    if check:
-        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return out
+    return run([*SNAKEMAKE, *args], env=env, check=check)
 
 
 def job_counts(target, configfile, *args, env=None) -> dict[str, int]:
@@ -129,6 +114,7 @@ def expected_paper_counts(cfg: dict) -> dict[str, int]:
         "hmf": n_snap,
         "hmf_sr": n_test * n_z,                            # HMF of all SR realizations together
         "fof": n_snap - (2 * n_big_z if domains > 1 else 0),
+        "fof_partition_index": 2 * n_big_z if domains > 1 else 0,  # one checked index of the slices
         "fof_domain": 2 * n_big_z * domains**3 if domains > 1 else 0,
         "fof_merge": 2 * n_big_z if domains > 1 else 0,
         **{f"fig{i}": 1 for i in range(1, 5)},
@@ -137,12 +123,19 @@ def expected_paper_counts(cfg: dict) -> dict[str, int]:
     }
 
 
-def test_paper_job_set_through_the_slurm_profile():
-    """`snakemake -n --configfile config/paper.yaml --profile profiles/slurm all`: the paper's jobs."""
+@pytest.fixture(scope="module")
+def paper_jobs() -> list[dict]:
+    """Every job of `snakemake all -n --configfile config/paper.yaml --profile profiles/slurm` (one dry run)."""
+    return _dry_run_jobs("all", "--configfile", "config/paper.yaml")
+
+
+@pytest.mark.slow
+def test_paper_job_set_through_the_slurm_profile(paper_jobs):
+    """`snakemake all -n --configfile config/paper.yaml --profile profiles/slurm`: the paper's jobs."""
     from srsim.config import load_config
 
     cfg = load_config(REPO / "config" / "paper.yaml")  # validated, schema defaults filled in
-    counts = job_counts("all", "config/paper.yaml")
+    counts = counts_of(paper_jobs)
     expected = expected_paper_counts(cfg)
     for rule, n in expected.items():
         assert counts.get(rule, 0) == n, f"{rule}: {counts.get(rule, 0)} jobs, expected {n}"
@@ -156,6 +149,23 @@ def test_paper_job_set_through_the_slurm_profile():
     assert counts["linear_power"] == 1
     unknown = set(counts) - set(expected) - {"all", "linear_power", "fof_partition"}
     assert not unknown, f"rules without an expected count here: {unknown}"
+
+
+@pytest.mark.slow
+def test_demo_and_paper_write_to_separate_results(paper_jobs):
+    """The two configs plan disjoint outputs, each under its own `results:` folder: a paper run started
+    after the demo never plans against the demo's files."""
+    demo_jobs = _dry_run_jobs("all", "--configfile", "config/config.yaml")
+    roots = {}
+    for name, jobs in (("demo", demo_jobs), ("paper", paper_jobs)):
+        results = yaml.safe_load((REPO / "config" / f"{'config' if name == 'demo' else name}.yaml").read_text())
+        roots[name] = results["results"].rstrip("/") + "/"
+        outputs = {path for job in jobs for path in job["output"]}
+        assert len(outputs) > 100, name
+        assert all(path.startswith(roots[name]) for path in outputs), (name, roots[name])
+        roots[name + "_outputs"] = outputs
+    assert not roots["demo_outputs"] & roots["paper_outputs"]
+    assert not roots["demo"].startswith(roots["paper"]) and not roots["paper"].startswith(roots["demo"])
 
 
 def _small_paper_config(tmp_path) -> Path:
@@ -174,18 +184,7 @@ def _small_paper_config(tmp_path) -> Path:
 
 def _dry_run_jobs(*args):
     """[{rule, wildcards, output}] of a dry run through the slurm profile."""
-    out = snakemake(*args, "--profile", SLURM, "-n")
-    jobs, current = [], None
-    for line in out.stdout.splitlines():
-        m = re.match(r"^(?:local)?rule (\S+):$", line.strip())
-        if m:
-            current = {"rule": m.group(1), "wildcards": {}, "output": []}
-            jobs.append(current)
-        elif current and line.strip().startswith("output:"):
-            current["output"] = [p.strip() for p in line.split(":", 1)[1].split(",")]
-        elif current and line.strip().startswith("wildcards:"):
-            current["wildcards"] = dict(kv.strip().split("=", 1) for kv in line.split(":", 1)[1].split(","))
-    return jobs
+    return dry_run_jobs(snakemake(*args, "--profile", SLURM, "-n").stdout)
 
 
 def test_per_redshift_target_asks_only_for_that_redshift(tmp_path):
@@ -224,7 +223,7 @@ def test_rerun_script_redoes_one_redshift_or_the_figures_and_nothing_else(tmp_pa
 
     def rerun(target):
         out = subprocess.run(["bash", str(REPO / "scripts" / "rerun.sh"), target, "--configfile", config, "-n"],
-                             cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+                             cwd=REPO, env=env, capture_output=True, text=True, timeout=WATCHDOG_S)
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
         return [(m.group(1), m.group(2)) for m in
                 re.finditer(r"^(?:local)?rule (\S+):\n(?:    .*\n)*?    output: (.*)$", out.stdout, re.M)]
@@ -240,7 +239,7 @@ def test_rerun_script_redoes_one_redshift_or_the_figures_and_nothing_else(tmp_pa
     figures = rerun("figures")
     assert {rule for rule, _ in figures} == {"fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "metrics"}
     out = subprocess.run(["bash", str(REPO / "scripts" / "rerun.sh"), "z7", "--configfile", config], cwd=REPO,
-                         env=env, capture_output=True, text=True, timeout=300)
+                         env=env, capture_output=True, text=True, timeout=WATCHDOG_S)
     assert out.returncode == 2 and "z0 z2" in out.stderr
 
 

@@ -1,24 +1,13 @@
 """The Snakemake workflow: the paper's DAG (dry run) and the tiny configuration end to end."""
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
+import numpy as np
 import pytest
 
-from dryrun import rule_counts
-
-REPO = Path(__file__).parent.parent
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-
-def _env():
-    env = dict(os.environ)
-    # rules call the `srsim` console script of this interpreter's environment
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return env
+from dryrun import REPO, SNAKEMAKE, WATCHDOG_S, rule_counts
+from dryrun import user_env as _env
 
 
 def job_counts(target, configfile, *args, cwd=REPO) -> dict[str, int]:
@@ -59,7 +48,7 @@ def test_tiny_workflow_end_to_end(tmp_path):
     results = tmp_path / "results"
     base = [*SNAKEMAKE, "all", "--configfile", ".test/config/config.yaml", "--cores", "2",
             "--config", f"results={results}"]
-    run = subprocess.run(base, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=1200)
+    run = subprocess.run(base, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=WATCHDOG_S)
     assert run.returncode == 0, run.stderr[-5000:]
 
     # every target exists: a second run has nothing to do
@@ -79,9 +68,32 @@ def test_tiny_workflow_end_to_end(tmp_path):
     assert set(metrics) >= {"sim", "criteria", "power", "hmf", "pass"}
     assert set(metrics["power"]) == {"0"} and set(metrics["hmf"]) == {"0"}
     power = metrics["power"]["0"]
-    for kind in ("sr", "lr"):
-        assert {"max_abs_dev", "rms_dev", "n_bins", "k_max_used"} <= set(power[kind])
-        assert power[kind]["n_bins"] > 0 and power[kind]["max_abs_dev"] >= power[kind]["rms_dev"] >= 0
+    # the metrics are what the power tables say: |P/P_HR - 1| over 0 < k <= k_max, recomputed here
+    tables = {kind: read_power(results / f"analysis/test00/{kind}/z0/power.txt")[0] for kind in ("lr", "hr", "sr0")}
+    k, p_hr = tables["hr"]["k"], tables["hr"]["P"]
+    use = (k > 0) & (k <= power["k_max"]) & (tables["hr"]["n_modes"] > 0) & (p_hr > 0)
+    assert use.sum() > 10
+    for kind, table in (("sr", tables["sr0"]), ("lr", tables["lr"])):
+        dev = table["P"][use] / p_hr[use] - 1
+        assert power[kind]["n_bins"] == use.sum()
+        assert power[kind]["max_abs_dev"] == pytest.approx(np.abs(dev).max(), rel=1e-9)
+        assert power[kind]["rms_dev"] == pytest.approx(np.sqrt(np.mean(dev**2)), rel=1e-9)
+    # 8^3 LR particles lack HR's small-scale power between the fundamental and the LR particle Nyquist
+    # (2 h/Mpc here), where LR shot noise does not yet dominate
+    band = (k > 1.0) & (k < 3.0)
+    assert np.all(tables["lr"]["P"][band] < 0.6 * p_hr[band])
     assert "pass" in power and "bins" in metrics["hmf"]["0"]
     # the summary table is printed at the end of the run
     assert "Overall: power" in run.stdout + run.stderr
+
+    # the README's report command, on this finished run
+    from test_readme import readme_snakemake_commands
+
+    (report,) = [argv for argv in readme_snakemake_commands() if "--report" in argv]
+    html = results / "report.html"
+    args = [html if a.endswith("report.html") else a for a in report[1:]]
+    out = subprocess.run([*SNAKEMAKE, *map(str, args), "--configfile", ".test/config/config.yaml",
+                          "--config", f"results={results}"], cwd=REPO, env=_env(), capture_output=True, text=True,
+                         timeout=WATCHDOG_S)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert html.stat().st_size > 10_000

@@ -1,11 +1,12 @@
 # Shared names and helpers for every stage. No science here: paths, wildcards, config plumbing.
+#
+# Every helper function of the workflow lives in this file (the rule files only declare rules), and every
+# path under the results folder comes from one path function below: the results layout is written once.
+import os
 import shlex
 
-from srsim.config import sections_json, validate_config
+from srsim.config import sections_json
 from srsim.sims.suite import simulation_names, zstr
-
-# cross-key checks (n_hr / n_lr a power of two, model depth, seeds) beyond the JSON schema
-validate_config(config, "config")
 
 R = config["results"]
 ZS = [zstr(z) for z in config["redshifts"]]
@@ -15,6 +16,13 @@ TEST = _names["test"]
 PAIRS = TRAIN + TEST
 BIGBOX = bool(_names["bigbox"])
 BIGBOX_ZS = [zstr(z) for z in (config["bigbox"].get("redshifts", config["redshifts"]) if BIGBOX else [])]
+REALIZATIONS = list(range(config["generate"]["realizations"]))
+SR_KINDS = [f"sr{r}" for r in REALIZATIONS]
+GEN_BIGBOX_JOBS = config["generate"]["bigbox_jobs"]
+ANA = config["analysis"]
+ANA_DOMAINS = ANA["fof_domains"]
+ANA_PARTS = ANA["fof_partition_jobs"]
+TRAIN_GPUS = config["train"]["gpus"]
 
 
 wildcard_constraints:
@@ -34,11 +42,62 @@ def cfg_json(*sections):
     return lambda wildcards: text
 
 
+# ---- results paths: each function takes names or wildcard patterns ("{sim}") alike -------------------
+
+
 def log_path(rule, name):
     return f"{R}/logs/{rule}/{name}.log"
 
 
-# Each stage registers a function z -> list of its final targets at redshift z (z=None: all).
+def snapshot_dir(sim, kind, z):
+    """bigfile snapshot at redshift z ("IC" for the initial conditions: pass z="IC" via ic_dir)."""
+    return f"{R}/snapshots/{sim}/{kind}/z{z}"
+
+
+def ic_dir(sim, kind):
+    return f"{R}/snapshots/{sim}/{kind}/IC"
+
+
+def disp_path(sim, kind, z):
+    return f"{R}/disp/{sim}/{kind}/z{z}.h5"
+
+
+def model_file(z, name="model.pt"):
+    """model.pt, losses.csv or curve.png of the model of redshift z."""
+    return f"{R}/models/z{z}/{name}"
+
+
+def bigbox_job_done(z, job):
+    return f"{R}/generate/bigbox/sr0/z{z}/job{job}of{GEN_BIGBOX_JOBS}.done"
+
+
+def analysis_path(sim, kind, z, name):
+    """power.txt, fof.h5 or hmf.txt of one snapshot (kind "sr": all SR realizations together)."""
+    return f"{R}/analysis/{sim}/{kind}/z{z}/{name}"
+
+
+def fof_part_dir(kind, z, part):
+    return analysis_path("bigbox", kind, z, f"fof_parts/p{part}of{ANA_PARTS}")
+
+
+def fof_part_index(kind, z):
+    return analysis_path("bigbox", kind, z, f"fof_parts/index{ANA_PARTS}.json")
+
+
+def fof_domain_catalog(kind, z, d):
+    return analysis_path("bigbox", kind, z, f"fof_domains/d{d}of{ANA_DOMAINS}.h5")
+
+
+def figure_path(name, ext="png"):
+    return f"{R}/figures/{name}.{ext}"
+
+
+def metrics_path(ext):
+    return f"{R}/metrics.{ext}"
+
+
+# ---- targets: each stage registers z -> its final outputs at redshift z (z=None: all redshifts) -------
+
 TARGETS = {}
 
 
@@ -48,3 +107,122 @@ def all_targets(z=None):
 
 def _select(zs, z):
     return zs if z is None else [zz for zz in zs if zz == z]
+
+
+def simulate_targets(z=None):
+    out = [f"{R}/linear_power.txt"] if z is None else []
+    out += [snapshot_dir(p, k, zz) for p in PAIRS for k in ("lr", "hr") for zz in _select(ZS, z)]
+    out += [snapshot_dir("bigbox", "lr", zz) for zz in _select(BIGBOX_ZS, z)]
+    return out
+
+
+def displacement_targets(z=None):
+    out = [disp_path(p, k, zz) for p in PAIRS for k in ("lr", "hr") for zz in _select(ZS, z)]
+    out += [disp_path("bigbox", "lr", zz) for zz in _select(BIGBOX_ZS, z)]
+    return out
+
+
+def train_targets(z=None):
+    return [model_file(zz) for zz in _select(ZS, z)]
+
+
+def generate_targets(z=None):
+    out = []
+    for sim in TEST:
+        for zz in _select(ZS, z):
+            for kind in SR_KINDS:
+                out += [snapshot_dir(sim, kind, zz), disp_path(sim, kind, zz)]
+    out += [snapshot_dir("bigbox", "sr0", zz) for zz in _select(BIGBOX_ZS, z)]
+    return out
+
+
+def analysis_targets(z=None):
+    """Every analysis output at redshift z (None: all redshifts)."""
+    names = ("power.txt", "fof.h5", "hmf.txt")
+    out = []
+    for zz in _select(ZS, z):
+        for sim in PAIRS:
+            for kind in ("lr", "hr"):
+                out += [analysis_path(sim, kind, zz, f) for f in names]
+        for sim in TEST:
+            for kind in SR_KINDS:
+                out += [analysis_path(sim, kind, zz, f) for f in names]
+            out.append(analysis_path(sim, "sr", zz, "hmf.txt"))
+    for zz in _select(BIGBOX_ZS, z):
+        for kind in ("lr", "sr0"):
+            out += [analysis_path("bigbox", kind, zz, f) for f in names]
+    return out
+
+
+# ---- per-stage helpers ----------------------------------------------------------------------------
+
+
+def sim_runtime(default_min):
+    """Job runtime in minutes: MP-Gadget's TimeLimitCPU plus margin for MP-GenIC and I/O.
+
+    MP-Gadget checkpoints and stops at its own limit before the scheduler kills the job; a retry or a
+    rerun then resumes from its restart files.
+    """
+    if config["sims"]["backend"] == "mpgadget":
+        return config["sims"]["mpgadget"]["time_limit_s"] // 60 + 30
+    return default_min
+
+
+def sim_tasks(wildcards):
+    """MPI ranks of a simulation job (1 for the embedded PM code)."""
+    if config["sims"]["backend"] == "mpgadget":
+        return config["sims"]["mpgadget"]["ntasks"]
+    return 1
+
+
+def train_launcher():
+    """`srsim`, or torchrun running one srsim process per GPU (data parallel)."""
+    if TRAIN_GPUS > 1:
+        return f"torchrun --standalone --nproc-per-node {TRAIN_GPUS} --no-python srsim"
+    return "srsim"
+
+
+def train_disp(kind):
+    return lambda wildcards: [disp_path(sim, kind, wildcards.z) for sim in TRAIN]
+
+
+def train_data_arg(wildcards, input):
+    return " ".join(f"{lr}:{hr}" for lr, hr in zip(input.lr, input.hr))
+
+
+def particles_per_side(sim, kind):
+    """Particles per side of a snapshot, for memory requests."""
+    suite = config["suite"]
+    factor = suite["n_hr"] // suite["n_lr"]
+    if sim == "bigbox":
+        n = config["bigbox"]["n_lr"]
+        return n if kind == "lr" else n * factor
+    return suite["n_lr"] if kind == "lr" else suite["n_hr"]
+
+
+def power_mem_mb(wildcards):
+    # float64 mesh + its complex FFT + one chunk of 2^22 particles
+    n = ANA["power_mesh"]
+    return int(2.2 * 8 * n**3 / 2**20) + 512
+
+
+def fof_mem_mb(wildcards):
+    # ~160 bytes per particle (positions, sorted copy, IDs, cell keys, union-find forest, labels)
+    n = particles_per_side(wildcards.sim, wildcards.kind)
+    return int(160 * n**3 / 2**20) + 512
+
+
+def fof_domain_mem_mb(wildcards):
+    n = particles_per_side("bigbox", wildcards.kind)
+    box = config["bigbox"]["box_size"]
+    frac = min(1.0, (1.0 / ANA_DOMAINS + 2 * ANA["fof_ghost"] / box)) ** 3
+    return int(200 * frac * n**3 / 2**20) + 1024
+
+
+def fof_part_dirs(wildcards):
+    return [fof_part_dir(wildcards.kind, wildcards.z, p) for p in range(ANA_PARTS)]
+
+
+def fig_z(zs, target):
+    """The redshift string of zs closest to target (ties: the lower redshift)."""
+    return min(zs, key=lambda z: (abs(float(z) - target), float(z)))

@@ -4,65 +4,44 @@
 FIG = config["figures"]
 FIG_CFG = cfg_json("figures")
 FIG_SIM = TEST[0]
-FIG_SR = [f"sr{r}" for r in range(config["generate"]["realizations"])]
+FIG_SR = SR_KINDS
 FIG2_SEED = 2
 
 
-def _fig_z(zs, target):
-    """The redshift string of zs closest to target (ties: the lower redshift)."""
-    return min(zs, key=lambda z: (abs(float(z) - target), float(z)))
-
-
-def _snap(sim, kind, z):
-    return f"{R}/snapshots/{sim}/{kind}/z{z}"
-
-
-def _ana(sim, kind, z, name):
-    return f"{R}/analysis/{sim}/{kind}/z{z}/{name}"
-
-
-def _fig2_answer():
-    from srsim.plots.slices import fig2_order
-
-    order = fig2_order(1 + len(FIG2_SR), FIG2_SEED)
-    return "ABCD"[list(order).index(0)]
-
-
-FIG1_Z = _fig_z(ZS, 0.0)
+FIG1_Z = fig_z(ZS, 0.0)
 # Fig. 1 runs a local FOF on every projected region (slab included: its particles plus a 2 Mpc/h margin), so
 # FOF members are highlighted exactly without member lists in the catalogues; ~200 bytes per particle held.
 _slab = min(1.0, (FIG["slab_thickness"] + 4.0) / config["suite"]["box_size"])
 FIG1_COLLECT = int(1.1 * config["suite"]["n_hr"] ** 3 * _slab) + 1
 FIG1_MEM_MB = 2048 + int(200 * FIG1_COLLECT / 2**20)
-FIG2_Z = _fig_z(ZS, 2.0)
+FIG2_Z = fig_z(ZS, 2.0)
 FIG2_SR = FIG_SR[:3]  # the paper shows three SR realizations; fewer are shown when fewer exist
 FIG_BIG_ZS = [z for z in BIGBOX_ZS if z in ZS]  # Fig. 6 compares with the small HR box at the same z
-FIG56_Z = _fig_z(FIG_BIG_ZS, 2.0) if FIG_BIG_ZS else None
-FIG_DIR = f"{R}/figures"
+FIG56_Z = fig_z(FIG_BIG_ZS, 2.0) if FIG_BIG_ZS else None
 
 
 rule fig1:
+    input:
+        lr=snapshot_dir(FIG_SIM, "lr", FIG1_Z),
+        hr=snapshot_dir(FIG_SIM, "hr", FIG1_Z),
+        sr=snapshot_dir(FIG_SIM, FIG_SR[0], FIG1_Z),
+        lr_fof=analysis_path(FIG_SIM, "lr", FIG1_Z, "fof.h5"),
+        hr_fof=analysis_path(FIG_SIM, "hr", FIG1_Z, "fof.h5"),
+        sr_fof=analysis_path(FIG_SIM, FIG_SR[0], FIG1_Z, "fof.h5"),
+    output:
+        png=report(figure_path("fig1_projections"), caption="../report/fig1.rst", category="Figures"),
+        pdf=figure_path("fig1_projections", "pdf"),
+    log:
+        log_path("figure", "fig1"),
     conda:
         "../../envs/analysis.yaml"
-    input:
-        lr=_snap(FIG_SIM, "lr", FIG1_Z),
-        hr=_snap(FIG_SIM, "hr", FIG1_Z),
-        sr=_snap(FIG_SIM, FIG_SR[0], FIG1_Z),
-        lr_fof=_ana(FIG_SIM, "lr", FIG1_Z, "fof.h5"),
-        hr_fof=_ana(FIG_SIM, "hr", FIG1_Z, "fof.h5"),
-        sr_fof=_ana(FIG_SIM, FIG_SR[0], FIG1_Z, "fof.h5"),
-    output:
-        png=report(f"{FIG_DIR}/fig1_projections.png", caption="../report/fig1.rst", category="Figures"),
-        pdf=f"{FIG_DIR}/fig1_projections.pdf",
+    resources:
+        mem_mb=FIG1_MEM_MB,
+        runtime=240,
     params:
         cfg=FIG_CFG,
         z=FIG1_Z,
         collect=FIG1_COLLECT,
-    log:
-        log_path("figure", "fig1"),
-    resources:
-        mem_mb=FIG1_MEM_MB,
-        runtime=240,
     shell:
         "exec srsim figure fig1 --lr {input.lr} --hr {input.hr} --sr {input.sr} --lr-fof {input.lr_fof}"
         " --hr-fof {input.hr_fof} --sr-fof {input.sr_fof} --collect-limit {params.collect} --out {output.png}"
@@ -70,29 +49,27 @@ rule fig1:
 
 
 rule fig2:
+    input:
+        lr=snapshot_dir(FIG_SIM, "lr", FIG2_Z),
+        hr=snapshot_dir(FIG_SIM, "hr", FIG2_Z),
+        sr=[snapshot_dir(FIG_SIM, k, FIG2_Z) for k in FIG2_SR],
+        lr_fof=analysis_path(FIG_SIM, "lr", FIG2_Z, "fof.h5"),
+        hr_fof=analysis_path(FIG_SIM, "hr", FIG2_Z, "fof.h5"),
+        sr_fof=[analysis_path(FIG_SIM, k, FIG2_Z, "fof.h5") for k in FIG2_SR],
+    output:
+        png=report(figure_path("fig2_realizations"), caption="../report/fig2.rst", category="Figures"),
+        pdf=figure_path("fig2_realizations", "pdf"),
+    log:
+        log_path("figure", "fig2"),
     conda:
         "../../envs/analysis.yaml"
-    input:
-        lr=_snap(FIG_SIM, "lr", FIG2_Z),
-        hr=_snap(FIG_SIM, "hr", FIG2_Z),
-        sr=[_snap(FIG_SIM, k, FIG2_Z) for k in FIG2_SR],
-        lr_fof=_ana(FIG_SIM, "lr", FIG2_Z, "fof.h5"),
-        hr_fof=_ana(FIG_SIM, "hr", FIG2_Z, "fof.h5"),
-        sr_fof=[_ana(FIG_SIM, k, FIG2_Z, "fof.h5") for k in FIG2_SR],
-    output:
-        png=report(f"{FIG_DIR}/fig2_realizations.png", caption="../report/fig2.rst", category="Figures"),
-        pdf=f"{FIG_DIR}/fig2_realizations.pdf",
+    resources:
+        mem_mb=4096,
+        runtime=120,
     params:
         cfg=FIG_CFG,
         z=FIG2_Z,
         seed=FIG2_SEED,
-        n_sr=len(FIG2_SR),
-        answer=_fig2_answer(),
-    log:
-        log_path("figure", "fig2"),
-    resources:
-        mem_mb=4096,
-        runtime=120,
     shell:
         "exec srsim figure fig2 --lr {input.lr} --hr {input.hr} --sr {input.sr} --lr-fof {input.lr_fof}"
         " --hr-fof {input.hr_fof} --sr-fof {input.sr_fof} --seed {params.seed} --out {output.png}"
@@ -100,38 +77,38 @@ rule fig2:
 
 
 rule fig3:
-    conda:
-        "../../envs/analysis.yaml"
     input:
-        lr=[_ana(FIG_SIM, "lr", z, "power.txt") for z in ZS],
-        hr=[_ana(FIG_SIM, "hr", z, "power.txt") for z in ZS],
-        sr=[_ana(FIG_SIM, k, z, "power.txt") for z in ZS for k in FIG_SR],
+        lr=[analysis_path(FIG_SIM, "lr", z, "power.txt") for z in ZS],
+        hr=[analysis_path(FIG_SIM, "hr", z, "power.txt") for z in ZS],
+        sr=[analysis_path(FIG_SIM, k, z, "power.txt") for z in ZS for k in FIG_SR],
     output:
-        png=report(f"{FIG_DIR}/fig3_power.png", caption="../report/fig3.rst", category="Figures"),
-        pdf=f"{FIG_DIR}/fig3_power.pdf",
-    params:
-        cfg=FIG_CFG,
+        png=report(figure_path("fig3_power"), caption="../report/fig3.rst", category="Figures"),
+        pdf=figure_path("fig3_power", "pdf"),
     log:
         log_path("figure", "fig3"),
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        cfg=FIG_CFG,
     shell:
         "exec srsim figure fig3 --lr {input.lr} --hr {input.hr} --sr {input.sr} --out {output.png}"
         " --config {params.cfg} > {log} 2>&1"
 
 
 rule fig4:
-    conda:
-        "../../envs/analysis.yaml"
     input:
-        lr=[_ana(FIG_SIM, "lr", z, "hmf.txt") for z in ZS],
-        hr=[_ana(FIG_SIM, "hr", z, "hmf.txt") for z in ZS],
-        sr=[_ana(FIG_SIM, "sr", z, "hmf.txt") for z in ZS],
+        lr=[analysis_path(FIG_SIM, "lr", z, "hmf.txt") for z in ZS],
+        hr=[analysis_path(FIG_SIM, "hr", z, "hmf.txt") for z in ZS],
+        sr=[analysis_path(FIG_SIM, "sr", z, "hmf.txt") for z in ZS],
     output:
-        png=report(f"{FIG_DIR}/fig4_hmf.png", caption="../report/fig4.rst", category="Figures"),
-        pdf=f"{FIG_DIR}/fig4_hmf.pdf",
-    params:
-        cfg=FIG_CFG,
+        png=report(figure_path("fig4_hmf"), caption="../report/fig4.rst", category="Figures"),
+        pdf=figure_path("fig4_hmf", "pdf"),
     log:
         log_path("figure", "fig4"),
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        cfg=FIG_CFG,
     shell:
         "exec srsim figure fig4 --lr {input.lr} --hr {input.hr} --sr {input.sr} --out {output.png}"
         " --config {params.cfg} > {log} 2>&1"
@@ -140,66 +117,66 @@ rule fig4:
 if FIG56_Z is not None:
 
     rule fig5:
-        conda:
-            "../../envs/analysis.yaml"
         input:
-            lr=_snap("bigbox", "lr", FIG56_Z),
-            sr=_snap("bigbox", "sr0", FIG56_Z),
-            lr_fof=_ana("bigbox", "lr", FIG56_Z, "fof.h5"),
-            sr_fof=_ana("bigbox", "sr0", FIG56_Z, "fof.h5"),
+            lr=snapshot_dir("bigbox", "lr", FIG56_Z),
+            sr=snapshot_dir("bigbox", "sr0", FIG56_Z),
+            lr_fof=analysis_path("bigbox", "lr", FIG56_Z, "fof.h5"),
+            sr_fof=analysis_path("bigbox", "sr0", FIG56_Z, "fof.h5"),
         output:
-            png=report(f"{FIG_DIR}/fig5_bigbox.png", caption="../report/fig5.rst", category="Figures"),
-            pdf=f"{FIG_DIR}/fig5_bigbox.pdf",
-        params:
-            cfg=FIG_CFG,
-            z=FIG56_Z,
+            png=report(figure_path("fig5_bigbox"), caption="../report/fig5.rst", category="Figures"),
+            pdf=figure_path("fig5_bigbox", "pdf"),
         log:
             log_path("figure", "fig5"),
+        conda:
+            "../../envs/analysis.yaml"
         resources:
             mem_mb=16384,
             runtime=1440,  # streams every particle of the big SR box once
+        params:
+            cfg=FIG_CFG,
+            z=FIG56_Z,
         shell:
             "exec srsim figure fig5 --lr {input.lr} --sr {input.sr} --lr-fof {input.lr_fof} --sr-fof {input.sr_fof}"
             " --out {output.png} --config {params.cfg} > {log} 2>&1"
 
     rule fig6:
+        input:
+            lr=analysis_path("bigbox", "lr", FIG56_Z, "hmf.txt"),
+            sr=analysis_path("bigbox", "sr0", FIG56_Z, "hmf.txt"),
+            hr=analysis_path(FIG_SIM, "hr", FIG56_Z, "hmf.txt"),
+        output:
+            png=report(figure_path("fig6_bigbox_hmf"), caption="../report/fig6.rst", category="Figures"),
+            pdf=figure_path("fig6_bigbox_hmf", "pdf"),
+        log:
+            log_path("figure", "fig6"),
         conda:
             "../../envs/analysis.yaml"
-        input:
-            lr=_ana("bigbox", "lr", FIG56_Z, "hmf.txt"),
-            sr=_ana("bigbox", "sr0", FIG56_Z, "hmf.txt"),
-            hr=_ana(FIG_SIM, "hr", FIG56_Z, "hmf.txt"),
-        output:
-            png=report(f"{FIG_DIR}/fig6_bigbox_hmf.png", caption="../report/fig6.rst", category="Figures"),
-            pdf=f"{FIG_DIR}/fig6_bigbox_hmf.pdf",
         params:
             cfg=FIG_CFG,
             z=FIG56_Z,
-        log:
-            log_path("figure", "fig6"),
         shell:
             "exec srsim figure fig6 --lr {input.lr} --sr {input.sr} --hr {input.hr} --out {output.png}"
             " --config {params.cfg} > {log} 2>&1"
 
 
 rule metrics:
+    input:
+        power_lr=[analysis_path(FIG_SIM, "lr", z, "power.txt") for z in ZS],
+        power_hr=[analysis_path(FIG_SIM, "hr", z, "power.txt") for z in ZS],
+        power_sr=[analysis_path(FIG_SIM, k, z, "power.txt") for z in ZS for k in FIG_SR],
+        hmf_lr=[analysis_path(FIG_SIM, "lr", z, "hmf.txt") for z in ZS],
+        hmf_hr=[analysis_path(FIG_SIM, "hr", z, "hmf.txt") for z in ZS],
+        hmf_sr=[analysis_path(FIG_SIM, "sr", z, "hmf.txt") for z in ZS],
+    output:
+        json=report(metrics_path("json"), caption="../report/metrics_json.rst", category="Metrics"),
+        txt=report(metrics_path("txt"), caption="../report/metrics.rst", category="Metrics"),
+    log:
+        log_path("metrics", FIG_SIM),
     conda:
         "../../envs/analysis.yaml"
-    input:
-        power_lr=[_ana(FIG_SIM, "lr", z, "power.txt") for z in ZS],
-        power_hr=[_ana(FIG_SIM, "hr", z, "power.txt") for z in ZS],
-        power_sr=[_ana(FIG_SIM, k, z, "power.txt") for z in ZS for k in FIG_SR],
-        hmf_lr=[_ana(FIG_SIM, "lr", z, "hmf.txt") for z in ZS],
-        hmf_hr=[_ana(FIG_SIM, "hr", z, "hmf.txt") for z in ZS],
-        hmf_sr=[_ana(FIG_SIM, "sr", z, "hmf.txt") for z in ZS],
-    output:
-        json=report(f"{R}/metrics.json", caption="../report/metrics_json.rst", category="Metrics"),
-        txt=report(f"{R}/metrics.txt", caption="../report/metrics.rst", category="Metrics"),
     params:
         cfg=FIG_CFG,
         sim=FIG_SIM,
-    log:
-        log_path("metrics", FIG_SIM),
     shell:
         # the summary table goes to the log and to the console (no exec: `cat` runs after srsim)
         "srsim metrics --power-lr {input.power_lr} --power-hr {input.power_hr} --power-sr {input.power_sr}"
@@ -208,18 +185,13 @@ rule metrics:
 
 
 FIGURE_TARGETS = [
-    f"{FIG_DIR}/{name}.{ext}"
+    figure_path(name, ext)
     for name in ["fig1_projections", "fig2_realizations", "fig3_power", "fig4_hmf"]
     + (["fig5_bigbox", "fig6_bigbox_hmf"] if FIG56_Z is not None else [])
     for ext in ("png", "pdf")
 ]
-METRICS = f"{R}/metrics.json"
-METRICS_TXT = f"{R}/metrics.txt"
-
-
-def figure_targets(z=None):
-    """Figures and metrics depend on every redshift: they are final targets of the whole run only."""
-    return FIGURE_TARGETS + [METRICS, METRICS_TXT] if z is None else []
-
-
-TARGETS["figures"] = figure_targets
+METRICS_TXT = metrics_path("txt")
+# figures and metrics depend on every redshift: final targets of the whole run only
+TARGETS["figures"] = lambda z=None: (
+    FIGURE_TARGETS + [metrics_path("json"), METRICS_TXT] if z is None else []
+)

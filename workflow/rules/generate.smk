@@ -4,41 +4,31 @@
 # time limit (slurm sends SIGTERM first: it stops after the current chunk) resumes when rerun.
 
 GEN_CFG = cfg_json("generate")
-GEN_REALIZATIONS = list(range(config["generate"]["realizations"]))
-GEN_BIGBOX_JOBS = config["generate"]["bigbox_jobs"]
 # a GPU is requested only for an explicit CUDA device: with "auto" a CPU-only cluster would reject the job
 GEN_GPU = 1 if config["generate"]["device"].startswith("cuda") else 0
 
 
-def sr_snapshot(sim, r, z):
-    return f"{R}/snapshots/{sim}/sr{r}/z{z}"
-
-
-def sr_disp(sim, r, z):
-    return f"{R}/disp/{sim}/sr{r}/z{z}.h5"
-
-
 rule generate_test:
-    conda:
-        "../../envs/torch.yaml"
     input:
-        lr=f"{R}/disp/{{sim}}/lr/z{{z}}.h5",
-        model=f"{R}/models/z{{z}}/model.pt",
+        lr=disp_path("{sim}", "lr", "{z}"),
+        model=model_file("{z}"),
     output:
-        snapshot=directory(f"{R}/snapshots/{{sim}}/sr{{r}}/z{{z}}"),
-        disp=f"{R}/disp/{{sim}}/sr{{r}}/z{{z}}.h5",
+        snapshot=directory(snapshot_dir("{sim}", "sr{r}", "{z}")),
+        disp=disp_path("{sim}", "sr{r}", "{z}"),
+    log:
+        log_path("generate", "{sim}_sr{r}_z{z}"),
     wildcard_constraints:
         sim=r"test\d+",
         r=r"\d+",
-    params:
-        cfg=GEN_CFG,
-    log:
-        log_path("generate", "{sim}_sr{r}_z{z}"),
+    conda:
+        "../../envs/torch.yaml"
+    threads: 2
     resources:
         gpu=GEN_GPU,
         runtime=120,
         mem_mb=8000,
-    threads: 2
+    params:
+        cfg=GEN_CFG,
     shell:
         # realization r uses noise seed r (paper Fig. 2: several SR realizations of one LR box)
         "exec srsim generate --model {input.model} --lr {input.lr} --out {output.snapshot} "
@@ -48,22 +38,22 @@ rule generate_test:
 if BIGBOX and GEN_BIGBOX_JOBS == 1:
 
     rule generate_bigbox:
-        conda:
-            "../../envs/torch.yaml"
         input:
-            lr=f"{R}/disp/bigbox/lr/z{{z}}.h5",
-            model=f"{R}/models/z{{z}}/model.pt",
+            lr=disp_path("bigbox", "lr", "{z}"),
+            model=model_file("{z}"),
         output:
-            snapshot=directory(f"{R}/snapshots/bigbox/sr0/z{{z}}"),
-        params:
-            cfg=GEN_CFG,
+            snapshot=directory(snapshot_dir("bigbox", "sr0", "{z}")),
         log:
             log_path("generate", "bigbox_sr0_z{z}"),
+        conda:
+            "../../envs/torch.yaml"
+        threads: 8
         resources:
             gpu=GEN_GPU,
             runtime=24 * 60,
             mem_mb=32000,
-        threads: 8
+        params:
+            cfg=GEN_CFG,
         shell:
             "exec srsim generate --model {input.model} --lr {input.lr} --out {output.snapshot} --seed 0 "
             "--config {params.cfg} > {log} 2>&1"
@@ -73,56 +63,43 @@ elif BIGBOX:
     # The big box split into independent chunk jobs that fill one partial snapshot side by side
     # (each at its own particle slots, each with its own journal); merge_bigbox checks and renames.
     rule generate_bigbox:
-        conda:
-            "../../envs/torch.yaml"
         input:
-            lr=f"{R}/disp/bigbox/lr/z{{z}}.h5",
-            model=f"{R}/models/z{{z}}/model.pt",
+            lr=disp_path("bigbox", "lr", "{z}"),
+            model=model_file("{z}"),
         output:
-            done=f"{R}/generate/bigbox/sr0/z{{z}}/job{{job}}of{GEN_BIGBOX_JOBS}.done",
-        wildcard_constraints:
-            job=r"\d+",
-        params:
-            cfg=GEN_CFG,
-            out=lambda w: sr_snapshot("bigbox", 0, w.z),
+            done=bigbox_job_done("{z}", "{job}"),
         log:
             log_path("generate", f"bigbox_sr0_z{{z}}_job{{job}}of{GEN_BIGBOX_JOBS}"),
+        wildcard_constraints:
+            job=r"\d+",
+        conda:
+            "../../envs/torch.yaml"
+        threads: 8
         resources:
             gpu=GEN_GPU,
             runtime=24 * 60,
             mem_mb=32000,
-        threads: 8
+        params:
+            cfg=GEN_CFG,
+            out=lambda w: snapshot_dir("bigbox", "sr0", w.z),
         shell:
             "exec srsim generate --model {input.model} --lr {input.lr} --out {params.out} --seed 0 "
             f"--jobs {GEN_BIGBOX_JOBS} --job {{wildcards.job}} --done {{output.done}} "
             "--config {params.cfg} > {log} 2>&1"
 
     rule merge_bigbox:
-        conda:
-            "../../envs/torch.yaml"
         input:
-            [
-                f"{R}/generate/bigbox/sr0/z{{z}}/job{j}of{GEN_BIGBOX_JOBS}.done"
-                for j in range(GEN_BIGBOX_JOBS)
-            ],
+            [bigbox_job_done("{z}", j) for j in range(GEN_BIGBOX_JOBS)],
         output:
-            snapshot=directory(f"{R}/snapshots/bigbox/sr0/z{{z}}"),
+            snapshot=directory(snapshot_dir("bigbox", "sr0", "{z}")),
         log:
             log_path("generate", "bigbox_sr0_z{z}_merge"),
+        conda:
+            "../../envs/torch.yaml"
         resources:
             runtime=60,
         shell:
             f"exec srsim generate-merge {{output.snapshot}} --jobs {GEN_BIGBOX_JOBS} > {{log}} 2>&1"
-
-
-def generate_targets(z=None):
-    out = []
-    for sim in TEST:
-        for zz in _select(ZS, z):
-            for r in GEN_REALIZATIONS:
-                out += [sr_snapshot(sim, r, zz), sr_disp(sim, r, zz)]
-    out += [sr_snapshot("bigbox", 0, zz) for zz in _select(BIGBOX_ZS, z)]
-    return out
 
 
 TARGETS["generate"] = generate_targets

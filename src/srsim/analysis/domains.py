@@ -13,6 +13,7 @@ like the single-domain catalogue, which it then equals.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Iterable
 
 import numpy as np
@@ -21,7 +22,8 @@ from srsim.analysis.fof import catalog_attrs, fof_groups, linking_length
 from srsim.errors import SrsimError
 
 __all__ = ["domain_bounds", "select_region", "fof_domain", "fof_domain_snapshot", "merge_catalogs",
-           "partition_snapshot", "iter_partition"]
+           "partition_snapshot", "check_partitions", "write_partition_index", "read_partition_index",
+           "iter_partition"]
 
 
 def domain_bounds(index: int, n_domains: int, box_size: float) -> tuple[np.ndarray, np.ndarray]:
@@ -283,34 +285,83 @@ def partition_snapshot(path, out_dir, *, n_domains: int, ghost: float, part: int
         (tmp / "partition.json").write_text(json.dumps(meta, indent=1))
 
 
-def iter_partition(dirs: list, index: int, n_domains: int, ghost: float, n_particles: int):
-    """Yield (pos, ids) of domain ``index`` from the partition directories of every part of one snapshot."""
+def _partition_meta(d) -> dict:
     import json
 
+    try:
+        with open(os.path.join(os.fspath(d), "partition.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError) as exc:
+        raise SrsimError(f"{os.fspath(d)}: not a FOF partition directory ({exc})") from None
+
+
+def check_partitions(dirs: list, n_domains: int, ghost: float, n_particles: int) -> list[str]:
+    """The partition directories of one snapshot, checked: same domains, ghost and particle count, and
+    together covering particles [0, n_particles) exactly once. Returns them ordered by particle range."""
     if not dirs:
         raise SrsimError("FOF domain: no partition directories given")
-    covered = []
+    found = []
     for d in dirs:
         d = os.fspath(d)
-        try:
-            with open(os.path.join(d, "partition.json")) as f:
-                meta = json.load(f)
-        except (OSError, ValueError) as exc:
-            raise SrsimError(f"{d}: not a FOF partition directory ({exc})") from None
+        meta = _partition_meta(d)
         if meta["n_domains"] != n_domains or not np.isclose(meta["ghost"], ghost) or meta["n_particles"] != n_particles:
             raise SrsimError(f"{d}: partition made with n_domains={meta['n_domains']}, ghost={meta['ghost']}, "
                              f"{meta['n_particles']} particles; this job needs {n_domains}, {ghost}, {n_particles}")
-        covered.append((meta["start"], meta["stop"]))
+        found.append((meta["start"], meta["stop"], d))
+    found.sort()
+    expect = 0
+    for a, b, d in found:
+        if a != expect:
+            raise SrsimError(f"FOF domain: partitions do not cover particles [{expect}, {a}) exactly once "
+                             f"(next: {d})")
+        expect = b
+    if expect != n_particles:
+        raise SrsimError(f"FOF domain: partitions stop at particle {expect} of {n_particles}")
+    return [d for _, _, d in found]
+
+
+def write_partition_index(dirs: list, out) -> dict:
+    """Check the partition directories of one snapshot (:func:`check_partitions`) and write their index.
+
+    The index (JSON: ``parts``, absolute paths, and the shared ``n_domains``, ``ghost``, ``n_particles``,
+    ``snapshot``) is what each domain job reads instead of naming every partition directory itself, so a
+    workflow with D domain jobs and P partitions has D + P dependencies instead of D * P.
+    """
+    import json
+
+    from srsim.io.atomic import atomic_path
+
+    if not dirs:
+        raise SrsimError("FOF partition index: no partition directories given")
+    meta = _partition_meta(dirs[0])
+    ordered = check_partitions(dirs, meta["n_domains"], meta["ghost"], meta["n_particles"])
+    snapshots = {_partition_meta(d)["snapshot"] for d in ordered}
+    if len(snapshots) != 1:
+        raise SrsimError(f"FOF partition index: partitions of different snapshots: {sorted(snapshots)}")
+    index = {"snapshot": snapshots.pop(), "n_domains": meta["n_domains"], "ghost": meta["ghost"],
+             "n_particles": meta["n_particles"], "parts": [os.path.abspath(d) for d in ordered]}
+    with atomic_path(out) as tmp:
+        Path(tmp).write_text(json.dumps(index, indent=1))
+    return index
+
+
+def read_partition_index(path) -> list[str]:
+    """The partition directories listed by :func:`write_partition_index`."""
+    import json
+
+    try:
+        with open(path) as f:
+            index = json.load(f)
+        return list(index["parts"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SrsimError(f"{os.fspath(path)}: not a FOF partition index ({exc})") from None
+
+
+def iter_partition(dirs: list, index: int, n_domains: int, ghost: float, n_particles: int):
+    """Yield (pos, ids) of domain ``index`` from the partition directories of every part of one snapshot."""
+    for d in check_partitions(dirs, n_domains, ghost, n_particles):
         pos = np.fromfile(os.path.join(d, f"d{index}.pos"), dtype="<f8").reshape(-1, 3)
         ids = np.fromfile(os.path.join(d, f"d{index}.id"), dtype="<u8")
         if len(pos) != len(ids):
             raise SrsimError(f"{d}: d{index}.pos and d{index}.id hold different particle counts")
         yield pos, ids
-    covered.sort()
-    expect = 0
-    for a, b in covered:
-        if a != expect:
-            raise SrsimError(f"FOF domain: partitions do not cover particles [{expect}, {a}) exactly once")
-        expect = b
-    if expect != n_particles:
-        raise SrsimError(f"FOF domain: partitions stop at particle {expect} of {n_particles}")

@@ -16,15 +16,18 @@ def add_arguments(parser) -> None:
     parser.add_argument("--min-members", type=int, default=None, help="smallest halo kept (default analysis.fof_min_members)")
     parser.add_argument("--members", action="store_true", help="also store member IDs")
     parser.add_argument("--chunk-size", type=int, default=2**22, help="particles read at a time")
-    parser.add_argument("--parts", nargs="+", default=None,
-                        help="directories written by `srsim fof-partition` for this snapshot (read instead of the "
-                             "whole snapshot)")
+    parts = parser.add_mutually_exclusive_group()
+    parts.add_argument("--parts", nargs="+", default=None,
+                       help="directories written by `srsim fof-partition` for this snapshot (read instead of the "
+                            "whole snapshot)")
+    parts.add_argument("--index", default=None,
+                       help="index of those directories written by `srsim fof-partition-index` (instead of --parts)")
     parser.add_argument("--config", default=None, help="JSON string or YAML file with an 'analysis' section")
 
 
 def run(args) -> int:
     from srsim.analysis import analysis_settings
-    from srsim.analysis.domains import fof_domain_snapshot
+    from srsim.analysis.domains import fof_domain_snapshot, read_partition_index
     from srsim.analysis.fof import write_catalog
 
     s = analysis_settings(args.config)
@@ -37,7 +40,7 @@ def run(args) -> int:
         min_members=args.min_members if args.min_members is not None else s["fof_min_members"],
         members=args.members,
         chunk_size=args.chunk_size,
-        partitions=args.parts,
+        partitions=read_partition_index(args.index) if args.index else args.parts,
     )
     write_catalog(args.out, cat, attrs)
     return 0

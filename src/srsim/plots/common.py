@@ -17,9 +17,12 @@ from srsim.io.atomic import temporary_sibling  # noqa: E402
 COLORS = {"lr": "#8e44ad", "hr": "#1f77b4", "sr": "black", "orange": "#ff7f0e"}
 
 
-def save_figure(fig, out, dpi: int = 150, pdf: bool = True) -> list[Path]:
+def save_figure(fig, out, dpi: int = 150, pdf: bool = True, info: dict[str, str] | None = None) -> list[Path]:
     """Write `fig` to `out` (PNG, size = figsize * dpi exactly: no tight bounding box) and, with pdf, to the
-    same stem with .pdf. Each file is written under a temporary name and renamed. Closes the figure."""
+    same stem with .pdf. Each file is written under a temporary name and renamed. Closes the figure.
+
+    `info` is stored as PNG text chunks (read back with :func:`read_png_info`): facts fixed when the figure
+    was drawn, such as which panel of Fig. 2 is HR."""
     out = Path(out)
     if out.suffix.lower() != ".png":
         out = out.with_suffix(".png")
@@ -29,7 +32,8 @@ def save_figure(fig, out, dpi: int = 150, pdf: bool = True) -> list[Path]:
         for path, fmt in ((out, "png"), (out.with_suffix(".pdf"), "pdf"))[: 2 if pdf else 1]:
             tmp = temporary_sibling(path)
             try:
-                fig.savefig(tmp, format=fmt, dpi=dpi)
+                meta = {f"srsim:{k}": str(v) for k, v in (info or {}).items()} if fmt == "png" else None
+                fig.savefig(tmp, format=fmt, dpi=dpi, metadata=meta)
                 os.replace(tmp, path)
             finally:
                 if tmp.exists():
@@ -38,6 +42,14 @@ def save_figure(fig, out, dpi: int = 150, pdf: bool = True) -> list[Path]:
     finally:
         plt.close(fig)
     return written
+
+
+def read_png_info(path) -> dict[str, str]:
+    """The `info` that :func:`save_figure` stored in a PNG."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return {k[len("srsim:"):]: v for k, v in img.text.items() if k.startswith("srsim:")}
 
 
 def zlabel(z: float) -> str:

@@ -147,11 +147,11 @@ def plot_fig2(lr: Projection, hr: Projection, sr: list[Projection], out, *, reds
     """Fig. 2: the LR input (left) and HR plus the SR realizations as unlabelled panels A, B, ... in a seeded
     random order (grid of 2 columns); the answer is printed upside down under the panels.
     Figure: (panel * 3 + 0.3) x (panel * rows + 0.9) inches, rows = ceil((1 + len(sr)) / 2).
-    Returns (written paths, the letter of the HR panel)."""
+    Returns (written paths, the letter of the HR panel); the PNG records that letter too (``hr_panel`` in
+    :func:`srsim.plots.common.read_png_info`), as the panels were drawn."""
     items = [hr] + list(sr)
     order = fig2_order(len(items), seed)
     letters = [chr(ord("A") + i) for i in range(len(items))]
-    answer = letters[int(np.where(order == 0)[0][0])]
     rows = (len(items) + 1) // 2
     W, H = panel * 3 + 0.3, panel * rows + 0.9
     fig = plt.figure(figsize=(W, H), facecolor="black")
@@ -160,13 +160,16 @@ def plot_fig2(lr: Projection, hr: Projection, sr: list[Projection], out, *, reds
     top = 1 - 0.4 / H
     ax = fig.add_axes([0.1 / W + g, top - ph * (rows + 1) / 2 + g, pw - 2 * g, ph - 2 * g])
     show(ax, lr, limits, scalebar=nice_length(lr.region.size[0]), label="LR input")
+    hr_panel = None
     for slot, idx in enumerate(order):
         ix, iy = slot % 2, slot // 2
         ax = fig.add_axes([(0.2 + panel * (1 + ix)) / W + g, top - ph * (iy + 1) + g, pw - 2 * g, ph - 2 * g])
         show(ax, items[idx], limits, label=letters[slot])
+        if idx == 0:  # items[0] is HR
+            hr_panel = letters[slot]
     side = hr.region.size[0]
     fig.text(0.5, 1 - 0.2 / H, f"Same LR, ({side:g} Mpc/h)$^3$, {zlabel(redshift)}: which panel is HR?",
              color="white", ha="center", va="center", fontsize=10)
-    fig.text(0.5, 0.25 / H, f"Answer: HR is panel {answer}; the others are SR realizations",
+    fig.text(0.5, 0.25 / H, f"Answer: HR is panel {hr_panel}; the others are SR realizations",
              color="0.7", ha="center", va="center", fontsize=7, rotation=180)
-    return save_figure(fig, out, dpi), answer
+    return save_figure(fig, out, dpi, info={"hr_panel": hr_panel}), hr_panel
