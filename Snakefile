@@ -1,8 +1,8 @@
 # srsim: super-resolution N-body simulations (Li, Ni et al.), end to end.
 #
-#   snakemake --cores 2 all                                  # the demo (config/config.yaml)
-#   snakemake --profile profiles/slurm --configfile config/paper.yaml all   # the paper on a cluster
-#   snakemake --cores 2 z0                                   # everything for one redshift
+#   snakemake all --cores 2                                  # the demo (config/config.yaml)
+#   snakemake all --profile profiles/slurm --configfile config/paper.yaml   # the paper on a cluster
+#   snakemake z0 --cores 2                                   # everything for one redshift
 #
 # This file only wires stages; every rule calls one `srsim` subcommand (see workflow/rules/).
 import os

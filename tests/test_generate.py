@@ -393,7 +393,7 @@ def test_peak_memory_bounded_by_chunks_not_box(tmp_path):
         d = tmp_path / f"n{n}"
         d.mkdir()
         proc = subprocess.run([sys.executable, str(script), str(n), str(d)], capture_output=True, text=True,
-                              timeout=300, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+                              timeout=1800, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
         assert proc.returncode == 0, proc.stderr
         peaks[n] = int(proc.stdout.split()[-1])  # KiB
         assert read_header(d / "sr").n_particles == (8 * n) ** 3

@@ -201,6 +201,7 @@ def test_per_redshift_target_asks_only_for_that_redshift(tmp_path):
     assert not rules & {"fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "metrics"}
 
 
+@pytest.mark.slow
 def test_rerun_script_redoes_one_redshift_or_the_figures_and_nothing_else(tmp_path):
     """scripts/rerun.sh on a finished run: z0 forces exactly the z = 0 jobs; figures only the figures."""
     config = str(_small_paper_config(tmp_path))

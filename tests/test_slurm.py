@@ -113,7 +113,12 @@ def job_state(job: str) -> tuple[str, str]:
     return (out.stdout.strip() or "UNKNOWN"), ""
 
 
-def wait_job(job: str, timeout=120) -> tuple[str, str]:
+# Waits are watchdogs, not verdicts: they return as soon as slurm answers, and fail only when a job or a
+# file has not appeared after this long (a loaded CI machine can be many times slower than a quiet one).
+PATIENCE_S = 900
+
+
+def wait_job(job: str, timeout=PATIENCE_S) -> tuple[str, str]:
     t0 = time.time()
     finished_at = None
     while time.time() - t0 < timeout:
@@ -143,7 +148,7 @@ def test_sbatch_job_runs_and_sacct_reports_it(workdir):
     name = f"srsim-smoke-{uuid.uuid4().hex[:8]}"
     job = sbatch("-J", name, "-t", "2", "-n", "1", "--wrap", "echo job=$SLURM_JOB_ID ntasks=$SLURM_NTASKS > out.txt",
                  cwd=tmp_path)
-    assert wait_job(job, 60) == ("COMPLETED", "0:0")
+    assert wait_job(job) == ("COMPLETED", "0:0")
     assert (tmp_path / "out.txt").read_text().split() == [f"job={job}", "ntasks=1"]
 
     # the status query of the slurm executor plugin (by job name) sees the finished job
@@ -154,7 +159,7 @@ def test_sbatch_job_runs_and_sacct_reports_it(workdir):
         assert q.returncode == 0, q.stderr
         return f"{job}|COMPLETED" in q.stdout.split()
 
-    wait_for(plugin_query_sees_it, 30, "sacct --name to report the job")
+    wait_for(plugin_query_sees_it, PATIENCE_S, "sacct --name to report the job")
 
 
 def test_tiny_workflow_through_the_slurm_profile_resumes_after_the_time_limit_signal(workdir):
@@ -163,7 +168,7 @@ def test_tiny_workflow_through_the_slurm_profile_resumes_after_the_time_limit_si
     cmd = [*SNAKEMAKE, "-s", str(WF / "Snakefile"), "-d", str(tmp_path), "--profile", str(REPO / "profiles/slurm"),
            # test speed only: first status check after 2 s instead of 40 s, outputs are local
            "--slurm-init-seconds-before-status-checks", "2", "--latency-wait", "10"]
-    out = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    out = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=3600)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
 
     # plain jobs ran as slurm jobs of their own
@@ -189,8 +194,8 @@ def test_tiny_workflow_through_the_slurm_profile_resumes_after_the_time_limit_si
     assert 0 < first["stop_step"] < 40
     assert second["start_step"] == first["stop_step"] and second["reason"] == "finished"
     assert first["job"] != second["job"]
-    assert wait_job(first["job"], 30)[0] == "FAILED"
-    assert wait_job(second["job"], 30) == ("COMPLETED", "0:0")
+    assert wait_job(first["job"])[0] == "FAILED"
+    assert wait_job(second["job"]) == ("COMPLETED", "0:0")
 
 
 def _synthetic_pair(tmp_path, n=8, scale=4):
@@ -233,13 +238,13 @@ def test_srsim_train_stopped_by_slurm_signal_resumes_from_its_checkpoint(workdir
 
     job = sbatch("-J", "srsim-train-signal", "-t", "10", "-o", "train1.log", "--wrap", "srun -n1 bash train.sh",
                  cwd=tmp_path)
-    wait_for(lambda: last.is_file() or job_state(job)[0] in FINISHED, 120, "the first checkpoint")
+    wait_for(lambda: last.is_file() or job_state(job)[0] in FINISHED, PATIENCE_S, "the first checkpoint")
     # sacct hears of the start through slurmdbd, which can lag behind the job's own first checkpoint
-    wait_for(lambda: job_state(job)[0] != "PENDING", 60, "sacct to report the job as started")
+    wait_for(lambda: job_state(job)[0] != "PENDING", PATIENCE_S, "sacct to report the job as started")
     assert job_state(job)[0] == "RUNNING", (tmp_path / "train1.log").read_text()
     # what slurm does with --signal=TERM@300 before the time limit: signal every process of the job's steps
     subprocess.run(["scancel", "--signal=TERM", job], check=True, timeout=30)
-    state, code = wait_job(job, 120)
+    state, code = wait_job(job)
     log1 = (tmp_path / "train1.log").read_text()
     assert (state, code) == ("FAILED", "75:0"), log1
     assert "received SIGTERM" in log1, log1
@@ -250,7 +255,7 @@ def test_srsim_train_stopped_by_slurm_signal_resumes_from_its_checkpoint(workdir
     # the retry: same command (plus a step budget so the test ends), resumes at step k
     job2 = sbatch("-J", "srsim-train-resume", "-t", "10", "-o", "train2.log",
                   "--wrap", f"srun -n1 bash train.sh --max-steps {k + 3}", cwd=tmp_path)
-    state2 = wait_job(job2, 180)
+    state2 = wait_job(job2)
     log2 = (tmp_path / "train2.log").read_text()
     assert state2 == ("COMPLETED", "0:0"), log2
     assert re.search(rf"resumed from .*last\.pt at step {k}\b", log2), log2
@@ -274,7 +279,7 @@ def test_tiny_srsim_workflow_completes_through_the_slurm_profile(workdir):
     config.write_text(yaml.safe_dump(cfg))
     cmd = [*SNAKEMAKE, "all", "--profile", str(REPO / "profiles/slurm"), "--configfile", str(config),
            "--slurm-init-seconds-before-status-checks", "2", "--latency-wait", "10"]
-    out = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=1800)
+    out = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=3600)
     log = out.stdout + out.stderr
     assert out.returncode == 0, log[-6000:]
     submitted = set(re.findall(r"submitted with SLURM jobid (\d+)", log))
