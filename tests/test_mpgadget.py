@@ -6,6 +6,7 @@ in the ways selected by FAKE_MPGADGET_MODE. The last test runs the real MP-GenIC
 16^3 box when both are on PATH.
 """
 
+import dataclasses
 import json
 import os
 import shlex
@@ -215,6 +216,10 @@ def test_time_limit_reported_then_resumed(tmp_path, monkeypatch, mpgadget_dir):
     ref = read_particles(mpgadget_dir / "n16" / "output" / "PART_001")
     np.testing.assert_array_equal(read_particles(out / "z2")["Position"], ref["Position"])
     assert not (out / "run" / "output" / "PART_001").exists()  # the checkpoint is deleted once complete
+    # and so is the FOF catalogue MP-Gadget wrote with it; the outputs' catalogues stay
+    pigs = sorted(p.name for p in (out / "run" / "output").glob("PIG_*"))
+    assert pigs == ["PIG_000", "PIG_002", "PIG_003"]
+    assert {Path(v["fof"]).name for k, v in mapping.items() if k != "IC"} == set(pigs)
 
 
 def test_preempted_run_resumes_from_last_snapshot(tmp_path, monkeypatch):
@@ -243,6 +248,37 @@ def test_failures_name_the_problem(tmp_path, monkeypatch, mode, pattern):
         mpgadget.run(make_spec(16, **fake_options()), out)
     assert str(out / "run") in str(err.value)
     assert not (out / "run" / "complete.json").exists() and not (out / "z0").exists()
+
+
+def test_threads_per_rank_from_the_job_or_the_slurm_allocation(tmp_path, monkeypatch):
+    assert mpgadget.threads_per_rank(2, 2, {}) == 1  # the rule's 2 cores shared by 2 ranks
+    assert mpgadget.threads_per_rank(8, 2, {}) == 4
+    assert mpgadget.threads_per_rank(1, 4, {}) == 1 and mpgadget.threads_per_rank(None, 2, {}) == 1
+    assert mpgadget.threads_per_rank(2, 2, {"SLURM_CPUS_PER_TASK": "3"}) == 3  # slurm's allocation wins
+    # the launcher passes it to both programs
+    monkeypatch.delenv("FAKE_MPGADGET_MODE", raising=False)
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    out = tmp_path / "sim"
+    mpgadget.run(make_spec(16, **fake_options(ntasks=2)), out, threads=6)
+    assert (out / "run" / "output" / "fake_threads.txt").read_text().split() == ["3", "3"]
+    assert "OMP_NUM_THREADS=3" in (out / "run" / "gadget.log").read_text()
+
+
+def test_failure_message_shows_the_error_lines_of_the_log(tmp_path):
+    log = tmp_path / "gadget.log"
+    noise = [f"[ 0 ] step {i}" for i in range(200)]
+    log.write_text("\n".join(noise[:50] + ["ERROR: Task 1: ", "Requested k = 6.8e-05 h/Mpc for type 9"] + noise[50:])
+                   + "\n")
+    text = mpgadget._tail(log)
+    assert "ERROR: Task 1:" in text and "Requested k = 6.8e-05" in text and text.endswith("step 199")
+
+
+def test_power_table_reaches_far_below_the_fundamental_mode():
+    """MP-GenIC's sigma8 integral asked for k = 6.8e-5 h/Mpc (a 16^3 suite): the table must reach it."""
+    for n, box in ((16, 12.5), (16, 100.0), (640, 1000.0)):
+        spec = dataclasses.replace(make_spec(n), box_size=box)
+        kmin, kmax = mpgadget._power_table_range(spec, {"genic_mesh_factor": 2})
+        assert kmin <= 6.8e-5 / 100 and kmax >= max(1e3, 2 * np.sqrt(3) * np.pi * 2 * n / box)
 
 
 def test_changed_parameters_start_over(tmp_path, monkeypatch):

@@ -113,3 +113,6 @@ def record_call(outdir: Path, argv: list) -> None:
     outdir.mkdir(parents=True, exist_ok=True)
     with open(outdir / "fake_calls.txt", "a") as fh:
         fh.write(" ".join(argv[1:]) + "\n")
+    # the OpenMP threads each rank would start (what srsim must set: MP-Gadget's default is every core)
+    with open(outdir / "fake_threads.txt", "a") as fh:
+        fh.write(os.environ.get("OMP_NUM_THREADS", "unset") + "\n")

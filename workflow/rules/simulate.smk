@@ -26,7 +26,7 @@ rule simulate_pair:
         cfg=cfg_json(*SIM_SECTIONS),
     shell:
         "exec srsim simulate --sim {wildcards.pair} --kind {wildcards.kind} --out {params.out} "
-        "--config {params.cfg} > {log} 2>&1"
+        "--threads {threads} --config {params.cfg} > {log} 2>&1"
 
 
 rule simulate_bigbox:
@@ -46,7 +46,8 @@ rule simulate_bigbox:
         out=lambda w, output: os.path.dirname(output.ic),
         cfg=cfg_json(*SIM_SECTIONS),
     shell:
-        "exec srsim simulate --sim bigbox --kind lr --out {params.out} --config {params.cfg} > {log} 2>&1"
+        "exec srsim simulate --sim bigbox --kind lr --out {params.out} --threads {threads} "
+        "--config {params.cfg} > {log} 2>&1"
 
 
 ruleorder: simulate_bigbox > simulate_pair
