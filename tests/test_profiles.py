@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dryrun import REPO, SITE_VARS, SNAKEMAKE, WATCHDOG_S, counts_of, dry_run_jobs, rule_counts, run
+from dryrun import REPO, SITE_VARS, SNAKEMAKE, WATCHDOG_S, counts_of, dry_run_jobs, run
 from dryrun import user_env as _env
 
 SLURM = str(REPO / "profiles" / "slurm")
@@ -21,13 +21,6 @@ LOCAL = str(REPO / "profiles" / "local")
 
 def snakemake(*args, env=None, check=True):
     return run([*SNAKEMAKE, *args], env=env, check=check)
-
-
-def job_counts(target, configfile, *args, env=None) -> dict[str, int]:
-    """{rule: jobs} of a dry run of `target` through the slurm profile."""
-    out = snakemake(target, "--profile", SLURM, "--configfile", configfile, *args, "-n", "--quiet", "rules",
-                    env=env)
-    return rule_counts(out.stdout)
 
 
 def profile_args(profile: str, monkeypatch, **site) -> dict:
@@ -156,15 +149,14 @@ def test_demo_and_paper_write_to_separate_results(paper_jobs):
     """The two configs plan disjoint outputs, each under its own `results:` folder: a paper run started
     after the demo never plans against the demo's files."""
     demo_jobs = _dry_run_jobs("all", "--configfile", "config/config.yaml")
+    outputs = {}
     roots = {}
-    for name, jobs in (("demo", demo_jobs), ("paper", paper_jobs)):
-        results = yaml.safe_load((REPO / "config" / f"{'config' if name == 'demo' else name}.yaml").read_text())
-        roots[name] = results["results"].rstrip("/") + "/"
-        outputs = {path for job in jobs for path in job["output"]}
-        assert len(outputs) > 100, name
-        assert all(path.startswith(roots[name]) for path in outputs), (name, roots[name])
-        roots[name + "_outputs"] = outputs
-    assert not roots["demo_outputs"] & roots["paper_outputs"]
+    for name, configfile, jobs in (("demo", "config.yaml", demo_jobs), ("paper", "paper.yaml", paper_jobs)):
+        roots[name] = yaml.safe_load((REPO / "config" / configfile).read_text())["results"].rstrip("/") + "/"
+        outputs[name] = {path for job in jobs for path in job["output"]}
+        assert len(outputs[name]) > 100, name
+        assert all(path.startswith(roots[name]) for path in outputs[name]), (name, roots[name])
+    assert not outputs["demo"] & outputs["paper"]
     assert not roots["demo"].startswith(roots["paper"]) and not roots["paper"].startswith(roots["demo"])
 
 

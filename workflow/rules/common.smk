@@ -50,7 +50,7 @@ def log_path(rule, name):
 
 
 def snapshot_dir(sim, kind, z):
-    """bigfile snapshot at redshift z ("IC" for the initial conditions: pass z="IC" via ic_dir)."""
+    """bigfile snapshot at redshift z (the initial conditions: ic_dir)."""
     return f"{R}/snapshots/{sim}/{kind}/z{z}"
 
 

@@ -333,9 +333,10 @@ def write_partition_index(dirs: list, out) -> dict:
 
     if not dirs:
         raise SrsimError("FOF partition index: no partition directories given")
-    meta = _partition_meta(dirs[0])
+    metas = [_partition_meta(d) for d in dirs]
+    meta = metas[0]
     ordered = check_partitions(dirs, meta["n_domains"], meta["ghost"], meta["n_particles"])
-    snapshots = {_partition_meta(d)["snapshot"] for d in ordered}
+    snapshots = {m["snapshot"] for m in metas}
     if len(snapshots) != 1:
         raise SrsimError(f"FOF partition index: partitions of different snapshots: {sorted(snapshots)}")
     index = {"snapshot": snapshots.pop(), "n_domains": meta["n_domains"], "ghost": meta["ghost"],
