@@ -9,6 +9,7 @@ rule train:
     input:
         lr=train_disp("lr"),
         hr=train_disp("hr"),
+        init=init_model,
     output:
         model=model_file("{z}"),
         losses=model_file("{z}", "losses.csv"),
