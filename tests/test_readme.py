@@ -58,9 +58,10 @@ def test_make_demo_runs_a_snakemake_command_that_plans_the_demo():
     assert Path(argv[0]).name == "snakemake" and "all" in argv
     # the venv's snakemake when this is that venv (make test), else this interpreter's
     exe = [argv[0]] if Path(argv[0]).parent == Path(sys.executable).parent else SNAKEMAKE
-    out = run([*exe, *argv[1:], "-n", "--quiet", "rules"], env=user_env(SRSIM_CORES="2"))
+    # --forceall: the whole plan, whatever a checkout's results/demo already holds
+    out = run([*exe, *argv[1:], "-n", "--forceall", "--quiet", "rules"], env=user_env(SRSIM_CORES="2"))
     counts = rule_counts(out.stdout)
-    assert counts["simulate_pair"] == 6 and counts["train"] == 3 and counts["metrics"] == 1, out.stdout[-2000:]
+    assert counts["simulate_pair"] == 12 and counts["train"] == 3 and counts["metrics"] == 1, out.stdout[-2000:]
 
 
 @pytest.mark.slow
