@@ -13,10 +13,10 @@ rule train:
         val_lr=val_disp("lr"),
         val_hr=val_disp("hr"),
     output:
+        **train_val_outputs(),
         model=model_file("{z}"),
         losses=model_file("{z}", "losses.csv"),
         curve=model_file("{z}", "curve.png"),
-        **train_val_outputs(),
     log:
         log_path("train", "z{z}"),
     conda:
