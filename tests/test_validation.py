@@ -186,7 +186,7 @@ def test_trainer_validates_every_val_every_steps_and_resumes_with_truncation(tmp
     np.testing.assert_array_equal(l2.get_xdata(), [3, 6, 9])
     np.testing.assert_allclose(l2.get_ydata(), [float(r["l2_ratio"]) for r in rows])
     twin = [a for a in fig.axes if a is not ax and a.bbox.bounds == ax.bbox.bounds]
-    band_lines = [line for a in twin for line in a.get_lines() if line.get_label().startswith("k ")]
+    band_lines = [line for a in twin for line in a.get_lines() if line.get_label().startswith("P_SR / P_HR, k ")]
     assert len(band_lines) == 2  # one octave per rung of the 4x generator
     np.testing.assert_allclose(band_lines[0].get_ydata(), [float(r["band0_sr_hr"]) for r in rows])
 

@@ -317,22 +317,25 @@ class Validator:
 
 def plot_validation(ax, rows: Sequence[dict]) -> None:
     """Draw val.csv rows on a matplotlib axis: L2 / L2_trivial (left axis) and P_SR / P_HR per k band
-    (right axis, the trivial predictor's ratio dashed in the same colour); 1 is HR on both."""
+    (right axis, log: power ratios are multiplicative; the trivial predictor's ratio dashed in the same
+    colour). 1 on the left is the trivial predictor, 1 on the right is HR."""
     step = np.array([int(r["step"]) for r in rows])
-    ax.plot(step, [float(r["l2_ratio"]) for r in rows], "o-", color="k", ms=3, label="L2 / L2 trivial")
+    handles = ax.plot(step, [float(r["l2_ratio"]) for r in rows], "o-", color="k", ms=3, label="L2 / L2 trivial")
     ax.axhline(1.0, color="0.6", lw=0.8)
     ax.set_xlabel("step")
     ax.set_ylabel("L2 error / trivial predictor's")
     ax.set_title("validation (held-out pair)")
-    ax.legend(loc="upper left", fontsize="small")
     n_bands = sum(1 for key in rows[0] if key.endswith("_sr_hr"))
     ax2 = ax.twinx()
     for i in range(n_bands):
         color = f"C{4 + i}"
         k0, k1 = float(rows[0][f"band{i}_kmin"]), float(rows[0][f"band{i}_kmax"])
-        ax2.plot(step, [float(r[f"band{i}_sr_hr"]) for r in rows], ".-", color=color, ms=3,
-                 label=f"k {k0:.3g}-{k1:.3g} h/Mpc")
+        handles += ax2.plot(step, [float(r[f"band{i}_sr_hr"]) for r in rows], ".-", color=color, ms=4,
+                            label=f"P_SR / P_HR, k {k0:.3g}-{k1:.3g} h/Mpc")
         ax2.plot(step, [float(r[f"band{i}_trivial_hr"]) for r in rows], "--", color=color, lw=0.8)
     ax2.axhline(1.0, color="0.6", lw=0.5, ls=":")
+    ax2.set_yscale("log")
     ax2.set_ylabel("P_SR / P_HR (dashed: trivial)")
-    ax2.legend(loc="upper right", fontsize="small")
+    # below the panel: the curves may sit anywhere in it
+    ax2.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize="x-small",
+               frameon=False)
