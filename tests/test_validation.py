@@ -3,6 +3,7 @@ resume, the curve's validation panel, and `srsim train --val`."""
 
 import copy
 import json
+import math
 
 import numpy as np
 import pytest
@@ -242,3 +243,19 @@ def test_cli_train_rejects_a_mismatched_val_pair(tmp_path, capsys, kw, name):
     err = capsys.readouterr().err
     assert f"{name} " in err and "differs from the training pairs'" in err
     assert not out.exists()
+
+
+def test_a_collapsed_generator_is_logged_as_nan_not_painted(tmp_path, capsys):
+    lr, hr = val_pair()
+
+    class NaNGenerator(HRGenerator):
+        def forward(self, *args, **kwargs):
+            out = super().forward(*args, **kwargs)
+            out[:, 0, 0, 0, 0] = float("nan")
+            return out
+
+    v = Validator([(lr, hr)], BOX, DISP_SCALE, tmp_path / "val.csv", verbose=False)
+    row = v(NaNGenerator(hr), 5)
+    assert math.isnan(row["l2_ratio"]) and math.isnan(row["band0_sr_hr"])
+    assert math.isfinite(row["band0_trivial_hr"]) and "NaN/inf" in capsys.readouterr().err
+    assert _rows(v.path)[0]["l2_ratio"] == "nan"

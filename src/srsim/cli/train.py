@@ -38,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", default=None, help="training curve PNG (default OUT_DIR/curve.png)")
     parser.add_argument("--val", nargs="+", default=None, metavar="LR.h5:HR.h5",
                         help="held-out validation pairs, scored every train.val_every steps (srsim.validation)")
-    parser.add_argument("--val-csv", default=None, help="validation scores copied here at the end (default OUT_DIR/val.csv)")
+    parser.add_argument("--val-csv", default=None,
+                        help="validation scores copied here at the end (default OUT_DIR/val.csv)")
     parser.add_argument("--device", default=None, help="override train.device (auto, cpu, cuda)")
     parser.add_argument("--max-steps", type=int, default=None, help="override train.max_steps")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
