@@ -75,6 +75,8 @@ def make_generator(widths, device) -> Generator:
         for name, p in gen.named_parameters():
             if name.endswith("std"):
                 p.fill_(0.1)  # noise on, as in a trained model
+            elif ".proj." in name:
+                p.normal_(0.0, 0.1)  # output projections start at 0; give them a trained model's work
     return gen.to(device).eval()
 
 

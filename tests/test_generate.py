@@ -36,6 +36,8 @@ def narrow_generator(seed: int = 0, noise_std: float = 0.5) -> Generator:
         for name, p in gen.named_parameters():
             if name.endswith("std"):
                 p.fill_(noise_std)  # trained amplitudes start at 0; make the noise matter here
+            elif ".proj." in name:
+                p.normal_(0.0, 0.3)  # output projections start at 0 (the trivial predictor)
     return gen.eval()
 
 
@@ -320,7 +322,7 @@ def test_bad_inputs_fail_loudly(gen, lr_file, tmp_path):
         generate((gen, {}), tmp_path / "missing.h5", tmp_path / "sr", chunk=3, progress=False)
 
 
-def test_cli_seeds_config_and_checkpoint(gen, lr_file, full_sr, tmp_path):
+def test_cli_seeds_config_and_checkpoint(gen, lr_file, full_sr, tmp_path, capfd):
     from srsim.cli import main
     from srsim.model.checkpoint import FORMAT, save_checkpoint
 
@@ -333,6 +335,8 @@ def test_cli_seeds_config_and_checkpoint(gen, lr_file, full_sr, tmp_path):
     code = main(["generate", "--model", str(model), "--lr", str(lr_file), "--out", str(tmp_path / "sr{seed}"),
                  "--disp-out", str(tmp_path / "sr{seed}.h5"), "--seed", "7", "9", "--config", cfg, "--quiet"])
     assert code == 0
+    # a checkpoint from before scalings were recorded keeps the fixed disp_scale it was trained with
+    assert "records no scaling" in capfd.readouterr().err
     for seed in (7, 9):
         assert read_header(tmp_path / f"sr{seed}").attrs["SRSeed"][0] == seed
         assert bigfile.File(str(tmp_path / f"sr{seed}"))["1/Position"].dtype.base == np.float32
@@ -358,6 +362,29 @@ def test_disp_scale_normalises_input_and_output_like_training(gen, lr_file, full
     assert np.abs(sr - ref).max() < 1e-5 * BOX
     unscaled, _ = read_displacement(full_sr["dir"] / "sr.h5")
     assert np.abs(sr - unscaled).max() > 1e-3  # the scale matters for a nonlinear network
+
+
+def test_recorded_scaling_round_trips_and_is_checked_against_the_data(lr_file, tmp_path):
+    """Generation divides by the checkpoint's disp_unit x D(z) and multiplies back: an untrained generator
+    (the trivial predictor) then returns the upsampled LR displacement in Mpc/h, whatever the scale."""
+    from srsim.model.layers import lr_to_hr
+    from srsim.model.scaling import Scaling
+
+    scaling = Scaling.for_data({"disp_scale": 6.0, "density": "log1p"}, COSMO, 2.0)
+    assert scaling.disp_scale == pytest.approx(6.0 * 0.42719, rel=1e-4)
+    torch.manual_seed(0)
+    fresh = Generator(widths=(6, 4, 4, 4)).eval()
+    meta = {"disp_scale": scaling.disp_scale, "scaling": scaling.to_dict(), "redshift": 2.0}
+    generate((fresh, meta), lr_file, tmp_path / "sr", seed=3, chunk=N, disp_out=tmp_path / "sr.h5", progress=False)
+    sr, _ = read_displacement(tmp_path / "sr.h5")
+    lr, _ = read_displacement(lr_file)
+    x = torch.from_numpy(np.pad(lr, ((0, 0),) + ((3, 3),) * 3, mode="wrap"))[None]
+    np.testing.assert_allclose(sr, lr_to_hr(x, 8, 3)[0].numpy(), rtol=0, atol=1e-5)
+    # a model scaled for another cosmology's D(z) is refused, naming both values
+    other = Scaling.for_data({"disp_scale": 6.0, "density": "log1p"}, dict(COSMO, Omega_m=0.35, Omega_L=0.65), 2.0)
+    bad = {"disp_scale": other.disp_scale, "scaling": other.to_dict(), "redshift": 2.0}
+    with pytest.raises(SrsimError, match=rf"growth D\(z\) {other.growth:.6g} vs {scaling.growth:.6g}"):
+        generate((fresh, bad), lr_file, tmp_path / "bad", seed=3, chunk=N, progress=False)
 
 
 # ----------------------------------------------------------------------------------- memory

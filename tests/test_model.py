@@ -15,11 +15,14 @@ torch.set_num_threads(1)
 
 
 def _noisy(gen, seed=0):
-    """Give every noise layer a random non-zero amplitude (they start at zero)."""
+    """Give every noise layer a random non-zero amplitude and every output projection random weights (both
+    start at zero), so that the tests see what a trained network does."""
     g = torch.Generator().manual_seed(seed)
     for name, p in gen.named_parameters():
         if name.endswith(".std"):
             p.data = 0.5 + torch.rand(p.shape, generator=g)
+        elif ".proj." in name:
+            p.data = 0.3 * torch.randn(p.shape, generator=g)
     return gen
 
 
@@ -49,7 +52,7 @@ def test_uncropped_ladder_is_118():
 
 
 def test_critic_accepts_generator_output():
-    gen = Generator((4, 4, 4, 4))
+    gen = _noisy(Generator((4, 4, 4, 4)))
     critic = Critic((4, 4, 4, 4))
     # paper sizes: 20^3 LR -> 112^3 SR -> critic score
     x = torch.randn(1, 3, 20, 20, 20)
@@ -79,20 +82,27 @@ def test_critic_too_small_input_fails():
         critic(torch.zeros(1, 8, 32, 32, 32))
 
 
-def test_output_rail_is_trilinear_interpolation_of_input():
-    """With all projections zeroed the generator returns the LR field interpolated onto the HR particles."""
-    gen = Generator((3, 3, 3, 3), noise=False)
-    for rung in gen.rungs:
-        torch.nn.init.zeros_(rung.proj.weight)
-        torch.nn.init.zeros_(rung.proj.bias)
-    x = torch.randn(1, 3, 10, 10, 10, dtype=torch.float64)
-    gen = gen.double()
+def test_untrained_generator_is_the_trivial_predictor_with_noise_on():
+    """A fresh generator returns the LR field interpolated onto the HR particles, whatever the noise: its
+    output projections start at zero. Float32, as in training."""
+    torch.manual_seed(0)
+    gen = Generator((4, 3, 3, 3))
     with torch.no_grad():
-        y = gen(x)
+        for name, p in gen.named_parameters():
+            if name.endswith(".std"):
+                p.fill_(1.0)  # noise switched on
+    x = 2.0 * torch.randn(2, 3, 10, 10, 10)
+    with torch.no_grad():
+        y = gen(x, torch.tensor([[0, 0, 0], [5, -3, 7]]), [11, 12], (16, 16, 16))
     ref = lr_to_hr(x, 8, 3)
-    torch.testing.assert_close(y, ref)
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y, ref, rtol=0, atol=1e-5)
     # HR sample 8*i is LR sample i (vertex alignment): no sub-cell shift
-    torch.testing.assert_close(y[..., ::8, ::8, ::8], x[..., 3:7, 3:7, 3:7])
+    torch.testing.assert_close(y[..., ::8, ::8, ::8], x[..., 3:7, 3:7, 3:7], rtol=0, atol=1e-5)
+    # and the projections do learn: the gradient reaches them at the first step
+    gen.zero_grad()
+    gen(x).square().mean().backward()
+    assert all(float(r.proj.weight.grad.abs().max()) > 0 for r in gen.rungs)
 
 
 def test_interp_up_is_exact_linear():
@@ -200,7 +210,7 @@ def test_translation_shifts_output_by_scale_times_cells():
 
 def test_translation_without_noise_is_plain_roll():
     torch.manual_seed(2)
-    gen = Generator((3, 3, 3, 3), noise=False).double()
+    gen = _noisy(Generator((3, 3, 3, 3), noise=False)).double()
     n = 4
     lr = np.random.default_rng(3).standard_normal((3, n, n, n))
     with torch.no_grad():

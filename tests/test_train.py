@@ -16,11 +16,14 @@ from srsim.errors import SrsimError
 from srsim.io.displacement import write_displacement
 from srsim.model import load_generator
 from srsim.model.layers import interp_up, lr_to_hr
-from srsim.train import NonFiniteLoss, Trainer, TrainingPreempted, install_signal_handlers
+from srsim.data import collate
+from srsim.model.scaling import Scaling
+from srsim.train import (ExplosionGuard, LossExploded, NonFiniteLoss, Trainer, TrainingPreempted,
+                         install_signal_handlers)
 
 torch.set_num_threads(1)
 BOX = 12.5
-COSMO = {"Omega_m": 0.2814}
+COSMO = {"Omega_m": 0.2814, "Omega_b": 0.0464, "Omega_L": 0.7186, "h": 0.697, "sigma8": 0.82, "n_s": 0.971}
 
 
 def _smooth(n, seed, amp=0.4):
@@ -112,16 +115,33 @@ def test_bad_data_fails_loudly(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ training
 
-def test_supervised_training_lowers_the_loss(tmp_path):
-    specs = make_pairs(tmp_path, n=8)
+def _l2_vs_trivial(gen, dataset) -> float:
+    """Sum over a dataset's crops of L2(SR, HR) / the same for the trivial predictor (upsampled LR)."""
+    num = den = 0.0
+    gen.eval()
+    with torch.no_grad():
+        for i in range(len(dataset)):
+            b = collate([dataset[i]])
+            sr = gen(b["lr"], b["offset"], 0, b["box"][0].tolist())
+            num += float(((sr - b["hr"]) ** 2).mean())
+            den += float(((lr_to_hr(b["lr"], gen.scale, gen.pad) - b["hr"]) ** 2).mean())
+    return num / den
+
+
+def test_supervised_phase_beats_the_trivial_predictor_on_held_out_crops(tmp_path):
+    """Training starts at the trivial predictor (ratio 1) and the L2 phase moves below it on a pair it
+    never saw, so it learned the relation, not the training crops."""
+    specs = make_pairs(tmp_path, n_pairs=2, n=8)
     # momentum (beta1 = 0.9 instead of the paper's 0) for a short, smooth test run
-    cfg = tiny_config(supervised_epochs=14, adversarial_epochs=0, lr=3e-3, betas=[0.9, 0.99], checkpoint_every=1000)
-    tr = Trainer(cfg, make_dataset(specs, cfg), tmp_path / "m" / "model.pt", progress=False)
+    cfg = tiny_config(supervised_epochs=14, adversarial_epochs=0, lr=1e-2, betas=[0.9, 0.99], checkpoint_every=1000)
+    tr = Trainer(cfg, make_dataset(specs[:1], cfg), tmp_path / "m" / "model.pt", progress=False)
+    held_out = make_dataset(specs[1:], cfg)
+    assert _l2_vs_trivial(tr.models.gen, held_out) == pytest.approx(1.0, abs=1e-5)
     losses = []
     tr.run(on_step=lambda t, row: losses.append(row["l2"]))
     assert len(losses) == 14 * 8
-    start, end = np.mean(losses[:8]), np.mean(losses[-16:])
-    assert end < 0.3 * start, (start, end)
+    assert np.mean(losses[-16:]) < 0.7 * np.mean(losses[:8])
+    assert _l2_vs_trivial(tr.models.gen, held_out) < 0.6
 
 
 def _weights(tr):
@@ -202,12 +222,77 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     ds.set_epoch(0)
     ds.plan.start[:] = ds.plan.start[0]  # irrelevant which crop: sample 4 of epoch 0 is poisoned
     tr = Trainer(cfg, ds, tmp_path / "m" / "model.pt", progress=False)
-    with pytest.raises(NonFiniteLoss, match="non-finite loss"):
+    with pytest.raises(NonFiniteLoss, match=r"step 5 \(supervised\).*HR displacement holds NaN"):
         tr.run()
     ckpt = torch.load(tr.last_path, weights_only=False)
     assert ckpt["state"]["step"] == 4  # written after step 4; the NaN came at step 5 and was not saved
     for v in ckpt["generator"]["state_dict"].values():
         assert torch.isfinite(v).all()
+
+
+class _ExplodingDataset(CropDataset):
+    def __getitem__(self, i):
+        s = super().__getitem__(i)
+        if self.epoch == 1 and i == 2:
+            s["hr"] = s["hr"] * np.float32(1e4)  # finite, but the loss jumps by ~1e8
+        return s
+
+
+def test_exploding_loss_stops_naming_step_and_phase_and_keeps_last_good_checkpoint(tmp_path):
+    specs = make_pairs(tmp_path, n=8)
+    cfg = tiny_config(supervised_epochs=3, adversarial_epochs=0, checkpoint_every=4)
+    pairs = open_pairs(specs, scale=4, redshift=0.0)
+    tr = Trainer(cfg, _ExplodingDataset(pairs, 4, 3, 4, 0.5, 0), tmp_path / "m" / "model.pt", progress=False)
+    tr.guard = ExplosionGuard(cfg["train"]["explode"], window=16)  # judge after 4 steps, not 50
+    with pytest.raises(LossExploded, match=r"step 11 \(supervised\): l2 loss .* x its median"):
+        tr.run()
+    assert torch.load(tr.last_path, weights_only=False)["state"]["step"] == 8  # epoch 1 began at step 8
+
+
+def test_explosion_guard_ignores_noise_and_can_be_switched_off():
+    rng = np.random.default_rng(0)
+    guard = ExplosionGuard(1000.0, window=40)
+    for step in range(200):  # a WGAN loss wandering about zero, with outliers 100x its median
+        guard.check({"critic": float(rng.normal(0, 0.01)) * (100 if step % 37 == 0 else 1)}, step, "adversarial")
+    with pytest.raises(LossExploded, match="critic"):
+        guard.check({"critic": 1e3}, 201, "adversarial")
+    off = ExplosionGuard(0.0)
+    for step in range(100):
+        off.check({"l2": 10.0 ** step}, step, "supervised")
+
+
+def test_checkpoint_records_scaling_and_init_from_fine_tunes(tmp_path):
+    specs = make_pairs(tmp_path, n=8, redshift=2.0)
+    cfg = tiny_config(max_steps=3)
+    scaling = Scaling.for_data(cfg["model"], COSMO, 2.0)
+    assert scaling.disp_scale == pytest.approx(0.5 * 0.42719, rel=1e-4)  # disp_scale x D(z = 2), WMAP9
+    pairs = open_pairs(specs, scale=4, redshift=2.0)
+    ds = CropDataset(pairs, 4, 3, 4, scaling.disp_scale, 0)
+    first = tmp_path / "a" / "model.pt"
+    tr = Trainer(cfg, ds, first, progress=False, scaling=scaling)
+    tr.run()
+    tr.export()
+    gen, meta = load_generator(first)
+    assert Scaling.from_meta(meta) == scaling
+    # a second run starts from the first's weights (fresh optimiser), and records where they came from
+    cfg2 = tiny_config(max_steps=1, init_from=str(first))
+    tr2 = Trainer(cfg2, ds, tmp_path / "b" / "model.pt", progress=False, scaling=scaling, init_from=first)
+    tr2.initialise()
+    for k, v in tr2.models.gen.state_dict().items():
+        torch.testing.assert_close(v, gen.state_dict()[k], rtol=0, atol=0)
+    assert tr2.meta["init_from"]["step"] == 3
+    # other data (z = 0: another growth factor) is refused, with both values named
+    other = Scaling.for_data(cfg["model"], COSMO, 0.0)
+    ds0 = CropDataset(pairs, 4, 3, 4, other.disp_scale, 0)
+    tr3 = Trainer(cfg2, ds0, tmp_path / "c" / "model.pt", progress=False, scaling=other, init_from=first)
+    with pytest.raises(SrsimError, match=r"growth D\(z\) 0.42719 vs 1 \(z = 2 vs 0\)"):
+        tr3.initialise()
+    # and so is another architecture
+    cfg4 = tiny_config(max_steps=1)
+    cfg4["model"]["gen_widths"] = [6, 5, 6]
+    tr4 = Trainer(cfg4, ds, tmp_path / "d" / "model.pt", progress=False, scaling=scaling, init_from=first)
+    with pytest.raises(SrsimError, match="its generator has"):
+        tr4.initialise()
 
 
 # ------------------------------------------------------------------------------------------------ DDP
@@ -264,7 +349,8 @@ def test_cli_train_writes_model_log_and_plot(tmp_path):
     assert main(args) == 0
     gen, meta = load_generator(out)
     assert (meta["scale"], meta["pad"], meta["step"], meta["redshift"], meta["n_lr"], meta["n_hr"]) == (4, 3, 10, 0.0, 8, 32)
-    assert meta["disp_scale"] == 0.5 and meta["box_size"] == BOX and meta["finished"]
+    assert meta["disp_scale"] == 0.5 and meta["box_size"] == BOX and meta["finished"]  # D(0) = 1
+    assert meta["scaling"] == {"disp_unit": 0.5, "growth": 1.0, "density": "log1p", "redshift": 0.0, "disp_scale": 0.5}
     rows = (out.parent / "losses.csv").read_text().splitlines()
     assert rows[0].startswith("step,epoch,phase") and len(rows) == 11
     assert (out.parent / "curve.png").stat().st_size > 1000

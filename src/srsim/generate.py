@@ -766,7 +766,14 @@ def generate(model, lr, out, *, seed: int = 0, disp_out=None, chunk: int | None 
         gen = gen.to(dev).eval()
         model_name = type(gen).__name__
     meta = dict(meta or {})
-    disp_scale = float(meta.get("disp_scale", 1.0))
+    scaling = None
+    if "scaling" in meta or isinstance(model, (str, os.PathLike)):
+        from srsim.model.scaling import Scaling
+
+        scaling = Scaling.from_meta(meta, model_name)
+        disp_scale = scaling.disp_scale
+    else:
+        disp_scale = float(meta.get("disp_scale", 1.0))
     scale, pad = int(gen.scale), int(gen.pad)
     if position_dtype not in ("f4", "f8"):
         raise SrsimError(f"generate: position_dtype must be 'f4' or 'f8', got {position_dtype!r}")
@@ -789,6 +796,8 @@ def generate(model, lr, out, *, seed: int = 0, disp_out=None, chunk: int | None 
             raise SrsimError(f"{disp_out}: the SR displacement file needs the whole box, not a region")
         mine = plan.job_chunks(job, jobs)
         cosmo = {**(cosmology or {}), **src.cosmology}
+        if scaling is not None and "scaling" in meta and cosmo:
+            _check_scaling(scaling, cosmo, src)
         attrs = snapshot_attrs(plan, src, seed=seed, model=model_name, cosmology=cosmo)
         fingerprint = {"plan": plan.describe(), "seed": int(seed), "model": model_digest(gen),
                        "lr": _file_identity(src.path), "position_dtype": position_dtype, "bf16": bool(bf16),
@@ -881,6 +890,14 @@ def generate(model, lr, out, *, seed: int = 0, disp_out=None, chunk: int | None 
     return GenerateResult(path=out, complete=complete, n_chunks=len(mine), generated=generated,
                           skipped=len(done), particles=plan.n_particles, seconds=time.perf_counter() - t0,
                           plan=plan.describe())
+
+
+def _check_scaling(scaling, cosmo: dict, src: LRInput) -> None:
+    """The model's D(z) scaling must be that of the LR input's cosmology and redshift."""
+    from srsim.model.scaling import Scaling
+
+    data = Scaling.for_data({"disp_scale": scaling.disp_unit, "density": scaling.density}, cosmo, src.redshift)
+    scaling.check_matches(data, str(src.path))
 
 
 def _check_model_input(meta: dict, src: LRInput, scale: int) -> None:

@@ -48,11 +48,11 @@ from srsim.model.noise import hash32
 __all__ = ["DistContext", "init_distributed", "resolve_device", "average_gradients", "broadcast_parameters",
            "Models", "build_models", "step_seeds", "supervised_step", "critic_step", "generator_step",
            "adversarial_step", "LossLog", "plot_curve", "Trainer", "TrainingPreempted", "NonFiniteLoss",
-           "RESUME_KEYS", "install_signal_handlers"]
+           "LossExploded", "ExplosionGuard", "RESUME_KEYS", "install_signal_handlers", "init_weights_from"]
 
 # train-section keys that must not change when resuming (they change what the run computes)
 RESUME_KEYS = ("supervised_epochs", "adversarial_epochs", "batch_size", "lr", "betas", "gp_lambda", "gp_every",
-               "seed")
+               "seed", "init_from", "adv_l2_weight")
 
 
 class TrainingPreempted(Exception):
@@ -60,7 +60,11 @@ class TrainingPreempted(Exception):
 
 
 class NonFiniteLoss(SrsimError):
-    """A loss became NaN or inf; the last good checkpoint is left in place."""
+    """A loss or a batch became NaN or inf; the last good checkpoint is left in place."""
+
+
+class LossExploded(SrsimError):
+    """A loss grew far beyond its recent values; the last good checkpoint is left in place."""
 
 
 # ----------------------------------------------------------------------------------------- distribution
@@ -224,6 +228,50 @@ def _check_finite(values: dict, step: int, phase: str) -> None:
                             "was kept: lower train.lr, check the data (disp_scale) or resume from it")
 
 
+def _check_batch(batch: dict, step: int, phase: str) -> None:
+    """NonFiniteLoss naming the step and phase when an input or target holds NaN or inf."""
+    for key in ("lr", "hr"):
+        if not bool(torch.isfinite(batch[key]).all()):
+            raise NonFiniteLoss(f"step {step} ({phase}): the batch's {key.upper()} displacement holds NaN or "
+                                "inf; stopping. The last good checkpoint was kept: check the training data")
+
+
+class ExplosionGuard:
+    """Stops a run whose loss explodes: |loss| above ``factor`` x the median |loss| of the last ``window``
+    steps of the same phase and key (after ``window // 4`` steps of history).
+
+    A ratio to the run's own recent values, not an absolute threshold: losses differ by orders of
+    magnitude between phases, redshifts and widths. Factor 0 switches the guard off.
+    """
+
+    KEYS = {"supervised": ("l2",), "adversarial": ("critic", "generator")}
+    FLOOR = 1e-3  # network units: the losses of O(1) normalised fields
+
+    def __init__(self, factor: float, window: int = 200):
+        self.factor = float(factor)
+        self.window = int(window)
+        self.history: dict = {}
+
+    def check(self, values: dict, step: int, phase: str) -> None:
+        if self.factor <= 0:
+            return
+        for key in self.KEYS.get(phase, ()):
+            v = values.get(key)
+            if v is None or not math.isfinite(v):
+                continue
+            hist = self.history.setdefault((phase, key), [])
+            if len(hist) >= max(4, self.window // 4):
+                # the floor keeps a WGAN loss that hovers about zero from reading as an explosion
+                ref = max(float(np.median(np.abs(hist))), self.FLOOR)
+                if abs(v) > self.factor * ref:
+                    raise LossExploded(
+                        f"step {step} ({phase}): {key} loss {v:.4g} is {abs(v) / ref:.3g} x its median "
+                        f"|{key}| = {ref:.4g} over the last {len(hist)} steps (train.explode = {self.factor:g}); "
+                        "stopping. The last good checkpoint was kept: lower train.lr or resume from it")
+            hist.append(v)
+            del hist[:-self.window]
+
+
 def _generate(m: Models, batch: dict, seeds, bf16: bool, device) -> torch.Tensor:
     with _autocast(device, bf16):
         sr = m.gen_fwd(batch["lr"], batch["offset"], seeds, batch["box"][0].tolist())
@@ -267,16 +315,28 @@ def critic_step(m: Models, sample_real: torch.Tensor, sample_fake: torch.Tensor,
 
 
 def generator_step(m: Models, sr: torch.Tensor, shift: torch.Tensor, cond: torch.Tensor, disp_to_cells: float, *,
-                   ctx: DistContext, bf16: bool, step: int) -> dict:
-    """One generator update maximising the critic's score of ``sr`` (which carries the generator graph)."""
+                   ctx: DistContext, bf16: bool, step: int, density: str = "log1p", hr: torch.Tensor | None = None,
+                   l2_weight: float = 0.0) -> dict:
+    """One generator update maximising the critic's score of ``sr`` (which carries the generator graph).
+
+    With ``l2_weight`` > 0 the supervised L2 to ``hr`` (Eq. 2) is added to the adversarial loss with that
+    weight (``train.adv_l2_weight``; the paper's Eq. 3 has none), anchoring large scales while the critic
+    shapes small ones. The logged 'generator' value is the adversarial term alone.
+    """
     for p in m.critic.parameters():
         p.requires_grad_(False)
     try:
-        fake = critic_sample(sr, shift, disp_to_cells)
+        fake = critic_sample(sr, shift, disp_to_cells, density)
         with _autocast(ctx.device, bf16):
             score = m.critic_fwd(assemble(fake, cond).contiguous(memory_format=m.memory_format)).float()
-        loss = generator_wgan_loss(score)
-        values = reduce_mean({"generator": loss.item()}, ctx)
+        adv = generator_wgan_loss(score)
+        loss = adv
+        logged = {"generator": adv.item()}
+        if l2_weight > 0:
+            l2 = l2_loss(sr, hr)
+            loss = adv + l2_weight * l2
+            logged["l2"] = l2.item()
+        values = reduce_mean(logged, ctx)
         _check_finite(values, step, "generator")
         apply_update(loss, m.gen, m.opt_g, ctx)
     finally:
@@ -286,17 +346,19 @@ def generator_step(m: Models, sr: torch.Tensor, shift: torch.Tensor, cond: torch
 
 
 def adversarial_step(m: Models, batch: dict, *, seeds, eps, penalty: bool, gp_weight: float, disp_to_cells: float,
-                     ctx: DistContext, bf16: bool, step: int) -> dict:
+                     ctx: DistContext, bf16: bool, step: int, density: str = "log1p",
+                     l2_weight: float = 0.0) -> dict:
     """Critic update then generator update on the same batch (the generator runs forward once)."""
     sr = _generate(m, batch, seeds, bf16, ctx.device)
     with torch.no_grad():
         lr_hr = lr_to_hr(batch["lr"], m.gen.scale, m.gen.pad)
-        cond, shift = critic_condition(lr_hr, disp_to_cells)
-        real = critic_sample(batch["hr"], shift, disp_to_cells)
-        fake = critic_sample(sr.detach(), shift, disp_to_cells)
+        cond, shift = critic_condition(lr_hr, disp_to_cells, density)
+        real = critic_sample(batch["hr"], shift, disp_to_cells, density)
+        fake = critic_sample(sr.detach(), shift, disp_to_cells, density)
     values = critic_step(m, real, fake, cond, eps=eps, penalty=penalty, gp_weight=gp_weight, ctx=ctx, bf16=bf16,
                          step=step)
-    values.update(generator_step(m, sr, shift, cond, disp_to_cells, ctx=ctx, bf16=bf16, step=step))
+    values.update(generator_step(m, sr, shift, cond, disp_to_cells, ctx=ctx, bf16=bf16, step=step, density=density,
+                                 hr=batch["hr"], l2_weight=l2_weight))
     return values
 
 
@@ -447,10 +509,15 @@ class Trainer:
         progress: show a tqdm bar (main rank only).
         validator: optional ``srsim.validation.Validator`` (or anything with its ``__call__(gen, step)``,
             ``truncate``, ``close`` and ``path``), run every ``train.val_every`` steps and at the end.
+        scaling: the networks' normalisation (``srsim.model.scaling.Scaling``), recorded in every
+            checkpoint; its disp_scale must be the dataset's. None: the dataset's disp_scale at growth 1.
+        init_from: checkpoint whose generator (and critic) weights start a fresh run (``train.init_from``,
+            already resolved to a path); ignored when resuming from last.pt, which holds them.
     """
 
     def __init__(self, config: dict, dataset, out, *, checkpoint_dir=None, meta: dict | None = None,
-                 ctx: DistContext | None = None, progress: bool = True, validator=None):
+                 ctx: DistContext | None = None, progress: bool = True, validator=None, scaling=None,
+                 init_from=None):
         self.model_cfg = dict(config["model"])
         self.train_cfg = dict(config["train"])
         self.ctx = ctx or DistContext(device=resolve_device(self.train_cfg.get("device", "auto")))
@@ -480,8 +547,18 @@ class Trainer:
         if self.steps_per_epoch < 1:
             raise SrsimError(f"train.batch_size: {len(dataset)} crops per epoch cannot fill one step of "
                              f"{self.train_cfg['batch_size']} x {self.ctx.world} processes")
+        from srsim.model.scaling import Scaling
+
+        if scaling is None:
+            scaling = Scaling(dataset.disp_scale, 1.0, self.model_cfg["density"])
+        if abs(scaling.disp_scale / dataset.disp_scale - 1) > 1e-6:
+            raise SrsimError(f"data: crops are divided by {dataset.disp_scale:g} Mpc/h but the scaling says "
+                             f"{scaling.disp_scale:g} Mpc/h")
+        self.scaling = scaling
         self.meta = {"disp_scale": dataset.disp_scale, "box_size": dataset.box_size, "n_lr": dataset.n_lr,
-                     "n_hr": dataset.n_hr, "crop": dataset.crop, **(meta or {})}
+                     "n_hr": dataset.n_hr, "crop": dataset.crop, "scaling": scaling.to_dict(), **(meta or {})}
+        self.init_from = None if init_from is None else Path(init_from)
+        self.guard = ExplosionGuard(float(self.train_cfg["explode"]))
 
     # --- bookkeeping
     @property
@@ -546,6 +623,16 @@ class Trainer:
         self.load_state_dict(ckpt, str(self.last_path))
         return True
 
+    def initialise(self) -> None:
+        """Start a fresh run from ``init_from``'s weights (fine-tuning), checked against this run."""
+        if self.init_from is None:
+            return
+        info = init_weights_from(self.models, self.init_from, self.scaling, self.meta)
+        self.meta["init_from"] = info
+        if self.ctx.is_main:
+            print(f"srsim train: starting from the weights of {self.init_from} (step {info['step']})",
+                  file=sys.stderr)
+
     # --- data
     def batches(self, epoch: int, start_batch: int):
         from srsim.data import collate, rank_indices
@@ -582,6 +669,7 @@ class Trainer:
         seeds = step_seeds(cfg["seed"], st.step, ctx.rank, B)
         bf16 = bool(cfg.get("bf16"))
         phase = self.phase(st.epoch)
+        _check_batch(batch, st.step + 1, phase)
         self.models.gen.train()
         self.models.critic.train()
         if phase == "supervised":
@@ -592,10 +680,13 @@ class Trainer:
             eps = _eps(cfg["seed"], st.step, ctx.rank, B, ctx.device)
             values = adversarial_step(self.models, batch, seeds=seeds, eps=eps, penalty=penalty,
                                       gp_weight=cfg["gp_lambda"] * every, disp_to_cells=self.dataset.disp_to_cells,
-                                      ctx=ctx, bf16=bf16, step=st.step + 1)
+                                      ctx=ctx, bf16=bf16, step=st.step + 1, density=self.scaling.density,
+                                      l2_weight=float(cfg["adv_l2_weight"]))
             if not penalty:
                 values["gp"] = float("nan")
             st.adv_steps += 1
+        # before the step counter moves: an exploded step is never checkpointed
+        self.guard.check(values, st.step + 1, phase)
         st.step += 1
         st.batch += 1
         return dict(values, phase=phase)
@@ -606,6 +697,8 @@ class Trainer:
             if self.ctx.is_main:
                 print(f"srsim train: resumed from {self.last_path} at step {self.state.step} "
                       f"(epoch {self.state.epoch}, batch {self.state.batch})", file=sys.stderr)
+        elif self.state.step == 0:
+            self.initialise()
         if self.ctx.is_main:
             self.log.truncate(self.state.step)
             if self.validator is not None:
@@ -679,6 +772,40 @@ class Trainer:
         if plot:
             plot_curve(self.log.path, plot, title=f"SR training, z = {self.meta.get('redshift', '?')}",
                        val_csv=val_log)
+
+
+def init_weights_from(models: Models, path, scaling, meta: dict) -> dict:
+    """Load the generator (and, if present, critic) weights of checkpoint ``path`` into ``models``.
+
+    The architecture, the scaling and the LR/HR resolution must match this run's (``scaling``, ``meta``
+    with box_size, n_lr, n_hr); SrsimError names both values otherwise. Optimiser states start fresh.
+    Returns a provenance record {'path', 'step', 'redshift', 'critic'} for the new checkpoints' meta.
+    """
+    from srsim.model.scaling import Scaling
+
+    path = Path(path)
+    ckpt = load_checkpoint(path, device="cpu")
+    where = f"train.init_from {path}"
+    for name, net in (("generator", models.gen), ("critic", models.critic)):
+        if name not in ckpt:
+            continue
+        if ckpt[name]["hyperparameters"] != net.hyperparameters():
+            raise SrsimError(f"{where}: its {name} has {ckpt[name]['hyperparameters']}, this run "
+                             f"{net.hyperparameters()}")
+    old = ckpt.get("meta", {})
+    Scaling.from_meta(old, where).check_matches(scaling, where)
+    for key, label in (("n_lr", "LR"), ("n_hr", "HR")):
+        if old.get(key) and old.get("box_size"):
+            cell_old = float(old["box_size"]) / int(old[key])
+            cell_new = float(meta["box_size"]) / int(meta[key])
+            if abs(cell_old / cell_new - 1) > 1e-6:
+                raise SrsimError(f"{where}: trained on {label} cells of {cell_old:g} Mpc/h, this run's data has "
+                                 f"{cell_new:g} Mpc/h")
+    models.gen.load_state_dict(ckpt["generator"]["state_dict"])
+    if "critic" in ckpt:
+        models.critic.load_state_dict(ckpt["critic"]["state_dict"])
+    return {"path": str(path), "step": int(ckpt["state"]["step"]), "redshift": old.get("redshift"),
+            "critic": "critic" in ckpt}
 
 
 def install_signal_handlers(trainer: Trainer) -> None:

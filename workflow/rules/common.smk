@@ -188,6 +188,12 @@ def train_disp(kind):
     return lambda wildcards: [disp_path(sim, kind, wildcards.z) for sim in TRAIN]
 
 
+def init_model(wildcards):
+    """The checkpoint that train.init_from starts redshift z's training from (none when unset)."""
+    init = config["train"]["init_from"]
+    return [init.replace("{z}", wildcards.z)] if init else []
+
+
 def train_data_arg(wildcards, input):
     return " ".join(f"{lr}:{hr}" for lr, hr in zip(input.lr, input.hr))
 

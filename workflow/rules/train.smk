@@ -12,6 +12,7 @@ rule train:
         hr=train_disp("hr"),
         val_lr=val_disp("lr"),
         val_hr=val_disp("hr"),
+        init=init_model,
     output:
         **train_val_outputs(),
         model=model_file("{z}"),

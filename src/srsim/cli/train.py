@@ -46,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import json
     from pathlib import Path
 
     import torch
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from srsim.data import CropDataset, open_pairs, parse_data_arg
     from srsim.errors import SrsimError
     from srsim.model.generator import generator_geometry
+    from srsim.model.scaling import Scaling
     from srsim.train import Trainer, TrainingPreempted, init_distributed, install_signal_handlers
 
     cfg = parse_config_arg(args.config)
@@ -78,10 +80,18 @@ def run(args: argparse.Namespace) -> int:
     scale = 2 ** levels
     pad = generator_geometry(levels)[1]
     pairs = open_pairs(parse_data_arg(args.data), scale=scale, redshift=args.redshift)
+    cosmology = pairs[0].lr.attrs.get("cosmology")
+    if not cosmology:
+        raise SrsimError(f"{pairs[0].lr.path}: no cosmology attribute; the displacement scaling needs D(z)")
+    scaling = Scaling.for_data(cfg["model"], json.loads(cosmology) if isinstance(cosmology, str) else cosmology,
+                               args.redshift)
     val_specs = parse_data_arg(args.val) if args.val else []
     if val_specs:
         check_val_pairs(open_pairs(val_specs, scale=scale, in_memory=False), pairs)
-    dataset = CropDataset(pairs, cfg["model"]["crop"], pad, scale, cfg["model"]["disp_scale"], train_cfg["seed"])
+    dataset = CropDataset(pairs, cfg["model"]["crop"], pad, scale, scaling.disp_scale, train_cfg["seed"])
+    init_from = None
+    if train_cfg.get("init_from"):
+        init_from = Path(train_cfg["init_from"].replace("{z}", f"{args.redshift:g}"))
 
     ctx = init_distributed(train_cfg.get("device", "auto"))
     try:
@@ -96,12 +106,12 @@ def run(args: argparse.Namespace) -> int:
                                              seed=train_cfg["seed"], power_device=power_device)
             print(f"srsim train: validating on {len(val_specs)} pair(s) every {train_cfg['val_every']} steps, "
                   f"P(k) bands {[round(float(k), 3) for k in validator.edges]} h/Mpc", file=sys.stderr)
-        meta = {"redshift": float(args.redshift), "data": list(args.data),
-                "cosmology": pairs[0].lr.attrs.get("cosmology")}
+        meta = {"redshift": float(args.redshift), "data": list(args.data), "cosmology": cosmology}
         if val_specs:
             meta["val"] = list(args.val)
         trainer = Trainer(cfg, dataset, out, checkpoint_dir=args.checkpoint_dir, meta=meta, ctx=ctx,
-                          progress=not args.no_progress, validator=validator)
+                          progress=not args.no_progress, scaling=scaling, init_from=init_from,
+                          validator=validator)
         install_signal_handlers(trainer)
         try:
             trainer.run(resume=args.resume)

@@ -7,8 +7,9 @@ to one channel. The score of a sample is the mean of the final map (a fully conv
 Conditional input (8 channels, all on the HR lattice of the crop):
     [0:3] SR or HR displacement (normalised)
     [3:6] LR displacement trilinearly interpolated onto the HR lattice (normalised)
-    [6]   overdensity of the SR/HR particles painted by a differentiable CIC (Lagrangian -> Eulerian)
-    [7]   overdensity of the interpolated-LR particles, painted the same way
+    [6]   density of the SR/HR particles painted by a differentiable CIC (Lagrangian -> Eulerian), as the
+          channel ``srsim.model.scaling.density_channel`` makes of it (log((1 + rho) / 2) by default)
+    [7]   density of the interpolated-LR particles, painted and transformed the same way
 Channels [0:3] and [6] are the sample ("i" in paper Eq. 3); [3:6] and [7] are the condition.
 """
 
@@ -21,6 +22,7 @@ import torch.nn as nn
 
 from srsim.model.lag2eul import lag2eul_density
 from srsim.model.layers import ResBlock, act
+from srsim.model.scaling import density_channel
 
 __all__ = ["Critic", "critic_sample", "critic_condition", "CRITIC_CHANNELS"]
 
@@ -71,24 +73,27 @@ class Critic(nn.Module):
         return self.head(self.blocks(self.block0(x))).mean(dim=(1, 2, 3, 4))
 
 
-def critic_condition(lr_hr: torch.Tensor, disp_to_cells: float) -> tuple[torch.Tensor, torch.Tensor]:
+def critic_condition(lr_hr: torch.Tensor, disp_to_cells: float,
+                     density: str = "log1p") -> tuple[torch.Tensor, torch.Tensor]:
     """The condition channels [3:6] + [7] and the common shift used to paint densities.
 
     lr_hr: (B, 3, m, m, m) normalised LR displacement interpolated onto the HR lattice of the crop.
     disp_to_cells: HR mesh cells per normalised displacement unit (disp_scale * n_hr / box_size).
+    density: the density channel's transform (``srsim.model.scaling.DENSITY_KINDS``).
     Returns (cond (B, 4, m, m, m), shift (B, 3) in HR cells, detached): the mean interpolated-LR
     displacement, removed from every painted field of the sample so that fewer particles leave the crop
     and SR, HR and LR are painted in the same frame.
     """
     shift = (lr_hr.detach().float().mean(dim=(2, 3, 4)) * disp_to_cells)
     rho = lag2eul_density(lr_hr, None, disp_to_cells=disp_to_cells, shift=shift)
-    return torch.cat([lr_hr, (rho - 1.0).to(lr_hr.dtype)], dim=1), shift
+    return torch.cat([lr_hr, density_channel(rho, density).to(lr_hr.dtype)], dim=1), shift
 
 
-def critic_sample(disp: torch.Tensor, shift: torch.Tensor, disp_to_cells: float) -> torch.Tensor:
-    """The sample channels [0:3] + [6]: displacement and its CIC overdensity (differentiable)."""
+def critic_sample(disp: torch.Tensor, shift: torch.Tensor, disp_to_cells: float,
+                  density: str = "log1p") -> torch.Tensor:
+    """The sample channels [0:3] + [6]: displacement and its CIC density channel (differentiable)."""
     rho = lag2eul_density(disp, None, disp_to_cells=disp_to_cells, shift=shift)
-    return torch.cat([disp, (rho - 1.0).to(disp.dtype)], dim=1)
+    return torch.cat([disp, density_channel(rho, density).to(disp.dtype)], dim=1)
 
 
 def assemble(sample: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:

@@ -51,6 +51,11 @@ class _Rung(nn.Module):
         self.noise2 = NoiseInjection(c_out, layer + 1) if noise else None
         self.conv2 = nn.Conv3d(c_out, c_out, 3)
         self.proj = nn.Conv3d(c_out, out_channels, 1)
+        # Zero output projections: an untrained generator returns exactly the trilinearly upsampled LR
+        # input (the trivial predictor), so training starts from it instead of from random features that
+        # are worse than upsampling. The gradient reaches the projection at once (the features are not zero).
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
         self.act = act()
 
 
