@@ -49,6 +49,9 @@ def _bad(tmp_path, repo_root, edit):
         (lambda c: c["suite"].update(n_hr=48), "suite.n_hr"),
         (lambda c: c["model"].update(gen_widths=[8, 8]), "model.gen_widths"),
         (lambda c: c["suite"].update(test_seeds=[1001]), "suite.test_seeds"),
+        (lambda c: c["suite"].update(val_seeds=[1002]), "suite.val_seeds"),
+        (lambda c: c["suite"].update(test_seeds=[3001]), "suite.test_seeds"),
+        (lambda c: c["suite"].update(val_seeds=[7, 7]), "suite.val_seeds"),
         (lambda c: c["analysis"].update(fof_bee=0.2), "analysis"),
     ],
 )
@@ -79,4 +82,18 @@ def test_suite_specs(repo_root):
     assert (big.box_size, big.n_grid, big.noise_grid) == (1000.0, 640, 640)
     with pytest.raises(SrsimError, match="train16"):
         spec_for(cfg, "train16", "lr")
+    # the validation pair: a box like the training ones, from suite.val_seeds
+    assert names["val"] == ["val00"]
+    val = spec_for(cfg, "val00", "hr")
+    assert (val.seed, val.n_grid, val.box_size) == (cfg["suite"]["val_seeds"][0], 512, 100.0)
+    assert val.seed not in cfg["suite"]["train_seeds"] + cfg["suite"]["test_seeds"]
+    with pytest.raises(SrsimError, match="val_seeds"):
+        spec_for(cfg, "val01", "lr")
     assert [zstr(z) for z in (4, 0.5, 0.0)] == ["4", "0.5", "0"]
+
+
+def test_validation_is_optional(tmp_path, repo_root):
+    path = _bad(tmp_path, repo_root, lambda c: (c["suite"].pop("val_seeds"), c["train"].pop("val_every")))
+    cfg = load_config(path)
+    assert cfg["suite"]["val_seeds"] == [] and cfg["train"]["val_every"] == 1000
+    assert simulation_names(cfg)["val"] == []

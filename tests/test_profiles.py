@@ -88,6 +88,7 @@ def test_slurm_profile_reads_a_site_file_and_rejects_a_bad_one(tmp_path, monkeyp
 def expected_paper_counts(cfg: dict) -> dict[str, int]:
     """Jobs per rule of `all` for a config: the formulas the workflow's stages follow."""
     n_train, n_test = len(cfg["suite"]["train_seeds"]), len(cfg["suite"]["test_seeds"])
+    n_val = len(cfg["suite"]["val_seeds"])  # simulated and converted for training's validation, not analysed
     n_pairs, n_z = n_train + n_test, len(cfg["redshifts"])
     big = cfg.get("bigbox")
     n_big_z = len(big.get("redshifts", cfg["redshifts"])) if big else 0
@@ -96,9 +97,9 @@ def expected_paper_counts(cfg: dict) -> dict[str, int]:
     domains = cfg["analysis"]["fof_domains"]
     n_snap = n_z * (2 * n_pairs + n_test * n_real) + 2 * n_big_z  # LR, HR, SR of the test boxes; big box LR, SR
     return {
-        "simulate_pair": 2 * n_pairs,                      # 34 small simulations
+        "simulate_pair": 2 * (n_pairs + n_val),            # 36 small simulations (34 + a validation pair)
         "simulate_bigbox": 1 if big else 0,                # + the big LR box
-        "displacement": 2 * n_pairs * n_z + n_big_z,       # every LR/HR snapshot, and the big box
+        "displacement": 2 * (n_pairs + n_val) * n_z + n_big_z,  # every LR/HR snapshot, and the big box
         "train": n_z,                                      # one model per redshift
         "generate_test": n_test * n_z * n_real,            # SR of the test box, every realization
         "generate_bigbox": n_big_z * (n_jobs if n_jobs > 1 else 1),
@@ -132,10 +133,11 @@ def test_paper_job_set_through_the_slurm_profile(paper_jobs):
     expected = expected_paper_counts(cfg)
     for rule, n in expected.items():
         assert counts.get(rule, 0) == n, f"{rule}: {counts.get(rule, 0)} jobs, expected {n}"
-    # the paper in numbers: 34 small simulations + the big LR box, their displacement fields,
-    # 3 trainings, SR of the test box (3 realizations x 3 z) and of the big box, analysis of all
-    # 117 snapshots (17 pairs x 2 x 3 z + 9 SR + big box LR and SR x 3 z), 6 figures
-    assert (counts["simulate_pair"], counts["simulate_bigbox"], counts["displacement"]) == (34, 1, 105)
+    # the paper in numbers: 34 small simulations + the validation pair (ours, not the paper's) + the big LR
+    # box, their displacement fields, 3 trainings, SR of the test box (3 realizations x 3 z) and of the big
+    # box, analysis of all 117 snapshots (17 pairs x 2 x 3 z + 9 SR + big box LR and SR x 3 z; the
+    # validation pair is scored by training, not analysed), 6 figures
+    assert (counts["simulate_pair"], counts["simulate_bigbox"], counts["displacement"]) == (36, 1, 111)
     assert (counts["train"], counts["generate_test"], counts["power"], counts["hmf"]) == (3, 9, 117, 117)
     assert counts["generate_bigbox"] >= 3 and counts["fof"] + counts.get("fof_merge", 0) == 117
     assert sum(counts[f"fig{i}"] for i in range(1, 7)) == 6 and counts["metrics"] == 1

@@ -26,7 +26,8 @@ def job_counts(target, configfile, *args, cwd=REPO) -> dict[str, int]:
 def test_demo_dag_has_no_big_box():
     c = job_counts("all", "config/config.yaml")
     assert "simulate_bigbox" not in c and "fig5" not in c and "fig6" not in c
-    assert c["simulate_pair"] == 6 and c["train"] == 3 and c["fig1"] == 1
+    # 2 training + 1 validation + 1 test pair, LR and HR; their 3 redshifts' displacement fields
+    assert c["simulate_pair"] == 8 and c["displacement"] == 24 and c["train"] == 3 and c["fig1"] == 1
 
 
 def test_bad_config_fails_naming_the_key(tmp_path):
@@ -60,6 +61,10 @@ def test_tiny_workflow_end_to_end(tmp_path):
         table, meta = read_power(results / f"analysis/test00/{kind}/z0/power.txt")
         assert len(table["k"]) > 10 and meta["n_mesh"] == 64
     assert (results / "models/z0/model.pt").is_file()
+    # training validated on the val pair (train.val_every 3 of 6 steps), which was simulated but not analysed
+    val_rows = (results / "models/z0/val.csv").read_text().splitlines()
+    assert val_rows[0].startswith("step,l2_ratio") and [r.split(",")[0] for r in val_rows[1:]] == ["3", "6"]
+    assert (results / "disp/val00/hr/z0.h5").is_file() and not (results / "analysis/val00").exists()
     for fig in ("fig1_projections", "fig2_realizations", "fig3_power", "fig4_hmf"):
         for ext in ("png", "pdf"):
             assert (results / f"figures/{fig}.{ext}").stat().st_size > 1000, fig

@@ -83,9 +83,15 @@ def _check_consistency(cfg: dict, origin: str) -> None:
             raise SrsimError(
                 f"{origin}: invalid config at 'suite.n_hr': n_hr / n_lr = {n_hr}/{n_lr} must be a power of 2 (>= 2)"
             )
-        overlap = set(suite["train_seeds"]) & set(suite["test_seeds"])
-        if overlap:
-            raise SrsimError(f"{origin}: invalid config at 'suite.test_seeds': seeds {sorted(overlap)} are also training seeds")
+        # a box used twice would make validation or the test score a measurement on training data
+        seen = {}
+        for key, label in (("train_seeds", "training"), ("val_seeds", "validation"), ("test_seeds", "test")):
+            overlap = {s: seen[s] for s in suite.get(key, []) if s in seen}
+            if overlap:
+                others = " and ".join(sorted(set(overlap.values())))
+                raise SrsimError(f"{origin}: invalid config at 'suite.{key}': seeds {sorted(overlap)} are also "
+                                 f"{others} seeds (training, validation and test boxes must differ)")
+            seen.update({s: label for s in suite.get(key, [])})
     model = cfg.get("model")
     if suite and model and "gen_widths" in model:
         levels = len(model["gen_widths"]) - 1

@@ -404,8 +404,11 @@ class LossLog:
             self._fh = None
 
 
-def plot_curve(csv_path, png_path, title: str = "") -> None:
-    """Training curve: supervised L2 and adversarial losses vs step, written atomically."""
+def plot_curve(csv_path, png_path, title: str = "", val_csv=None) -> None:
+    """Training curve: supervised L2 and adversarial losses vs step, written atomically.
+
+    With ``val_csv`` (a ``srsim.validation`` log with rows) a third panel shows the validation scores.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -425,7 +428,11 @@ def plot_curve(csv_path, png_path, title: str = "") -> None:
             return y
         return np.convolve(y, np.ones(w) / w, mode="same")
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    val_rows = []
+    if val_csv is not None and Path(val_csv).is_file():
+        with open(val_csv, newline="") as f:
+            val_rows = list(csv.DictReader(f))
+    fig, axes = plt.subplots(1, 3 if val_rows else 2, figsize=(15 if val_rows else 10, 3.8))
     s = series("supervised", "l2")
     ax = axes[0]
     if len(s):
@@ -451,6 +458,10 @@ def plot_curve(csv_path, png_path, title: str = "") -> None:
         ax2.plot(gp[:, 0], gp[:, 1], ".", ms=3, color="C3", label="gradient penalty")
         ax2.set_ylabel("gradient penalty")
         ax2.legend(loc="lower right")
+    if val_rows:
+        from srsim.validation import plot_validation
+
+        plot_validation(axes[2], val_rows)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -496,6 +507,8 @@ class Trainer:
         meta: extra metadata stored in checkpoints (redshift, data files, ...).
         ctx: distributed context (default: single process on train.device).
         progress: show a tqdm bar (main rank only).
+        validator: optional ``srsim.validation.Validator`` (or anything with its ``__call__(gen, step)``,
+            ``truncate``, ``close`` and ``path``), run every ``train.val_every`` steps and at the end.
         scaling: the networks' normalisation (``srsim.model.scaling.Scaling``), recorded in every
             checkpoint; its disp_scale must be the dataset's. None: the dataset's disp_scale at growth 1.
         init_from: checkpoint whose generator (and critic) weights start a fresh run (``train.init_from``,
@@ -503,7 +516,8 @@ class Trainer:
     """
 
     def __init__(self, config: dict, dataset, out, *, checkpoint_dir=None, meta: dict | None = None,
-                 ctx: DistContext | None = None, progress: bool = True, scaling=None, init_from=None):
+                 ctx: DistContext | None = None, progress: bool = True, validator=None, scaling=None,
+                 init_from=None):
         self.model_cfg = dict(config["model"])
         self.train_cfg = dict(config["train"])
         self.ctx = ctx or DistContext(device=resolve_device(self.train_cfg.get("device", "auto")))
@@ -513,6 +527,7 @@ class Trainer:
         self.last_path = self.checkpoint_dir / "last.pt"
         self.log = LossLog(self.checkpoint_dir / "losses.csv")
         self.progress = progress
+        self.validator = validator
         self.stop_requested = False
         self.state = TrainState()
         self.models = build_models(self.model_cfg, self.train_cfg, self.ctx.device, self.ctx)
@@ -633,6 +648,19 @@ class Trainer:
         return loader
 
     # --- the loop
+    def validate(self) -> None:
+        """Run the validator on the current generator (main rank only: the others wait at their next
+        all-reduce), in eval mode without gradients, then back to train mode."""
+        if self.validator is None or not self.ctx.is_main:
+            return
+        gen = self.models.gen
+        gen.eval()
+        try:
+            with torch.no_grad():
+                self.validator(gen, self.state.step)
+        finally:
+            gen.train()
+
     def train_step(self, batch: dict) -> dict:
         """One optimisation step of the current phase on a batch; updates self.state."""
         cfg, st, ctx = self.train_cfg, self.state, self.ctx
@@ -673,8 +701,11 @@ class Trainer:
             self.initialise()
         if self.ctx.is_main:
             self.log.truncate(self.state.step)
+            if self.validator is not None:
+                self.validator.truncate(self.state.step)
         total = self.total_steps()
         every = int(self.train_cfg["checkpoint_every"])
+        val_every = int(self.train_cfg.get("val_every") or 1000)
         bar = None
         if self.progress and self.ctx.is_main:
             from tqdm import tqdm
@@ -701,6 +732,8 @@ class Trainer:
                                          if k != "phase" and isinstance(v, float) and math.isfinite(v)})
                     if on_step is not None:
                         on_step(self, row)
+                    if st.step % val_every == 0:
+                        self.validate()  # before the checkpoint: a resumed run has the rows up to its step
                     if any_rank(self.stop_requested, self.ctx):
                         self.save()
                         raise TrainingPreempted(
@@ -710,28 +743,35 @@ class Trainer:
                         self.save()
                     if st.step >= total:
                         break
+            self.validate()  # the final weights (the validator skips a step it has logged)
             self.state.finished = True
             self.save()
         finally:
             if bar is not None:
                 bar.close()
             self.log.close()
+            if self.validator is not None:
+                self.validator.close()
         return self.state
 
-    def export(self, log_csv=None, plot=None) -> None:
-        """Write the final model (out), and copies of the loss CSV and the training curve (main rank)."""
+    def export(self, log_csv=None, plot=None, val_csv=None) -> None:
+        """Write the final model (out), and copies of the loss CSV, the validation CSV (with a validator)
+        and the training curve (main rank)."""
         if not self.ctx.is_main:
             return
-        save_checkpoint(self.out, self.state_dict())
-        if log_csv:
-            from srsim.io.atomic import atomic_path
+        from srsim.io.atomic import atomic_path
 
-            log_csv = Path(log_csv)
-            log_csv.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(log_csv) as tmp:
-                tmp.write_bytes(self.log.path.read_bytes())
+        save_checkpoint(self.out, self.state_dict())
+        val_log = self.validator.path if self.validator is not None else None
+        for src, dst in ((self.log.path, log_csv), (val_log, val_csv)):
+            if src and dst:
+                dst = Path(dst)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_path(dst) as tmp:
+                    tmp.write_bytes(Path(src).read_bytes())
         if plot:
-            plot_curve(self.log.path, plot, title=f"SR training, z = {self.meta.get('redshift', '?')}")
+            plot_curve(self.log.path, plot, title=f"SR training, z = {self.meta.get('redshift', '?')}",
+                       val_csv=val_log)
 
 
 def init_weights_from(models: Models, path, scaling, meta: dict) -> dict:

@@ -12,8 +12,10 @@ R = config["results"]
 ZS = [zstr(z) for z in config["redshifts"]]
 _names = simulation_names(config)
 TRAIN = _names["train"]
+VAL = _names["val"]  # held-out pairs that training validates on (not analysed: never the test box)
 TEST = _names["test"]
 PAIRS = TRAIN + TEST
+SIMULATED = TRAIN + VAL + TEST
 BIGBOX = bool(_names["bigbox"])
 BIGBOX_ZS = [zstr(z) for z in (config["bigbox"].get("redshifts", config["redshifts"]) if BIGBOX else [])]
 REALIZATIONS = list(range(config["generate"]["realizations"]))
@@ -26,8 +28,8 @@ TRAIN_GPUS = config["train"]["gpus"]
 
 
 wildcard_constraints:
-    sim=r"(train|test)\d+|bigbox",
-    pair=r"(train|test)\d+",
+    sim=r"(train|val|test)\d+|bigbox",
+    pair=r"(train|val|test)\d+",
     kind=r"lr|hr|sr\d*",
     z=r"\d+(\.\d+)?",
 
@@ -63,7 +65,7 @@ def disp_path(sim, kind, z):
 
 
 def model_file(z, name="model.pt"):
-    """model.pt, losses.csv or curve.png of the model of redshift z."""
+    """model.pt, losses.csv, val.csv or curve.png of the model of redshift z."""
     return f"{R}/models/z{z}/{name}"
 
 
@@ -111,13 +113,13 @@ def _select(zs, z):
 
 def simulate_targets(z=None):
     out = [f"{R}/linear_power.txt"] if z is None else []
-    out += [snapshot_dir(p, k, zz) for p in PAIRS for k in ("lr", "hr") for zz in _select(ZS, z)]
+    out += [snapshot_dir(p, k, zz) for p in SIMULATED for k in ("lr", "hr") for zz in _select(ZS, z)]
     out += [snapshot_dir("bigbox", "lr", zz) for zz in _select(BIGBOX_ZS, z)]
     return out
 
 
 def displacement_targets(z=None):
-    out = [disp_path(p, k, zz) for p in PAIRS for k in ("lr", "hr") for zz in _select(ZS, z)]
+    out = [disp_path(p, k, zz) for p in SIMULATED for k in ("lr", "hr") for zz in _select(ZS, z)]
     out += [disp_path("bigbox", "lr", zz) for zz in _select(BIGBOX_ZS, z)]
     return out
 
@@ -194,6 +196,23 @@ def init_model(wildcards):
 
 def train_data_arg(wildcards, input):
     return " ".join(f"{lr}:{hr}" for lr, hr in zip(input.lr, input.hr))
+
+
+def val_disp(kind):
+    return lambda wildcards: [disp_path(sim, kind, wildcards.z) for sim in VAL]
+
+
+def train_val_outputs():
+    """The train rule's val.csv output, only when there are validation pairs."""
+    return {"val": model_file("{z}", "val.csv")} if VAL else {}
+
+
+def train_val_arg(wildcards, input, output):
+    """`--val LR:HR ... --val-csv OUT` for `srsim train`, or nothing without validation pairs."""
+    if not VAL:
+        return ""
+    pairs = " ".join(f"{lr}:{hr}" for lr, hr in zip(input.val_lr, input.val_hr))
+    return f"--val {pairs} --val-csv {output.val}"
 
 
 def particles_per_side(sim, kind):

@@ -8,7 +8,7 @@ SECTIONS = ("cosmology", "redshifts", "suite", "sims")
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--sim", required=True, help="simulation name: trainNN, testNN or bigbox")
+    parser.add_argument("--sim", required=True, help="simulation name: trainNN, valNN, testNN or bigbox")
     parser.add_argument("--kind", required=True, choices=["lr", "hr"], help="resolution")
     parser.add_argument("--out", required=True, help="output directory: receives IC/ and z<z>/ snapshots")
     parser.add_argument("--threads", type=int, default=None,

@@ -7,6 +7,10 @@ Intermediate checkpoints (last.pt) and the running loss CSV go to OUT_DIR/checkp
 output, so they survive a failed or preempted job); with --resume training continues from last.pt exactly.
 On SIGUSR1 or SIGTERM the current step is finished, last.pt is written and the command exits with code 75
 (EX_TEMPFAIL). At the end OUT (model.pt), the loss CSV and the training-curve plot are written atomically.
+
+With --val LR.h5:HR.h5 (held-out pairs of the training pairs' box, grids and redshift) the generator
+super-resolves them every train.val_every steps and at the end (srsim.validation): the scores go to
+CHECKPOINT_DIR/val.csv, are copied to --val-csv (default OUT_DIR/val.csv) and drawn in the curve's third panel.
 """
 
 from __future__ import annotations
@@ -32,6 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint-dir", default=None, help="intermediate checkpoints (default OUT_DIR/checkpoints)")
     parser.add_argument("--log-csv", default=None, help="per-step losses copied here at the end (default OUT_DIR/losses.csv)")
     parser.add_argument("--plot", default=None, help="training curve PNG (default OUT_DIR/curve.png)")
+    parser.add_argument("--val", nargs="+", default=None, metavar="LR.h5:HR.h5",
+                        help="held-out validation pairs, scored every train.val_every steps (srsim.validation)")
+    parser.add_argument("--val-csv", default=None,
+                        help="validation scores copied here at the end (default OUT_DIR/val.csv)")
     parser.add_argument("--device", default=None, help="override train.device (auto, cpu, cuda)")
     parser.add_argument("--max-steps", type=int, default=None, help="override train.max_steps")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -77,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
         raise SrsimError(f"{pairs[0].lr.path}: no cosmology attribute; the displacement scaling needs D(z)")
     scaling = Scaling.for_data(cfg["model"], json.loads(cosmology) if isinstance(cosmology, str) else cosmology,
                                args.redshift)
+    val_specs = parse_data_arg(args.val) if args.val else []
+    if val_specs:
+        check_val_pairs(open_pairs(val_specs, scale=scale, in_memory=False), pairs)
     dataset = CropDataset(pairs, cfg["model"]["crop"], pad, scale, scaling.disp_scale, train_cfg["seed"])
     init_from = None
     if train_cfg.get("init_from"):
@@ -84,9 +95,23 @@ def run(args: argparse.Namespace) -> int:
 
     ctx = init_distributed(train_cfg.get("device", "auto"))
     try:
+        validator = None
+        if val_specs and ctx.is_main:
+            from srsim.validation import Validator
+
+            # the network units of the training crops; P(k) on the training device
+            checkpoint_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else out.parent / "checkpoints"
+            power_device = "numpy" if ctx.device.type == "cpu" else str(ctx.device)
+            validator = Validator.from_files(val_specs, dataset.disp_scale, checkpoint_dir / "val.csv",
+                                             seed=train_cfg["seed"], power_device=power_device)
+            print(f"srsim train: validating on {len(val_specs)} pair(s) every {train_cfg['val_every']} steps, "
+                  f"P(k) bands {[round(float(k), 3) for k in validator.edges]} h/Mpc", file=sys.stderr)
         meta = {"redshift": float(args.redshift), "data": list(args.data), "cosmology": cosmology}
+        if val_specs:
+            meta["val"] = list(args.val)
         trainer = Trainer(cfg, dataset, out, checkpoint_dir=args.checkpoint_dir, meta=meta, ctx=ctx,
-                          progress=not args.no_progress, scaling=scaling, init_from=init_from)
+                          progress=not args.no_progress, scaling=scaling, init_from=init_from,
+                          validator=validator)
         install_signal_handlers(trainer)
         try:
             trainer.run(resume=args.resume)
@@ -94,10 +119,27 @@ def run(args: argparse.Namespace) -> int:
             if ctx.is_main:
                 print(f"srsim train: {exc}", file=sys.stderr)
             return EXIT_PREEMPTED
-        trainer.export(log_csv=log_csv, plot=plot)
+        trainer.export(log_csv=log_csv, plot=plot,
+                       val_csv=(Path(args.val_csv) if args.val_csv else out.parent / "val.csv") if val_specs else None)
         if ctx.is_main:
             print(f"srsim train: wrote {out} after {trainer.state.step} steps", file=sys.stderr)
         return 0
     finally:
         if ctx.distributed and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def check_val_pairs(val_pairs, train_pairs) -> None:
+    """Validation pairs must be boxes like the training ones (box size, LR and HR grids, redshift); the
+    SrsimError names the file and both values."""
+    import math
+
+    from srsim.errors import SrsimError
+
+    ref = train_pairs[0]
+    for p in val_pairs:
+        for name, got, want in (("box_size", p.box_size, ref.box_size), ("n_lr", p.lr.n, ref.lr.n),
+                                ("n_hr", p.hr.n, ref.hr.n), ("redshift", p.redshift, ref.redshift)):
+            if not math.isclose(float(got), float(want), rel_tol=1e-6, abs_tol=1e-6):
+                raise SrsimError(f"--val {p.lr.path}:{p.hr.path}: {name} {got:g} differs from the training "
+                                 f"pairs' {want:g} ({ref.lr.path})")

@@ -1,7 +1,7 @@
 """The simulation suite of a config: names, seeds and per-run specifications.
 
-Names: `train00`, `train01`, ... and `test00`, ... for the LR/HR pairs (their seeds from
-`suite.train_seeds` / `suite.test_seeds`), `bigbox` for the optional large LR box. Kinds: `lr`, `hr`.
+Names: `train00`, `train01`, ..., `val00`, ... and `test00`, ... for the LR/HR pairs (their seeds from
+`suite.train_seeds` / `suite.val_seeds` / `suite.test_seeds`), `bigbox` for the optional large LR box. Kinds: `lr`, `hr`.
 LR and HR of a pair share the seed and the white-noise grid (`noise_grid` = n_hr), so they share
 their large-scale initial modes.
 """
@@ -37,10 +37,11 @@ def zstr(z: float) -> str:
 
 
 def simulation_names(config: dict) -> dict[str, list[str]]:
-    """{"train": [...], "test": [...], "bigbox": ["bigbox"] or []}."""
+    """{"train": [...], "val": [...] (maybe empty), "test": [...], "bigbox": ["bigbox"] or []}."""
     suite = config["suite"]
     return {
         "train": [f"train{i:02d}" for i in range(len(suite["train_seeds"]))],
+        "val": [f"val{i:02d}" for i in range(len(suite.get("val_seeds", [])))],
         "test": [f"test{i:02d}" for i in range(len(suite["test_seeds"]))],
         "bigbox": ["bigbox"] if config.get("bigbox") else [],
     }
@@ -69,14 +70,14 @@ def spec_for(config: dict, sim: str, kind: str) -> SimSpec:
         zs = big.get("redshifts", config["redshifts"])
         return SimSpec(name=sim, kind=kind, box_size=float(big["box_size"]), n_grid=big["n_lr"], seed=big["seed"],
                        noise_grid=big["n_lr"], redshifts=tuple(sorted(map(float, zs), reverse=True)), **common)
-    for prefix, key in (("train", "train_seeds"), ("test", "test_seeds")):
+    for prefix, key in (("train", "train_seeds"), ("val", "val_seeds"), ("test", "test_seeds")):
         if sim.startswith(prefix) and sim[len(prefix):].isdigit():
             index = int(sim[len(prefix):])
-            seeds = suite[key]
+            seeds = suite.get(key, [])
             if index >= len(seeds):
                 raise SrsimError(f"simulation '{sim}' does not exist: suite.{key} has {len(seeds)} seeds")
             n = suite["n_lr"] if kind == "lr" else suite["n_hr"]
             return SimSpec(name=sim, kind=kind, box_size=float(suite["box_size"]), n_grid=n, seed=seeds[index],
                            noise_grid=suite["n_hr"], redshifts=tuple(sorted(map(float, config["redshifts"]), reverse=True)),
                            **common)
-    raise SrsimError(f"unknown simulation '{sim}' (expected trainNN, testNN or bigbox)")
+    raise SrsimError(f"unknown simulation '{sim}' (expected trainNN, valNN, testNN or bigbox)")
