@@ -13,6 +13,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--hmf-lr", nargs="+", required=True, help="LR HMF tables")
     parser.add_argument("--hmf-hr", nargs="+", required=True, help="HR HMF tables")
     parser.add_argument("--hmf-sr", nargs="+", required=True, help="SR HMF tables (combined over realizations)")
+    parser.add_argument("--power-trivial", nargs="+",
+                        help="power tables of the trivial predictor (srsim generate --trivial), one per redshift")
+    parser.add_argument("--hmf-trivial", nargs="+", help="HMF tables of the trivial predictor, one per redshift")
     parser.add_argument("--sim", default="", help="name of the compared simulation (recorded in the JSON)")
     parser.add_argument("--out", required=True, help="output JSON; the table goes next to it as .txt")
     parser.add_argument("--config", default=None, help="JSON string or YAML file with a 'figures' section")
@@ -34,7 +37,9 @@ def run(args) -> int:
     power = _by_z(ns, power_item, "metrics (power)", sr_many=True)
     ns.lr, ns.hr, ns.sr = args.hmf_lr, args.hmf_hr, args.hmf_sr
     hmf = _by_z(ns, hmf_item, "metrics (hmf)", sr_many=False)
-    metrics = compute_metrics(power, hmf, fig, sim=args.sim)
+    trivial_power = _trivial(args.power_trivial, power_item, "power")
+    trivial_hmf = _trivial(args.hmf_trivial, hmf_item, "hmf")
+    metrics = compute_metrics(power, hmf, fig, sim=args.sim, trivial_power=trivial_power, trivial_hmf=trivial_hmf)
     table = summary_table(metrics)
     out = Path(args.out)
     with atomic_path(out) as tmp:
@@ -43,3 +48,18 @@ def run(args) -> int:
         tmp.write_text(table)
     print(table, end="")
     return 0
+
+
+def _trivial(paths, loader, what: str):
+    """{z: item} of the trivial predictor's tables (one per redshift), or None when not given."""
+    if not paths:
+        return None
+    from srsim.cli.figure import _grouped
+    from srsim.errors import SrsimError
+
+    groups = _grouped(paths, loader, "trivial", f"metrics ({what})")
+    for z, items in groups.items():
+        if len(items) != 1:
+            raise SrsimError(f"metrics ({what}): {len(items)} --{what}-trivial tables at z = {z:g}: "
+                             + ", ".join(i[2] for i in items))
+    return {z: items[0] for z, items in groups.items()}
