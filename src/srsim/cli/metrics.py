@@ -25,7 +25,7 @@ def run(args) -> int:
     import json
     from pathlib import Path
 
-    from srsim.cli.figure import _by_z
+    from srsim.cli.figure import _by_z, trivial_by_z
     from srsim.io.atomic import atomic_path
     from srsim.metrics import compute_metrics, summary_table
     from srsim.plots import figure_settings
@@ -37,8 +37,8 @@ def run(args) -> int:
     power = _by_z(ns, power_item, "metrics (power)", sr_many=True)
     ns.lr, ns.hr, ns.sr = args.hmf_lr, args.hmf_hr, args.hmf_sr
     hmf = _by_z(ns, hmf_item, "metrics (hmf)", sr_many=False)
-    trivial_power = _trivial(args.power_trivial, power_item, "power")
-    trivial_hmf = _trivial(args.hmf_trivial, hmf_item, "hmf")
+    trivial_power = trivial_by_z(args.power_trivial, power_item, "metrics (power)")
+    trivial_hmf = trivial_by_z(args.hmf_trivial, hmf_item, "metrics (hmf)")
     metrics = compute_metrics(power, hmf, fig, sim=args.sim, trivial_power=trivial_power, trivial_hmf=trivial_hmf)
     table = summary_table(metrics)
     out = Path(args.out)
@@ -49,17 +49,3 @@ def run(args) -> int:
     print(table, end="")
     return 0
 
-
-def _trivial(paths, loader, what: str):
-    """{z: item} of the trivial predictor's tables (one per redshift), or None when not given."""
-    if not paths:
-        return None
-    from srsim.cli.figure import _grouped
-    from srsim.errors import SrsimError
-
-    groups = _grouped(paths, loader, "trivial", f"metrics ({what})")
-    for z, items in groups.items():
-        if len(items) != 1:
-            raise SrsimError(f"metrics ({what}): {len(items)} --{what}-trivial tables at z = {z:g}: "
-                             + ", ".join(i[2] for i in items))
-    return {z: items[0] for z, items in groups.items()}
