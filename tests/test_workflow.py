@@ -27,6 +27,10 @@ def test_demo_dag_has_no_big_box():
     c = job_counts("all", "config/config.yaml")
     assert "simulate_bigbox" not in c and "fig5" not in c and "fig6" not in c
     assert c["simulate_pair"] == 6 and c["train"] == 3 and c["fig1"] == 1
+    # one trivial-predictor snapshot per test box and redshift, analysed like an SR realization (issue 10):
+    # 3 pairs x (LR, HR) x 3 z + 1 test box x (3 SR + 1 trivial) x 3 z = 30 snapshots, each with power, FOF, HMF
+    assert c["generate_trivial"] == 3 and c["generate_test"] == 9
+    assert c["power"] == c["fof"] == c["hmf"] == 3 * 2 * 3 + 1 * (3 + 1) * 3
 
 
 def test_bad_config_fails_naming_the_key(tmp_path):
