@@ -431,3 +431,17 @@ def test_fig3_and_fig4_draw_the_trivial_predictor_as_a_thin_grey_line(tmp_path, 
         p_groups[z]["trivial"] = None
     plot_fig3(p_groups, tmp_path / "fig3b.png", dpi=DPI, panel=(3.0, 4.0))
     assert not any("trivial" in labels(ax) for ax in drawn[-1].axes)
+
+
+def test_figure_cli_passes_trivial_tables_to_fig4(tmp_path, drawn, capsys):
+    from srsim.cli import main
+
+    hs = hmf_set(tmp_path, zs=(2, 0))
+    args = ["figure", "fig4", "--out", str(tmp_path / "f4.png")]
+    for kind in ("lr", "hr", "sr"):
+        args += [f"--{kind}", *(str(hs[z][kind]) for z in hs)]
+    assert main(args + ["--trivial", *(str(hs[z]["lr"]) for z in hs)]) == 0
+    assert all("trivial" in labels(ax) for ax in np.array(drawn[-1].axes).reshape(2, 2)[0])
+    # a trivial table for only one of the redshifts fails loudly
+    assert main(args + ["--trivial", str(hs[0]["lr"])]) == 2
+    assert "no trivial table at z = 2" in capsys.readouterr().err
