@@ -426,3 +426,40 @@ def test_peak_memory_bounded_by_chunks_not_box(tmp_path):
         assert read_header(d / "sr").n_particles == (8 * n) ** 3
     # holding the 16^3 -> 128^3 box (positions, IDs, displacements: 92 MB) would break this bound
     assert peaks[16] < 1.2 * peaks[8], peaks
+
+
+# ----------------------------------------------------------------------------------- trivial predictor
+
+
+def test_trivial_snapshot_is_upsampled_lr_whatever_the_chunking(lr_file, tmp_path, capsys):
+    """`generate --trivial`: SR displacement = lr_to_hr of the periodically padded LR field, in any chunking."""
+    from srsim.cli import main
+    from srsim.generate import trivial_generator
+    from srsim.model.generator import generator_geometry
+    from srsim.model.layers import lr_to_hr
+
+    cfg = json.dumps({"model": {"gen_widths": [6, 4, 4, 4]}})
+    for name, chunk in (("whole", N), ("chunked", 4)):
+        code = main(["generate", "--trivial", "--lr", str(lr_file), "--out", str(tmp_path / name),
+                     "--chunk", str(chunk), "--config", cfg, "--quiet"])
+        assert code == 0
+    pad = generator_geometry(3)[1]
+    disp = read_displacement(lr_file)[0]
+    padded = np.pad(disp, [(0, 0)] + [(pad, pad)] * 3, mode="wrap")
+    want = lr_to_hr(torch.from_numpy(padded)[None], 8, pad)[0].numpy()  # (3, 8N, 8N, 8N) Mpc/h
+    q = lagrangian_positions(8 * N, BOX)  # grid positions in ID order
+    want_pos = np.mod((q + want).reshape(3, -1).T, BOX)
+    ref_ids, ref_pos = sorted_positions(tmp_path / "whole")
+    assert np.array_equal(ref_ids, np.arange(1, (8 * N) ** 3 + 1))
+    assert periodic_max_diff(ref_pos, want_pos, BOX) < 1e-4
+    ids, pos = sorted_positions(tmp_path / "chunked")
+    assert np.array_equal(ids, ref_ids) and periodic_max_diff(pos, ref_pos, BOX) < 1e-9
+    attrs = read_header(tmp_path / "whole").attrs
+    assert str(attrs["SRModel"]) == "TrivialPredictor" and "trivial" in str(attrs["SRPredictor"])
+    assert trivial_generator({"gen_widths": [6, 4]}).scale == 2
+    assert main(["generate", "--lr", str(lr_file), "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert "--model CHECKPOINT or --trivial" in capsys.readouterr().err
+    assert main(["generate", "--trivial", "--lr", str(lr_file), "--out", str(tmp_path / "x"), "--config", "{}"]) == 2
+    assert "gen_widths" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: --trivial and --model are mutually exclusive
+        main(["generate", "--trivial", "--model", "m.pt", "--lr", str(lr_file), "--out", str(tmp_path / "x")])

@@ -11,6 +11,13 @@ from srsim.errors import SrsimError
 from srsim.metrics import combine_pass, compute_metrics, hmf_metrics, hmf_ratio, power_deviation, summary_table
 from srsim.plots.tables import hmf_item, power_item
 
+
+def figure_defaults() -> dict:
+    """The schema's defaults of the `figures` section (never repeated here)."""
+    from srsim.config import validate_sections
+
+    return validate_sections({"figures": {}}, "defaults")["figures"]
+
 K = np.linspace(0.1, 30.0, 60)
 P = 1e3 * K**-1.5
 
@@ -121,8 +128,9 @@ def test_compute_metrics_json_and_table(tmp_path):
     power = {z: {"lr": power_item(d["lr"]), "hr": power_item(d["hr"]), "sr": [power_item(p) for p in d["sr"]]}
              for z, d in ps.items()}
     hmf = {z: {k: hmf_item(p) for k, p in d.items()} for z, d in hs.items()}
-    crit = {"k_max": 16.0, "power_tolerance": 0.05, "hmf_tolerance": 0.1, "hmf_min_halos": 50}
+    crit = {**figure_defaults(), "k_max": 16.0, "power_tolerance": 0.05, "hmf_tolerance": 0.1, "hmf_min_halos": 50}
     m = compute_metrics(power, hmf, crit, sim="test00")
+    assert "trivial" not in m["power"]["0"] and "sr_beats_trivial_hmf" not in m["hmf"]["0"]  # old callers
     assert list(m["power"]) == ["2", "0"]
     # realizations at +1% and -1% average out (to the 0.2% noise); each alone is ~1% off; LR is far off
     assert m["power"]["0"]["sr"]["max_abs_dev"] < 0.01
@@ -156,3 +164,74 @@ def test_metrics_cli(tmp_path, capsys):
                  str(hs[0]["hr"]), "--hmf-sr", str(hs[0]["sr"]), "--out", str(out)])
     assert code == 2
     assert "no HR counterpart" in capsys.readouterr().err
+
+
+def test_trivial_column_and_the_bars_flip_when_they_should(tmp_path):
+    """SR at HR x (1 +- 1%), trivial = LR's small-scale deficit: SR beats both; swap roles and it does not."""
+    from plot_synthetic import write_power_table
+    from srsim.metrics import power_metrics
+
+    ps = power_set(tmp_path, zs=(0,), n_sr=1, sr_offset=0.01)[0]
+    lr, hr, sr = power_item(ps["lr"]), power_item(ps["hr"]), [power_item(p) for p in ps["sr"]]
+    k, p_hr = hr[0]["k"], hr[0]["P"]
+    common = dict(box_size=hr[1]["box_size"], n_mesh=hr[1]["n_mesh"], n_particles=hr[1]["n_particles"], redshift=0)
+    k_nyq = math.pi * 16 / 25.0  # power_set: n_lr = 16 in a 25 Mpc/h box
+    tr = power_item(write_power_table(tmp_path / "tr.txt", k, p_hr * (1 - 0.3 * (k > 0.5 * k_nyq)), **common))
+    m = power_metrics(lr, hr, sr, 16.0, 0.05, trivial=tr, target_k_max=8.0, target_tolerance=0.1)
+    assert m["k_nyquist_lr"] == pytest.approx(k_nyq)
+    assert m["trivial"]["max_abs_dev"] == pytest.approx(0.3, rel=1e-6)
+    assert m["sr_beats_trivial_power"] is True and m["sr_beats_lr_power"] is True
+    assert m["target_power"]["pass"] is True and m["target_power"]["max_abs_dev"] < 0.02
+    # a trivial predictor that matches HR above the LR Nyquist (but not below it) beats SR there
+    good = power_item(write_power_table(tmp_path / "tr_good.txt", k, p_hr * (1 + 0.5 * (k <= k_nyq)), **common))
+    m = power_metrics(lr, hr, sr, 16.0, 0.05, trivial=good)
+    assert m["sr_beats_trivial_power"] is False and "target_power" not in m
+    # an SR 15% low on one bin below 8 h/Mpc misses the target bar
+    bad_p = p_hr.copy()
+    bad_p[np.argmin(np.abs(k - 5.0))] *= 0.85
+    bad = [power_item(write_power_table(tmp_path / "sr_bad.txt", k, bad_p, **common))]
+    assert power_metrics(lr, hr, bad, 16.0, 0.05, trivial=tr, target_k_max=8.0,
+                         target_tolerance=0.1)["target_power"]["pass"] is False
+    # HMF: trivial 40% low in the tested bins, SR within 3%: SR beats trivial, target holds
+    hr_h = _hmf(tmp_path, "hr.txt", [10000, 4000, 10])
+    lr_h = _hmf(tmp_path, "lr.txt", [0, 0, 5])
+    sr_h = _hmf(tmp_path, "sr.txt", [3 * 10300, 3 * 3900, 3 * 30], n_catalogs=3)
+    tr_h = _hmf(tmp_path, "tr_h.txt", [6000, 2400, 10])
+    h = hmf_metrics(lr_h, hr_h, sr_h, 0.1, 50, trivial=tr_h, target_tolerance=0.2)
+    assert h["sr_beats_trivial_hmf"] is True and h["target_hmf"]["pass"] is True
+    assert h["bins"][0]["ratio_trivial"] == pytest.approx(0.6) and h["bins"][1]["n_halos_trivial"] == 2400
+    # the untested bin (10 HR halos) does not count; a tested one where trivial is exact flips the bar
+    assert hmf_metrics(lr_h, hr_h, sr_h, 0.1, 50, trivial=_hmf(tmp_path, "tr2.txt", [6000, 2400, 0]))[
+        "sr_beats_trivial_hmf"] is True
+    h = hmf_metrics(lr_h, hr_h, sr_h, 0.1, 50, trivial=_hmf(tmp_path, "tr3.txt", [10000, 2400, 10]),
+                    target_tolerance=0.02)
+    assert h["sr_beats_trivial_hmf"] is False and h["target_hmf"]["pass"] is False
+
+
+def test_metrics_cli_with_trivial_tables(tmp_path, capsys):
+    from srsim.cli import main
+
+    ps = power_set(tmp_path, zs=(2, 0), n_sr=2)
+    hs = hmf_set(tmp_path, zs=(2, 0), n_sr=2)
+    out = tmp_path / "metrics.json"
+    args = ["metrics", "--out", str(out)]
+    for kind in ("lr", "hr", "sr"):
+        args += [f"--power-{kind}", *(str(p) for z in ps for p in np.atleast_1d(ps[z][kind]))]
+        args += [f"--hmf-{kind}", *(str(hs[z][kind]) for z in hs)]
+    # the LR tables stand in for the trivial predictor (what an untrained network returns, roughly)
+    code = main(args + ["--power-trivial", *(str(ps[z]["lr"]) for z in ps),
+                        "--hmf-trivial", *(str(hs[z]["lr"]) for z in hs)])
+    assert code == 0
+    m = json.loads(out.read_text())
+    for z in ("2", "0"):
+        assert m["power"][z]["trivial"]["max_abs_dev"] == m["power"][z]["lr"]["max_abs_dev"]
+        assert m["power"][z]["sr_beats_trivial_power"] is True and m["power"][z]["sr_beats_lr_power"] is True
+        assert m["hmf"][z]["sr_beats_trivial_hmf"] is True
+    assert m["bars"]["redshifts"] == ["2", "0"] and m["bars"]["sr_beats_trivial_power"] is True
+    assert m["criteria"]["target_k_max"] == figure_defaults()["target_k_max"]
+    text = out.with_suffix(".txt").read_text()
+    assert "Tr max" in text and "Tr/HR" in text and "sr_beats_trivial_hmf yes" in text
+    # a trivial table missing at one redshift fails loudly
+    capsys.readouterr()
+    assert main(args + ["--power-trivial", str(ps[0]["lr"])]) == 2
+    assert "no trivial power table at z = 2" in capsys.readouterr().err

@@ -390,3 +390,58 @@ def test_figure_cli_rejects_mixed_redshifts(tmp_path, capsys):
                  "--out", str(tmp_path / "f6.png")])
     assert code == 2 and "different redshifts" in capsys.readouterr().err
     assert not (tmp_path / "f6.png").exists()
+
+
+def test_fig3_and_fig4_draw_the_trivial_predictor_as_a_thin_grey_line(tmp_path, drawn):
+    from matplotlib.colors import to_rgb
+
+    from srsim.plots.hmf import plot_fig4
+    from srsim.plots.power import plot_fig3
+
+    ps = power_set(tmp_path, zs=(2, 0), n_sr=1)
+    hs = hmf_set(tmp_path, zs=(2, 0))
+    # the LR tables stand in for the trivial predictor: known curves to compare with
+    p_groups = {z: {"lr": power_item(d["lr"]), "hr": power_item(d["hr"]), "sr": [power_item(p) for p in d["sr"]],
+                    "trivial": power_item(d["lr"])} for z, d in ps.items()}
+    h_groups = {z: {**{k: hmf_item(p) for k, p in d.items()}, "trivial": hmf_item(d["hr"])} for z, d in hs.items()}
+    plot_fig3(p_groups, tmp_path / "fig3.png", k_max=16.0, tolerance=0.05, dpi=DPI, panel=(3.0, 4.0))
+    plot_fig4(h_groups, tmp_path / "fig4.png", tolerance=0.1, min_halos=20, dpi=DPI, panel=(3.0, 4.0))
+    fig3, fig4 = drawn
+
+    def grey_thin(ax, label):
+        (line,) = [ln for ln in ax.get_lines() if ln.get_label() == label]
+        r, g, b = to_rgb(line.get_color())
+        assert r == g == b and 0.3 < r < 0.9 and line.get_linewidth() < 1.0
+        return line.get_xydata()
+
+    axes3 = np.array(fig3.axes).reshape(3, 2)
+    axes4 = np.array(fig4.axes).reshape(2, 2)
+    for j, z in enumerate((2, 0)):
+        t_lr = p_groups[z]["lr"][0]
+        xy = grey_thin(axes3[0, j], "trivial")
+        np.testing.assert_allclose(xy[:, 1], t_lr["Delta2"][np.isin(t_lr["k"], xy[:, 0])])
+        np.testing.assert_allclose(grey_thin(axes3[1, j], "trivial / HR").T, np.array(series(axes3[1, j], "LR / HR")))
+        grey_thin(axes3[2, j], "trivial / HR")
+        t_hr = h_groups[z]["hr"][0]
+        xy = grey_thin(axes4[0, j], "trivial")
+        np.testing.assert_allclose(xy[:, 1], t_hr["dn_dlog10M"][t_hr["n_halos"] > 0])
+        np.testing.assert_allclose(grey_thin(axes4[1, j], "trivial / HR")[:, 1], 1.0)  # trivial = HR here
+    # without a trivial entry nothing grey is drawn (old callers)
+    for z in p_groups:
+        p_groups[z]["trivial"] = None
+    plot_fig3(p_groups, tmp_path / "fig3b.png", dpi=DPI, panel=(3.0, 4.0))
+    assert not any("trivial" in labels(ax) for ax in drawn[-1].axes)
+
+
+def test_figure_cli_passes_trivial_tables_to_fig4(tmp_path, drawn, capsys):
+    from srsim.cli import main
+
+    hs = hmf_set(tmp_path, zs=(2, 0))
+    args = ["figure", "fig4", "--out", str(tmp_path / "f4.png")]
+    for kind in ("lr", "hr", "sr"):
+        args += [f"--{kind}", *(str(hs[z][kind]) for z in hs)]
+    assert main(args + ["--trivial", *(str(hs[z]["lr"]) for z in hs)]) == 0
+    assert all("trivial" in labels(ax) for ax in np.array(drawn[-1].axes).reshape(2, 2)[0])
+    # a trivial table for only one of the redshifts fails loudly
+    assert main(args + ["--trivial", str(hs[0]["lr"])]) == 2
+    assert "no trivial table at z = 2" in capsys.readouterr().err

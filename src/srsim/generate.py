@@ -333,6 +333,49 @@ def super_resolve(gen, windows: np.ndarray, offsets: np.ndarray, seed: int, n_lr
     return y
 
 
+def trivial_predictor(levels: int):
+    """Stand-in for the generator: SR = the LR displacement trilinearly upsampled onto the HR lattice.
+
+    This is what the untrained generator returns (its output projections start at zero), so an SR snapshot
+    made with it is the *trivial* baseline every metric is compared against. A torch module (class name
+    ``TrivialPredictor``, recorded as the snapshot's ``SRModel``) with the interface of
+    ``srsim.model.generator.Generator``: ``scale = 2**levels``, ``pad`` from ``generator_geometry(levels)``,
+    ``widths``, forward(x, offset, seed, box_cells). No weights, no noise (one realization only).
+    """
+    import torch
+
+    from srsim.model.generator import generator_geometry
+    from srsim.model.layers import lr_to_hr
+
+    if int(levels) < 1:
+        raise SrsimError(f"generate --trivial: the generator needs >= 2 widths (>= 1 rung), got {levels} rungs")
+
+    class TrivialPredictor(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.levels = int(levels)
+            self.scale = 2 ** self.levels
+            self.pad = int(generator_geometry(self.levels)[1])
+            self.widths = (3,) * (self.levels + 1)  # memory estimate: only the 3-channel interpolated field
+
+        def hyperparameters(self) -> dict:
+            return {"trivial": True, "levels": self.levels, "scale": self.scale, "pad": self.pad}
+
+        def forward(self, x, offset=None, seed=0, box_cells=None):
+            """(B, C, n+2 pad, ...) padded LR crop -> (B, C, scale n, ...); sample 0 at HR cell scale (o+pad)."""
+            return lr_to_hr(x, self.scale, self.pad)
+
+    return TrivialPredictor()
+
+
+def trivial_generator(model_cfg: dict):
+    """The trivial predictor with the geometry the config's generator (``model.gen_widths``) would have."""
+    widths = model_cfg.get("gen_widths") if model_cfg else None
+    if not widths:
+        raise SrsimError("generate --trivial: the config needs model.gen_widths to set the SR scale and padding")
+    return trivial_predictor(len(widths) - 1)
+
+
 def chunk_particles(disp, hr_origin: Sequence[int], n_hr: int, box_size: float):
     """Positions and IDs of a block of SR particles (torch, on the block's device).
 
@@ -580,6 +623,8 @@ def snapshot_attrs(plan: Plan, lr: LRInput, *, seed: int, model: str, cosmology:
     attrs["SRScale"] = np.array([plan.scale], dtype=np.int64)
     attrs["SRRegionCells"] = np.array([*plan.origin, *plan.extent], dtype=np.int64)
     attrs["SRModel"] = str(model)
+    if model == "TrivialPredictor":
+        attrs["SRPredictor"] = "trivial: LR displacement trilinearly upsampled (vertex-aligned) onto the HR grid"
     attrs["SRInput"] = str(lr.path)
     attrs["SRNote"] = ("super-resolved snapshot: positions = SR grid + generated displacement; no Velocity "
                        "block (the model predicts displacements only); particles stored chunk by chunk, not in "

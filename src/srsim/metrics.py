@@ -52,27 +52,66 @@ def _same_bins(tables, what: str) -> np.ndarray:
     return k0
 
 
-def power_metrics(lr, hr, sr, k_max: float, tolerance: float) -> dict:
+def lr_nyquist(lr_meta: dict) -> float:
+    """Particle Nyquist wavenumber of the LR box, pi n_lr / box_size (h/Mpc), from an LR power table's meta."""
+    n_part, box = lr_meta.get("n_particles"), lr_meta.get("box_size")
+    if not n_part or not box:
+        raise SrsimError("power_metrics: the LR power table's header lacks n_particles or box_size")
+    return math.pi * round(float(n_part) ** (1.0 / 3.0)) / float(box)
+
+
+def _closer(k, p_a, p_b, p_ref, k_lo: float, k_hi: float, n_modes=None):
+    """True if |P_a/P_ref - 1| < |P_b/P_ref - 1| in every bin with k_lo < k <= k_hi (None if no bin enters)."""
+    use = (k > k_lo) & (k <= k_hi) & np.isfinite(p_a) & np.isfinite(p_b) & np.isfinite(p_ref) & (p_ref > 0)
+    if n_modes is not None:
+        use &= np.asarray(n_modes) > 0
+    if not use.any():
+        return None
+    return bool(np.all(np.abs(p_a[use] / p_ref[use] - 1) < np.abs(p_b[use] / p_ref[use] - 1)))
+
+
+def power_metrics(lr, hr, sr, k_max: float, tolerance: float, trivial=None, target_k_max: float | None = None,
+                  target_tolerance: float | None = None) -> dict:
     """Power metrics at one redshift.
 
-    lr, hr: (table, meta, path) from `load_power`; sr: list of those, one per SR realization (>= 1).
+    lr, hr: (table, meta, path) from `load_power`; sr: list of those, one per SR realization (>= 1);
+    trivial: the trivial predictor's (table, meta, path) or None (then its entries are absent).
     Returns {'k_max', 'sr': deviation of the realization-mean SR (+ 'realizations': per-realization max/rms),
-    'lr': deviation of LR, 'pass': SR max |dev| < tolerance (None if no bin enters)}.
+    'lr': deviation of LR, 'pass': SR max |dev| < tolerance (None if no bin enters),
+    'k_nyquist_lr' (h/Mpc), 'sr_beats_lr_power' (SR closer to HR than LR in every bin k_nyquist_lr < k <= k_max),
+    with trivial: 'trivial' (its deviation) and 'sr_beats_trivial_power'; with target_k_max and
+    target_tolerance: 'target_power' {k_max, tolerance, max_abs_dev, pass} for SR over k <= target_k_max}.
     """
     if not sr:
         raise SrsimError("power_metrics: no SR power spectrum given")
     items = [(hr[0]["k"], hr[2]), (lr[0]["k"], lr[2])] + [(t["k"], p) for t, _, p in sr]
-    k = _same_bins(items, "the compared spectra")
+    if trivial is not None:
+        items.append((trivial[0]["k"], trivial[2]))
+    k = np.asarray(_same_bins(items, "the compared spectra"), dtype=np.float64)
     p_sr = np.mean([t["P"] for t, _, _ in sr], axis=0)
+    p_hr = np.asarray(hr[0]["P"], dtype=np.float64)
     n_modes = hr[0].get("n_modes")
-    out_sr = power_deviation(k, p_sr, hr[0]["P"], k_max, n_modes)
+    out_sr = power_deviation(k, p_sr, p_hr, k_max, n_modes)
     out_sr["realizations"] = []
     for t, _, path in sr:
-        d = power_deviation(k, t["P"], hr[0]["P"], k_max, n_modes)
+        d = power_deviation(k, t["P"], p_hr, k_max, n_modes)
         out_sr["realizations"].append({"path": path, "max_abs_dev": d["max_abs_dev"], "rms_dev": d["rms_dev"]})
-    out_lr = power_deviation(k, lr[0]["P"], hr[0]["P"], k_max, n_modes)
+    out_lr = power_deviation(k, lr[0]["P"], p_hr, k_max, n_modes)
     passed = None if out_sr["max_abs_dev"] is None else bool(out_sr["max_abs_dev"] < tolerance)
-    return {"k_max": float(k_max), "tolerance": float(tolerance), "sr": out_sr, "lr": out_lr, "pass": passed}
+    out = {"k_max": float(k_max), "tolerance": float(tolerance), "sr": out_sr, "lr": out_lr, "pass": passed}
+    k_nyq = lr_nyquist(lr[1])
+    out["k_nyquist_lr"] = k_nyq
+    out["sr_beats_lr_power"] = _closer(k, p_sr, np.asarray(lr[0]["P"], dtype=np.float64), p_hr, k_nyq, k_max, n_modes)
+    if trivial is not None:
+        p_tr = np.asarray(trivial[0]["P"], dtype=np.float64)
+        out["trivial"] = power_deviation(k, p_tr, p_hr, k_max, n_modes)
+        out["sr_beats_trivial_power"] = _closer(k, p_sr, p_tr, p_hr, k_nyq, k_max, n_modes)
+    if target_k_max is not None and target_tolerance is not None:
+        d = power_deviation(k, p_sr, p_hr, target_k_max, n_modes)
+        out["target_power"] = {"k_max": float(target_k_max), "tolerance": float(target_tolerance),
+                               "max_abs_dev": d["max_abs_dev"],
+                               "pass": None if d["max_abs_dev"] is None else bool(d["max_abs_dev"] < target_tolerance)}
+    return out
 
 
 def hmf_ratio(n_test, err_test, n_ref, err_ref) -> tuple[np.ndarray, np.ndarray]:
@@ -99,22 +138,30 @@ def _none(x):
     return None if not math.isfinite(x) else x
 
 
-def hmf_metrics(lr, hr, sr, tolerance: float, min_halos: int, n_sigma: float = 2.0) -> dict:
+def hmf_metrics(lr, hr, sr, tolerance: float, min_halos: int, n_sigma: float = 2.0, trivial=None,
+                target_tolerance: float | None = None) -> dict:
     """HMF metrics at one redshift. lr, hr, sr: (table, meta, path) from `load_hmf` (sr: the combined table over
     realizations). A bin is tested when HR has >= min_halos halos in it; it passes when |n_SR/n_HR - 1| <
     tolerance (the paper's claim) or, where Poisson noise exceeds that, when the deviation is below n_sigma times
     the ratio's propagated error (SR and HR statistically consistent).
     Returns {'bins': [per-bin dicts], 'n_tested', 'max_abs_dev_sr' (over tested bins), 'pass' (None when no bin
-    is tested)}."""
+    is tested)}. With trivial (the trivial predictor's table, else None: its entries are absent): per-bin
+    'n_halos_trivial', 'ratio_trivial', 'err_trivial' and 'sr_beats_trivial_hmf' (|n_SR/n_HR - 1| <
+    |n_trivial/n_HR - 1| in every tested bin). With target_tolerance: 'target_hmf' {tolerance, pass: every
+    tested bin has |n_SR/n_HR - 1| < target_tolerance}."""
     t_hr, t_lr, t_sr = hr[0], lr[0], sr[0]
-    for t, path in ((t_lr, lr[2]), (t_sr, sr[2])):
+    t_tr = trivial[0] if trivial is not None else None
+    checks = ((t_lr, lr[2]), (t_sr, sr[2])) + (((t_tr, trivial[2]),) if trivial is not None else ())
+    for t, path in checks:
         if t["log10M_lo"].shape != t_hr["log10M_lo"].shape or not (
             np.allclose(t["log10M_lo"], t_hr["log10M_lo"]) and np.allclose(t["log10M_hi"], t_hr["log10M_hi"])
         ):
             raise SrsimError(f"{path}: mass bins differ from those of {hr[2]}")
     r_sr, e_sr = hmf_ratio(t_sr["dn_dlog10M"], t_sr["err"], t_hr["dn_dlog10M"], t_hr["err"])
     r_lr, e_lr = hmf_ratio(t_lr["dn_dlog10M"], t_lr["err"], t_hr["dn_dlog10M"], t_hr["err"])
-    bins, devs = [], []
+    if t_tr is not None:
+        r_tr, e_tr = hmf_ratio(t_tr["dn_dlog10M"], t_tr["err"], t_hr["dn_dlog10M"], t_hr["err"])
+    bins, devs, beats = [], [], []
     for i in range(t_hr["log10M_lo"].size):
         tested = bool(t_hr["n_halos"][i] >= min_halos)
         dev = abs(r_sr[i] - 1.0) if np.isfinite(r_sr[i]) else math.inf
@@ -123,6 +170,13 @@ def hmf_metrics(lr, hr, sr, tolerance: float, min_halos: int, n_sigma: float = 2
         ok = (in_tol or in_2sig) if tested else None
         if tested:
             devs.append(dev)
+        extra = {}
+        if t_tr is not None:
+            dev_tr = abs(r_tr[i] - 1.0) if np.isfinite(r_tr[i]) else math.inf
+            if tested:
+                beats.append(bool(dev < dev_tr))
+            extra = {"n_halos_trivial": int(t_tr["n_halos"][i]), "ratio_trivial": _none(r_tr[i]),
+                     "err_trivial": _none(e_tr[i])}
         bins.append({
             "log10M_lo": float(t_hr["log10M_lo"][i]), "log10M_hi": float(t_hr["log10M_hi"][i]),
             "log10M_mid": float(t_hr["log10M_mid"][i]),
@@ -130,15 +184,21 @@ def hmf_metrics(lr, hr, sr, tolerance: float, min_halos: int, n_sigma: float = 2
             "n_halos_lr": int(t_lr["n_halos"][i]),
             "ratio_sr": _none(r_sr[i]), "err_sr": _none(e_sr[i]),
             "ratio_lr": _none(r_lr[i]), "err_lr": _none(e_lr[i]),
-            "within_tolerance": in_tol, "within_errors": in_2sig, "tested": tested, "pass": ok,
+            "within_tolerance": in_tol, "within_errors": in_2sig, "tested": tested, "pass": ok, **extra,
         })
     n_tested = len(devs)
-    return {
+    out = {
         "tolerance": float(tolerance), "min_halos": int(min_halos), "n_sigma": float(n_sigma), "bins": bins,
         "n_tested": n_tested,
         "max_abs_dev_sr": _none(max(devs)) if devs else None,
         "pass": (all(b["pass"] for b in bins if b["tested"]) if n_tested else None),
     }
+    if t_tr is not None:
+        out["sr_beats_trivial_hmf"] = all(beats) if beats else None
+    if target_tolerance is not None:
+        out["target_hmf"] = {"tolerance": float(target_tolerance),
+                             "pass": bool(max(devs) < target_tolerance) if devs else None}
+    return out
 
 
 def combine_pass(values) -> bool | None:
@@ -159,6 +219,10 @@ def _verdict(v) -> str:
     return {True: "PASS", False: "FAIL", None: "n/a"}[v]
 
 
+def _yes(v) -> str:
+    return {True: "yes", False: "no", None: "n/a"}[v]
+
+
 def summary_table(metrics: dict) -> str:
     """Human-readable summary of a metrics dict (as written by `compute_metrics`)."""
     lines = [f"srsim metrics for {metrics.get('sim', '?')}"]
@@ -166,33 +230,58 @@ def summary_table(metrics: dict) -> str:
     lines.append(
         f"Power: |P/P_HR - 1| for k <= {fig['k_max']:g} h/Mpc (pass: SR max < {100 * fig['power_tolerance']:g}%)"
     )
-    lines.append(f"{'z':>6} {'k_used':>8} {'SR max':>8} {'SR rms':>8} {'LR max':>8} {'LR rms':>8}  verdict")
+    has_tr = any("trivial" in m for m in metrics["power"].values())
+    tr_head = f" {'Tr max':>8} {'Tr rms':>8}" if has_tr else ""
+    lines.append(f"{'z':>6} {'k_used':>8} {'SR max':>8} {'SR rms':>8} {'LR max':>8} {'LR rms':>8}{tr_head}  verdict"
+                 f"  SR<LR{'  SR<Tr' if has_tr else ''}  target")
     for z, m in metrics["power"].items():
+        tr = (f" {_fmt(m['trivial']['max_abs_dev']):>8} {_fmt(m['trivial']['rms_dev']):>8}" if has_tr else "")
+        beats = f"  {_yes(m.get('sr_beats_lr_power')):>5}" + (
+            f"  {_yes(m.get('sr_beats_trivial_power')):>5}" if has_tr else "")
+        target = _verdict(m["target_power"]["pass"]) if "target_power" in m else "-"
         lines.append(
             f"{z:>6} {_fmt(m['sr']['k_max_used'], False):>8} {_fmt(m['sr']['max_abs_dev']):>8} "
-            f"{_fmt(m['sr']['rms_dev']):>8} {_fmt(m['lr']['max_abs_dev']):>8} {_fmt(m['lr']['rms_dev']):>8}  "
-            f"{_verdict(m['pass'])}"
+            f"{_fmt(m['sr']['rms_dev']):>8} {_fmt(m['lr']['max_abs_dev']):>8} {_fmt(m['lr']['rms_dev']):>8}{tr}  "
+            f"{_verdict(m['pass'])}{beats}  {target}"
         )
+    if "target_k_max" in fig:
+        lines.append(f"SR<LR, SR<Tr: SR closer to HR in every bin with k_Nyquist(LR) < k <= {fig['k_max']:g} h/Mpc; "
+                     f"target: SR max |dev| < {100 * fig['target_power_tolerance']:g}% for k <= "
+                     f"{fig['target_k_max']:g} h/Mpc")
     lines.append(
         f"HMF: n_SR/n_HR per mass bin (tested where HR has >= {fig['hmf_min_halos']} halos; "
         f"pass: |ratio - 1| < {100 * fig['hmf_tolerance']:g}% or < 2 sigma)"
     )
-    lines.append(f"{'z':>6} {'log10M':>12} {'N_HR':>7} {'N_SR':>7} {'N_LR':>7} {'SR/HR':>14} {'LR/HR':>14}  verdict")
+    has_tr = any("sr_beats_trivial_hmf" in m for m in metrics["hmf"].values())
+    tr_head = f" {'N_Tr':>7}" if has_tr else ""
+    tr_rat = f" {'Tr/HR':>14}" if has_tr else ""
+    lines.append(f"{'z':>6} {'log10M':>12} {'N_HR':>7} {'N_SR':>7} {'N_LR':>7}{tr_head} {'SR/HR':>14} {'LR/HR':>14}"
+                 f"{tr_rat}  verdict")
+
+    def rat(r, e):
+        return "-" if r is None else (f"{r:.3f}+-{e:.3f}" if e is not None else f"{r:.3f}")
+
     for z, m in metrics["hmf"].items():
         for b in m["bins"]:
             if b["n_halos_hr"] == 0 and b["n_halos_sr"] == 0 and b["n_halos_lr"] == 0:
                 continue
-
-            def rat(r, e):
-                return "-" if r is None else (f"{r:.3f}+-{e:.3f}" if e is not None else f"{r:.3f}")
-
+            n_tr = f" {b['n_halos_trivial']:>7}" if has_tr else ""
+            r_tr = f" {rat(b['ratio_trivial'], b['err_trivial']):>14}" if has_tr else ""
             lines.append(
                 f"{z:>6} {b['log10M_lo']:5.2f}-{b['log10M_hi']:5.2f} {b['n_halos_hr']:>7} {b['n_halos_sr']:>7} "
-                f"{b['n_halos_lr']:>7} {rat(b['ratio_sr'], b['err_sr']):>14} {rat(b['ratio_lr'], b['err_lr']):>14}  "
-                f"{_verdict(b['pass']) if b['tested'] else 'untested'}"
+                f"{b['n_halos_lr']:>7}{n_tr} {rat(b['ratio_sr'], b['err_sr']):>14} "
+                f"{rat(b['ratio_lr'], b['err_lr']):>14}{r_tr}  {_verdict(b['pass']) if b['tested'] else 'untested'}"
             )
+        extra = f", SR closer to HR than trivial in every tested bin: {_yes(m['sr_beats_trivial_hmf'])}" if has_tr else ""
+        if "target_hmf" in m:
+            extra += (f", target |SR/HR - 1| < {100 * m['target_hmf']['tolerance']:g}%: "
+                      f"{_verdict(m['target_hmf']['pass'])}")
         lines.append(f"{z:>6} HMF verdict: {_verdict(m['pass'])} ({m['n_tested']} bins tested, "
-                     f"max |SR/HR - 1| = {_fmt(m['max_abs_dev_sr'])})")
+                     f"max |SR/HR - 1| = {_fmt(m['max_abs_dev_sr'])}){extra}")
+    if "bars" in metrics:
+        bars = metrics["bars"]
+        lines.append(f"Bars at z = {', '.join(bars['redshifts']) or '-'}: " + ", ".join(
+            f"{name} {_yes(v)}" for name, v in bars.items() if name != "redshifts"))
     p = metrics["pass"]
     lines.append(f"Overall: power {_verdict(p['power'])}, HMF {_verdict(p['hmf'])}, all {_verdict(p['all'])}")
     return "\n".join(lines) + "\n"
@@ -203,22 +292,57 @@ def zkey(z: float) -> str:
     return f"{float(z):g}"
 
 
-def compute_metrics(power: dict, hmf: dict, criteria: dict, sim: str = "") -> dict:
+BAR_KEYS = {"power": ("sr_beats_lr_power", "sr_beats_trivial_power"), "hmf": ("sr_beats_trivial_hmf",)}
+
+
+def compute_metrics(power: dict, hmf: dict, criteria: dict, sim: str = "", trivial_power: dict | None = None,
+                    trivial_hmf: dict | None = None) -> dict:
     """Assemble metrics.json.
 
     power: {z: {'lr': item, 'hr': item, 'sr': [items]}}; hmf: {z: {'lr': item, 'hr': item, 'sr': item}} with
     items (table, meta, path) from the loaders; criteria: the config `figures` section (k_max, power_tolerance,
-    hmf_tolerance, hmf_min_halos).
+    hmf_tolerance, hmf_min_halos, target_k_max, target_power_tolerance, target_hmf_tolerance, bar_redshifts);
+    trivial_power, trivial_hmf: {z: item} of the trivial predictor, or None (no trivial entries; then the
+    'bars' hold only what needs no trivial column). 'bars' combines, over the redshifts of bar_redshifts
+    present, the per-redshift booleans (SR beats LR / trivial) and the target bars.
     """
-    crit = {key: criteria[key] for key in ("k_max", "power_tolerance", "hmf_tolerance", "hmf_min_halos")}
+    keys = ("k_max", "power_tolerance", "hmf_tolerance", "hmf_min_halos", "target_k_max", "target_power_tolerance",
+            "target_hmf_tolerance", "bar_redshifts")
+    missing = [key for key in keys if key not in criteria]
+    if missing:
+        raise SrsimError(f"compute_metrics: the figures settings lack {missing} (validate the config)")
+    crit = {key: criteria[key] for key in keys}
     out = {"sim": sim, "criteria": crit, "power": {}, "hmf": {}}
     for z in sorted(power, key=lambda v: -v):
         g = power[z]
-        out["power"][zkey(z)] = power_metrics(g["lr"], g["hr"], g["sr"], crit["k_max"], crit["power_tolerance"])
+        tr = _trivial_at(trivial_power, z, "power")
+        out["power"][zkey(z)] = power_metrics(g["lr"], g["hr"], g["sr"], crit["k_max"], crit["power_tolerance"],
+                                              trivial=tr, target_k_max=crit["target_k_max"],
+                                              target_tolerance=crit["target_power_tolerance"])
     for z in sorted(hmf, key=lambda v: -v):
         g = hmf[z]
-        out["hmf"][zkey(z)] = hmf_metrics(g["lr"], g["hr"], g["sr"], crit["hmf_tolerance"], crit["hmf_min_halos"])
+        tr = _trivial_at(trivial_hmf, z, "HMF")
+        out["hmf"][zkey(z)] = hmf_metrics(g["lr"], g["hr"], g["sr"], crit["hmf_tolerance"], crit["hmf_min_halos"],
+                                          trivial=tr, target_tolerance=crit["target_hmf_tolerance"])
     p_pow = combine_pass(m["pass"] for m in out["power"].values())
     p_hmf = combine_pass(m["pass"] for m in out["hmf"].values())
     out["pass"] = {"power": p_pow, "hmf": p_hmf, "all": combine_pass([p_pow, p_hmf])}
+    bar_z = [zkey(z) for z in crit["bar_redshifts"]]
+    bars = {"redshifts": [z for z in bar_z if z in out["power"] or z in out["hmf"]]}
+    for section, names in BAR_KEYS.items():
+        for name in names:
+            vals = [out[section][z].get(name) for z in bar_z if z in out[section] and name in out[section][z]]
+            if vals:
+                bars[name] = combine_pass(vals)
+    for section, name in (("power", "target_power"), ("hmf", "target_hmf")):
+        bars[name] = combine_pass(out[section][z][name]["pass"] for z in bar_z if z in out[section])
+    out["bars"] = bars
     return out
+
+
+def _trivial_at(tables: dict | None, z: float, what: str):
+    if tables is None:
+        return None
+    if z not in tables:
+        raise SrsimError(f"metrics: no trivial {what} table at z = {z:g} (HR has one)")
+    return tables[z]

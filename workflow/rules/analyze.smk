@@ -15,7 +15,7 @@ rule power:
     log:
         log_path("power", "{sim}_{kind}_z{z}"),
     wildcard_constraints:
-        kind=r"lr|hr|sr\d+",
+        kind=r"lr|hr|sr\d+|trivial",
     conda:
         "../../envs/analysis.yaml"
     threads: 2
@@ -39,7 +39,7 @@ rule fof:
     wildcard_constraints:
         # with domains the big box goes through fof_domain + fof_merge instead
         sim=r"(train|test)\d+" if ANA_DOMAINS > 1 else r"(train|test)\d+|bigbox",
-        kind=r"lr|hr|sr\d+",
+        kind=r"lr|hr|sr\d+|trivial",
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -148,7 +148,7 @@ rule hmf:
     log:
         log_path("hmf", "{sim}_{kind}_z{z}"),
     wildcard_constraints:
-        kind=r"lr|hr|sr\d+",
+        kind=r"lr|hr|sr\d+|trivial",
     conda:
         "../../envs/analysis.yaml"
     resources:

@@ -20,6 +20,9 @@ BIGBOX = bool(_names["bigbox"])
 BIGBOX_ZS = [zstr(z) for z in (config["bigbox"].get("redshifts", config["redshifts"]) if BIGBOX else [])]
 REALIZATIONS = list(range(config["generate"]["realizations"]))
 SR_KINDS = [f"sr{r}" for r in REALIZATIONS]
+# the trivial predictor (LR displacement trilinearly upsampled, the untrained generator): the baseline every
+# metric and Figs. 3 and 4 show beside LR, SR and HR
+TRIVIAL = "trivial"
 GEN_BIGBOX_JOBS = config["generate"]["bigbox_jobs"]
 ANA = config["analysis"]
 ANA_DOMAINS = ANA["fof_domains"]
@@ -30,7 +33,7 @@ TRAIN_GPUS = config["train"]["gpus"]
 wildcard_constraints:
     sim=r"(train|val|test)\d+|bigbox",
     pair=r"(train|val|test)\d+",
-    kind=r"lr|hr|sr\d*",
+    kind=r"lr|hr|sr\d*|trivial",
     z=r"\d+(\.\d+)?",
 
 
@@ -134,6 +137,7 @@ def generate_targets(z=None):
         for zz in _select(ZS, z):
             for kind in SR_KINDS:
                 out += [snapshot_dir(sim, kind, zz), disp_path(sim, kind, zz)]
+            out.append(snapshot_dir(sim, TRIVIAL, zz))
     out += [snapshot_dir("bigbox", "sr0", zz) for zz in _select(BIGBOX_ZS, z)]
     return out
 
@@ -147,7 +151,7 @@ def analysis_targets(z=None):
             for kind in ("lr", "hr"):
                 out += [analysis_path(sim, kind, zz, f) for f in names]
         for sim in TEST:
-            for kind in SR_KINDS:
+            for kind in SR_KINDS + [TRIVIAL]:
                 out += [analysis_path(sim, kind, zz, f) for f in names]
             out.append(analysis_path(sim, "sr", zz, "hmf.txt"))
     for zz in _select(BIGBOX_ZS, z):

@@ -81,6 +81,7 @@ rule fig3:
         lr=[analysis_path(FIG_SIM, "lr", z, "power.txt") for z in ZS],
         hr=[analysis_path(FIG_SIM, "hr", z, "power.txt") for z in ZS],
         sr=[analysis_path(FIG_SIM, k, z, "power.txt") for z in ZS for k in FIG_SR],
+        trivial=[analysis_path(FIG_SIM, TRIVIAL, z, "power.txt") for z in ZS],
     output:
         png=report(figure_path("fig3_power"), caption="../report/fig3.rst", category="Figures"),
         pdf=figure_path("fig3_power", "pdf"),
@@ -91,7 +92,8 @@ rule fig3:
     params:
         cfg=FIG_CFG,
     shell:
-        "exec srsim figure fig3 --lr {input.lr} --hr {input.hr} --sr {input.sr} --out {output.png}"
+        "exec srsim figure fig3 --lr {input.lr} --hr {input.hr} --sr {input.sr} --trivial {input.trivial}"
+        " --out {output.png}"
         " --config {params.cfg} > {log} 2>&1"
 
 
@@ -100,6 +102,7 @@ rule fig4:
         lr=[analysis_path(FIG_SIM, "lr", z, "hmf.txt") for z in ZS],
         hr=[analysis_path(FIG_SIM, "hr", z, "hmf.txt") for z in ZS],
         sr=[analysis_path(FIG_SIM, "sr", z, "hmf.txt") for z in ZS],
+        trivial=[analysis_path(FIG_SIM, TRIVIAL, z, "hmf.txt") for z in ZS],
     output:
         png=report(figure_path("fig4_hmf"), caption="../report/fig4.rst", category="Figures"),
         pdf=figure_path("fig4_hmf", "pdf"),
@@ -110,7 +113,8 @@ rule fig4:
     params:
         cfg=FIG_CFG,
     shell:
-        "exec srsim figure fig4 --lr {input.lr} --hr {input.hr} --sr {input.sr} --out {output.png}"
+        "exec srsim figure fig4 --lr {input.lr} --hr {input.hr} --sr {input.sr} --trivial {input.trivial}"
+        " --out {output.png}"
         " --config {params.cfg} > {log} 2>&1"
 
 
@@ -167,6 +171,8 @@ rule metrics:
         hmf_lr=[analysis_path(FIG_SIM, "lr", z, "hmf.txt") for z in ZS],
         hmf_hr=[analysis_path(FIG_SIM, "hr", z, "hmf.txt") for z in ZS],
         hmf_sr=[analysis_path(FIG_SIM, "sr", z, "hmf.txt") for z in ZS],
+        power_trivial=[analysis_path(FIG_SIM, TRIVIAL, z, "power.txt") for z in ZS],
+        hmf_trivial=[analysis_path(FIG_SIM, TRIVIAL, z, "hmf.txt") for z in ZS],
     output:
         json=report(metrics_path("json"), caption="../report/metrics_json.rst", category="Metrics"),
         txt=report(metrics_path("txt"), caption="../report/metrics.rst", category="Metrics"),
@@ -181,6 +187,7 @@ rule metrics:
         # the summary table goes to the log and to the console (no exec: `cat` runs after srsim)
         "srsim metrics --power-lr {input.power_lr} --power-hr {input.power_hr} --power-sr {input.power_sr}"
         " --hmf-lr {input.hmf_lr} --hmf-hr {input.hmf_hr} --hmf-sr {input.hmf_sr} --sim {params.sim}"
+        " --power-trivial {input.power_trivial} --hmf-trivial {input.hmf_trivial}"
         " --out {output.json} --config {params.cfg} > {log} 2>&1 && cat {output.txt}"
 
 

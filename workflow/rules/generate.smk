@@ -35,6 +35,31 @@ rule generate_test:
         "--disp-out {output.disp} --seed {wildcards.r} --config {params.cfg} > {log} 2>&1"
 
 
+# The trivial predictor of each test box: no model, the LR displacement trilinearly upsampled with the
+# geometry (scale, padding) of the config's generator, written through the same chunked path as SR.
+rule generate_trivial:
+    input:
+        lr=disp_path("{sim}", "lr", "{z}"),
+    output:
+        snapshot=directory(snapshot_dir("{sim}", TRIVIAL, "{z}")),
+    log:
+        log_path("generate", f"{{sim}}_{TRIVIAL}_z{{z}}"),
+    wildcard_constraints:
+        sim=r"test\d+",
+    conda:
+        "../../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=GEN_GPU,
+        runtime=60,
+        mem_mb=8000,
+    params:
+        cfg=cfg_json("generate", "model"),
+    shell:
+        "exec srsim generate --trivial --lr {input.lr} --out {output.snapshot} --seed 0 "
+        "--config {params.cfg} > {log} 2>&1"
+
+
 if BIGBOX and GEN_BIGBOX_JOBS == 1:
 
     rule generate_bigbox:

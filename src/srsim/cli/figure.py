@@ -17,6 +17,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--hr", nargs="+", default=[], help="HR inputs (fig6: the small box's HMF table)")
     parser.add_argument("--sr", nargs="+", default=[], help="SR inputs: one per realization for fig2 and fig3; the "
                         "combined HMF tables for fig4")
+    parser.add_argument("--trivial", nargs="+", default=[], help="fig3, fig4: power / HMF tables of the trivial "
+                        "predictor (srsim generate --trivial), one per redshift; drawn as a thin grey line")
     parser.add_argument("--lr-fof", nargs="+", default=[], help="FOF catalogues matching --lr (fig1, 2, 5)")
     parser.add_argument("--hr-fof", nargs="+", default=[], help="FOF catalogue matching --hr (fig1, 2)")
     parser.add_argument("--sr-fof", nargs="+", default=[], help="FOF catalogues matching --sr (fig1, 2, 5)")
@@ -140,6 +142,30 @@ def _by_z(args, loader, figure, sr_many):
     return groups
 
 
+def trivial_by_z(paths, loader, figure, zs=None):
+    """{z: item} of the trivial predictor's tables, one per redshift (None when no paths); with zs, every
+    redshift of zs must have one."""
+    from srsim.errors import SrsimError
+
+    if not paths:
+        return None
+    groups = _grouped(paths, loader, "trivial", figure)
+    for z, items in groups.items():
+        if len(items) != 1:
+            raise SrsimError(f"{figure}: {len(items)} trivial tables at z = {z:g}: " + ", ".join(i[2] for i in items))
+    for z in zs or ():
+        if z not in groups:
+            raise SrsimError(f"{figure}: no trivial table at z = {z:g} (HR has one)")
+    return {z: items[0] for z, items in groups.items()}
+
+
+def _with_trivial(groups, args, loader, figure):
+    trivial = trivial_by_z(args.trivial, loader, figure, groups)
+    for z, g in groups.items():
+        g["trivial"] = trivial[z] if trivial else None
+    return groups
+
+
 def _fig5(args, fig):
     from srsim.io.snapshot import read_header
     from srsim.plots.bigbox import fig5_regions, plot_fig5
@@ -171,12 +197,12 @@ def run(args) -> int:
     elif args.figure == "fig3":
         from srsim.plots.power import plot_fig3
 
-        groups = _by_z(args, power_item, "fig3", sr_many=True)
+        groups = _with_trivial(_by_z(args, power_item, "fig3", sr_many=True), args, power_item, "fig3")
         paths = plot_fig3(groups, args.out, k_max=fig["k_max"], tolerance=fig["power_tolerance"], dpi=fig["dpi"])
     elif args.figure == "fig4":
         from srsim.plots.hmf import plot_fig4
 
-        groups = _by_z(args, hmf_item, "fig4", sr_many=False)
+        groups = _with_trivial(_by_z(args, hmf_item, "fig4", sr_many=False), args, hmf_item, "fig4")
         paths = plot_fig4(groups, args.out, tolerance=fig["hmf_tolerance"], min_halos=fig["hmf_min_halos"],
                           dpi=fig["dpi"])
     elif args.figure == "fig5":

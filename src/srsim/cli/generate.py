@@ -2,6 +2,7 @@
 
     srsim generate --model R/models/z0/model.pt --lr R/disp/test00/lr/z0.h5 --out R/snapshots/test00/sr0/z0 \
         --disp-out R/disp/test00/sr0/z0.h5 --seed 0 --config '{"generate": {"chunk": 16}}'
+    srsim generate --trivial --lr R/disp/test00/lr/z0.h5 --out R/snapshots/test00/trivial/z0 --config config.yaml
 
 A rerun after an interruption verifies and reuses the chunks already written (journal next to the output);
 on SIGUSR1/SIGTERM the current chunk is finished and the command exits with code 75. `--jobs J --job j`
@@ -20,7 +21,11 @@ HELP = ("super-resolve an LR box (or a region of it) with a trained generator in
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="model checkpoint (srsim train's model.pt)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--model", help="model checkpoint (srsim train's model.pt)")
+    which.add_argument("--trivial", action="store_true",
+                       help="no network: SR = LR displacement trilinearly upsampled (the untrained generator's "
+                       "output); scale and padding from the config's model.gen_widths; one seed only")
     parser.add_argument("--lr", required=True, help="LR displacement HDF5 file or LR snapshot directory")
     parser.add_argument("--out", required=True,
                         help="output SR snapshot directory; with several seeds it must contain '{seed}'")
@@ -76,6 +81,19 @@ def run(args) -> int:
     from srsim.io.atomic import atomic_path
 
     opts = _settings(args)
+    if args.trivial:
+        from srsim.config import parse_config_arg
+        from srsim.generate import trivial_generator
+
+        if not args.config:
+            raise SrsimError("generate --trivial: needs --config with a 'model' section (gen_widths)")
+        if len(args.seed) > 1:
+            raise SrsimError(f"generate --trivial: the trivial predictor has no noise; give one --seed, not {args.seed}")
+        model = (trivial_generator(parse_config_arg(args.config).get("model", {})), {})
+    elif args.model:
+        model = args.model
+    else:
+        raise SrsimError("generate: give --model CHECKPOINT or --trivial")
     if len(args.seed) > 1 and "{seed}" not in args.out:
         raise SrsimError(f"--out {args.out}: several seeds need '{{seed}}' in the output path")
     if len(set(args.seed)) != len(args.seed):
@@ -105,7 +123,7 @@ def run(args) -> int:
     for seed in args.seed:
         out = args.out.replace("{seed}", str(seed))
         disp_out = args.disp_out.replace("{seed}", str(seed)) if args.disp_out else None
-        res = generate(args.model, args.lr, out, seed=seed, disp_out=disp_out, region=region,
+        res = generate(model, args.lr, out, seed=seed, disp_out=disp_out, region=region,
                        resume=not args.no_resume, max_chunks=args.max_chunks, job=args.job, jobs=args.jobs,
                        progress=not args.quiet, stop=lambda: bool(stopping), **opts)
         state = "complete" if res.complete else "incomplete (rerun to continue)"

@@ -13,6 +13,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--hmf-lr", nargs="+", required=True, help="LR HMF tables")
     parser.add_argument("--hmf-hr", nargs="+", required=True, help="HR HMF tables")
     parser.add_argument("--hmf-sr", nargs="+", required=True, help="SR HMF tables (combined over realizations)")
+    parser.add_argument("--power-trivial", nargs="+",
+                        help="power tables of the trivial predictor (srsim generate --trivial), one per redshift")
+    parser.add_argument("--hmf-trivial", nargs="+", help="HMF tables of the trivial predictor, one per redshift")
     parser.add_argument("--sim", default="", help="name of the compared simulation (recorded in the JSON)")
     parser.add_argument("--out", required=True, help="output JSON; the table goes next to it as .txt")
     parser.add_argument("--config", default=None, help="JSON string or YAML file with a 'figures' section")
@@ -22,7 +25,7 @@ def run(args) -> int:
     import json
     from pathlib import Path
 
-    from srsim.cli.figure import _by_z
+    from srsim.cli.figure import _by_z, trivial_by_z
     from srsim.io.atomic import atomic_path
     from srsim.metrics import compute_metrics, summary_table
     from srsim.plots import figure_settings
@@ -34,7 +37,9 @@ def run(args) -> int:
     power = _by_z(ns, power_item, "metrics (power)", sr_many=True)
     ns.lr, ns.hr, ns.sr = args.hmf_lr, args.hmf_hr, args.hmf_sr
     hmf = _by_z(ns, hmf_item, "metrics (hmf)", sr_many=False)
-    metrics = compute_metrics(power, hmf, fig, sim=args.sim)
+    trivial_power = trivial_by_z(args.power_trivial, power_item, "metrics (power)")
+    trivial_hmf = trivial_by_z(args.hmf_trivial, hmf_item, "metrics (hmf)")
+    metrics = compute_metrics(power, hmf, fig, sim=args.sim, trivial_power=trivial_power, trivial_hmf=trivial_hmf)
     table = summary_table(metrics)
     out = Path(args.out)
     with atomic_path(out) as tmp:
@@ -43,3 +48,4 @@ def run(args) -> int:
         tmp.write_text(table)
     print(table, end="")
     return 0
+

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from srsim.io.atomic import temporary_sibling  # noqa: E402
 
 #: the paper's line colours (Figs. 3, 4): LR purple, HR blue, SR black; Fig. 6 uses LR blue, HR orange
-COLORS = {"lr": "#8e44ad", "hr": "#1f77b4", "sr": "black", "orange": "#ff7f0e"}
+COLORS = {"lr": "#8e44ad", "hr": "#1f77b4", "sr": "black", "orange": "#ff7f0e", "trivial": "0.6"}
 
 
 def save_figure(fig, out, dpi: int = 150, pdf: bool = True, info: dict[str, str] | None = None) -> list[Path]:

@@ -36,7 +36,8 @@ def _mass_limits(ax, tables):
 def plot_fig4(groups: dict, out, *, tolerance: float | None = None, min_halos: int | None = None, dpi: int = 150,
               panel: tuple[float, float] = (3.6, 4.6)) -> list:
     """Fig. 4. groups: {z: {'lr': item, 'hr': item, 'sr': item}} with items (table, meta, path) from
-    `load_hmf` (SR: the combined table over realizations). One column per redshift (high to low): dn/dlog10M
+    `load_hmf` (SR: the combined table over realizations), optionally 'trivial': item (the trivial predictor,
+    a thin grey line without error bars). One column per redshift (high to low): dn/dlog10M
     of LR, HR, SR with Poisson errors above; SR/HR and LR/HR with propagated errors below, the +-tolerance band
     shaded and bins where HR has fewer than min_halos halos hatched.
     Figure (panel[0] * n_z + 0.6) x panel[1] inches at dpi. Returns the written paths."""
@@ -62,6 +63,14 @@ def plot_fig4(groups: dict, out, *, tolerance: float | None = None, min_halos: i
                      color=COLORS["lr"])
         _plot_ratio(bot, t_lr, t_hr, COLORS["lr"], "LR / HR", offset=-0.015)
         _plot_ratio(bot, t_sr, t_hr, COLORS["sr"], "SR / HR", offset=0.015)
+        if g.get("trivial") is not None:
+            t_tr = g["trivial"][0]
+            ok = t_tr["n_halos"] > 0
+            top.plot(10 ** t_tr["log10M_mid"][ok], t_tr["dn_dlog10M"][ok], color=COLORS["trivial"], lw=0.8,
+                     label="trivial")
+            r, _ = hmf_ratio(t_tr["dn_dlog10M"], t_tr["err"], t_hr["dn_dlog10M"], t_hr["err"])
+            ok &= np.isfinite(r)
+            bot.plot(10 ** t_tr["log10M_mid"][ok], r[ok], color=COLORS["trivial"], lw=0.8, label="trivial / HR")
         bot.axhline(1.0, color="0.5", lw=0.7)
         if tolerance:
             bot.axhspan(1 - tolerance, 1 + tolerance, color="0.85", zorder=0)

@@ -27,7 +27,8 @@ def _valid(t: dict) -> np.ndarray:
 def plot_fig3(groups: dict, out, *, k_max: float | None = None, tolerance: float | None = None, dpi: int = 150,
               panel: tuple[float, float] = (3.6, 5.4)) -> list:
     """Fig. 3. groups: {z: {'lr': item, 'hr': item, 'sr': [items]}} with items (table, meta, path) from
-    `load_power` (Delta2 dimensionless, k in h/Mpc). One column per redshift (high to low): Delta^2(k) above
+    `load_power` (Delta2 dimensionless, k in h/Mpc), optionally 'trivial': item (the trivial predictor, drawn as a
+    thin grey line in every panel). One column per redshift (high to low): Delta^2(k) above
     (SR realizations thin, their mean dashed), SR/HR and LR/HR in the middle, SR/HR magnified below; the mesh Nyquist k dashed, the LR and HR
     particle Nyquist k dotted, k_max and the +-tolerance band marked when given.
     Figure (panel[0] * n_z + 0.6) x panel[1] inches at dpi. Returns the written paths."""
@@ -59,6 +60,13 @@ def plot_fig3(groups: dict, out, *, k_max: float | None = None, tolerance: float
         n_sr = len(g["sr"])
         top.loglog(k[ok_sr], sr_d[ok_sr], color=COLORS["sr"], lw=1.2, ls="--",
                    label="SR" if n_sr == 1 else f"SR (mean of {n_sr})")
+        if g.get("trivial") is not None:
+            t_tr = g["trivial"][0]
+            ok_tr = ok_hr & _valid(t_tr)
+            top.loglog(k[ok_tr], t_tr["Delta2"][ok_tr], color=COLORS["trivial"], lw=0.8, label="trivial")
+            for ax in (bot, fine):
+                ax.semilogx(k[ok_tr], t_tr["P"][ok_tr] / t_hr["P"][ok_tr], color=COLORS["trivial"], lw=0.8,
+                            label="trivial / HR")
         both = ok_hr & ok_lr
         bot.semilogx(k[both], t_lr["P"][both] / t_hr["P"][both], color=COLORS["lr"], lw=1.4, label="LR / HR")
         for ax in (bot, fine):
