@@ -424,9 +424,11 @@ def plot_curve(csv_path, png_path, title: str = "", val_csv=None) -> None:
         return np.array(pts).reshape(-1, 2)
 
     def smooth(y, w):
+        """Running mean over w steps, edge-corrected (a zero-padded mean would dip at both ends)."""
         if len(y) < 2 * w or w < 2:
             return y
-        return np.convolve(y, np.ones(w) / w, mode="same")
+        ones = np.ones(len(y))
+        return np.convolve(y, np.ones(w), mode="same") / np.convolve(ones, np.ones(w), mode="same")
 
     val_rows = []
     if val_csv is not None and Path(val_csv).is_file():
