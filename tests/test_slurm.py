@@ -209,7 +209,8 @@ def _synthetic_pair(tmp_path, n=8, scale=4):
     hr = np.fft.ifftn(np.fft.fftn(w, axes=(1, 2, 3)) * np.exp(-(kk / 3.0) ** 2), axes=(1, 2, 3)).real
     hr = (0.3 * hr / hr.std()).astype(np.float32)
     lr = np.ascontiguousarray(hr[:, ::scale, ::scale, ::scale])
-    cosmo = {"Omega_m": 0.2814}
+    # a whole cosmology: training scales displacements by D(z) of the data's own cosmology
+    cosmo = {"Omega_m": 0.2814, "Omega_b": 0.0464, "Omega_L": 0.7186, "h": 0.697, "sigma8": 0.82, "n_s": 0.971}
     lp, hp = tmp_path / "lr.h5", tmp_path / "hr.h5"
     write_displacement(lp, lr, box_size=12.5, redshift=0.0, cosmology=cosmo, source="synthetic")
     write_displacement(hp, hr, box_size=12.5, redshift=0.0, cosmology=cosmo, source="synthetic")
