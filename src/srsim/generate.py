@@ -841,7 +841,7 @@ def generate(model, lr, out, *, seed: int = 0, disp_out=None, chunk: int | None 
             raise SrsimError(f"{disp_out}: the SR displacement file needs the whole box, not a region")
         mine = plan.job_chunks(job, jobs)
         cosmo = {**(cosmology or {}), **src.cosmology}
-        if scaling is not None and "scaling" in meta and cosmo:
+        if "scaling" in meta and cosmo:  # recorded scalings only: pre-scaling checkpoints used a fixed unit
             _check_scaling(scaling, cosmo, src)
         attrs = snapshot_attrs(plan, src, seed=seed, model=model_name, cosmology=cosmo)
         fingerprint = {"plan": plan.describe(), "seed": int(seed), "model": model_digest(gen),

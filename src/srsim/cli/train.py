@@ -46,7 +46,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
     from pathlib import Path
 
     import torch
@@ -83,8 +82,7 @@ def run(args: argparse.Namespace) -> int:
     cosmology = pairs[0].lr.attrs.get("cosmology")
     if not cosmology:
         raise SrsimError(f"{pairs[0].lr.path}: no cosmology attribute; the displacement scaling needs D(z)")
-    scaling = Scaling.for_data(cfg["model"], json.loads(cosmology) if isinstance(cosmology, str) else cosmology,
-                               args.redshift)
+    scaling = Scaling.for_data(cfg["model"], cosmology, args.redshift)  # attrs decode the cosmology JSON
     val_specs = parse_data_arg(args.val) if args.val else []
     if val_specs:
         check_val_pairs(open_pairs(val_specs, scale=scale, in_memory=False), pairs)
