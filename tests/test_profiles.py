@@ -95,8 +95,8 @@ def expected_paper_counts(cfg: dict) -> dict[str, int]:
     n_real = cfg["generate"]["realizations"]
     n_jobs = cfg["generate"]["bigbox_jobs"]
     domains = cfg["analysis"]["fof_domains"]
-    # LR, HR, SR and the trivial predictor of the test boxes; big box LR, SR
-    n_snap = n_z * (2 * n_pairs + n_test * (n_real + 1)) + 2 * n_big_z
+    # analysed: LR, HR, SR and the trivial predictor of the test boxes; big box LR, SR (not the training pairs)
+    n_snap = n_z * n_test * (2 + n_real + 1) + 2 * n_big_z
     return {
         "simulate_pair": 2 * (n_pairs + n_val),            # 36 small simulations (34 + a validation pair)
         "simulate_bigbox": 1 if big else 0,                # + the big LR box
@@ -137,13 +137,13 @@ def test_paper_job_set_through_the_slurm_profile(paper_jobs):
         assert counts.get(rule, 0) == n, f"{rule}: {counts.get(rule, 0)} jobs, expected {n}"
     # the paper in numbers: 34 small simulations + the validation pair (ours, not the paper's) + the big LR
     # box, their displacement fields, 3 trainings, SR of the test box (3 realizations x 3 z) and of the big
-    # box, the trivial predictor of the test box (3 z), analysis of all 120 snapshots (17 pairs x 2 x 3 z
-    # + 9 SR + 3 trivial + big box LR and SR x 3 z; the validation pair is scored by training, not
-    # analysed), 6 figures
+    # box, the trivial predictor of the test box (3 z), analysis of 24 snapshots (the test pair x 2 x 3 z
+    # + 9 SR + 3 trivial + big box LR and SR x 3 z; the training pairs are not analysed and the validation
+    # pair is scored by training), 6 figures
     assert (counts["simulate_pair"], counts["simulate_bigbox"], counts["displacement"]) == (36, 1, 111)
-    assert (counts["train"], counts["generate_test"], counts["power"], counts["hmf"]) == (3, 9, 120, 120)
+    assert (counts["train"], counts["generate_test"], counts["power"], counts["hmf"]) == (3, 9, 24, 24)
     assert counts["generate_trivial"] == 3
-    assert counts["generate_bigbox"] >= 3 and counts["fof"] + counts.get("fof_merge", 0) == 120
+    assert counts["generate_bigbox"] >= 3 and counts["fof"] + counts.get("fof_merge", 0) == 24
     assert sum(counts[f"fig{i}"] for i in range(1, 7)) == 6 and counts["metrics"] == 1
     assert counts["linear_power"] == 1
     unknown = set(counts) - set(expected) - {"all", "linear_power", "fof_partition"}

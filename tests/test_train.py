@@ -144,6 +144,48 @@ def test_supervised_phase_beats_the_trivial_predictor_on_held_out_crops(tmp_path
     assert _l2_vs_trivial(tr.models.gen, held_out) < 0.6
 
 
+@pytest.mark.slow
+def test_short_adversarial_phase_raises_small_scale_power_toward_hr(tmp_path, mpgadget_dir):
+    """On a small real problem, the MP-Gadget 16^3 / 32^3 pair of one seed at z = 0 (100 Mpc/h, SR x2), a
+    short WGAN-gp phase from the trivial predictor moves P_SR / P_HR between the LR and HR particle Nyquist
+    wavenumbers (0.50-1.01 h/Mpc) up toward 1, while the L2 anchor (train.adv_l2_weight) keeps the
+    displacements near the trivial predictor's accuracy."""
+    from srsim.displacement import snapshot_to_displacement_file
+    from srsim.io.displacement import read_displacement
+    from srsim.validation import Validator
+
+    spec = []
+    for n in (16, 32):
+        spec.append(str(snapshot_to_displacement_file(mpgadget_dir / f"n{n}" / "output" / "PART_002",
+                                                     tmp_path / f"n{n}.h5")))
+    (lr, a), (hr, _) = read_displacement(spec[0]), read_displacement(spec[1])
+    assert a["redshift"] == pytest.approx(0.0, abs=1e-6) and lr.shape[1] == 16 and hr.shape[1] == 32
+    cfg = validate_sections({"model": {"crop": 4, "pad": 2, "gen_widths": [16, 16], "critic_widths": [8, 16]},
+                             "train": {"supervised_epochs": 0, "adversarial_epochs": 100, "max_steps": 300,
+                                       "lr": 1e-4, "gp_every": 4, "adv_l2_weight": 10.0,
+                                       "checkpoint_every": 1000, "device": "cpu"}}, "test")
+    disp_scale = cfg["model"]["disp_scale"]  # at z = 0, D = 1: the network unit is disp_scale Mpc/h
+    ds = CropDataset(open_pairs([tuple(spec)], scale=2, redshift=0.0), 4, 2, 2, disp_scale, 0)
+    val = Validator([(lr, hr)], a["box_size"], disp_scale, tmp_path / "val.csv", verbose=False)
+    assert val.n_bands == 1 and val.edges[0] == pytest.approx(np.pi * 16 / 100)
+
+    tr = Trainer(cfg, ds, tmp_path / "m" / "model.pt", progress=False)
+
+    def scores():
+        tr.models.gen.eval()
+        with torch.no_grad():
+            return val.evaluate(tr.models.gen)
+
+    before = scores()
+    assert before["l2_ratio"] == pytest.approx(1.0, abs=1e-6)  # the trivial predictor
+    assert before["band0_sr_hr"] < 0.6  # interpolated LR lacks the power between the two Nyquist scales
+    tr.run()
+    after = scores()
+    assert after["band0_sr_hr"] > before["band0_sr_hr"] + 0.02, (before, after)
+    assert abs(after["band0_sr_hr"] - 1) < abs(before["band0_sr_hr"] - 1)
+    assert after["l2_ratio"] < 1.3, after
+
+
 def _weights(tr):
     return {**{"g." + k: v for k, v in tr.models.gen.state_dict().items()},
             **{"c." + k: v for k, v in tr.models.critic.state_dict().items()}}
@@ -260,6 +302,32 @@ def test_explosion_guard_ignores_noise_and_can_be_switched_off():
     for step in range(100):
         off.check({"l2": 10.0 ** step}, step, "supervised")
 
+
+
+def test_explosion_guard_compares_gradient_penalty_steps_with_their_own_kind(tmp_path):
+    """A fresh critic's loss is ~1e-3 but ~gp_lambda x gp_every (~40-160) on the steps carrying the lazy
+    gradient penalty: a real paper-sized run reached its first penalised step after 50 steps of history and
+    was stopped as 'exploded'. Penalised steps are judged against penalised steps only."""
+    rng = np.random.default_rng(1)
+    guard = ExplosionGuard(1000.0, window=40)
+    for step in range(400):
+        penalty = step % 4 == 0
+        loss = 40.0 + rng.normal(0, 1) if penalty else float(rng.normal(0, 1e-3))
+        guard.check({"critic": loss}, step, "adversarial", "gp" if penalty else "")
+    with pytest.raises(LossExploded, match="critic"):
+        guard.check({"critic": 1e6}, 401, "adversarial", "gp")
+
+    # the same through the trainer: a fresh critic and the penalty on every 2nd step, judged after 4 steps
+    specs = make_pairs(tmp_path, n=8)
+    cfg = tiny_config(supervised_epochs=0, adversarial_epochs=3, gp_every=2, checkpoint_every=1000)
+    tr = Trainer(cfg, make_dataset(specs, cfg), tmp_path / "m" / "model.pt", progress=False)
+    tr.guard = ExplosionGuard(cfg["train"]["explode"], window=16)
+    rows = []
+    tr.run(on_step=lambda t, row: rows.append(row))
+    assert len(rows) == 3 * 8
+    gp_steps = [r["critic"] for r in rows if np.isfinite(r["gp"])]
+    plain = [r["critic"] for r in rows if not np.isfinite(r["gp"])]
+    assert np.median(np.abs(gp_steps)) > 100 * max(np.median(np.abs(plain)), ExplosionGuard.FLOOR)
 
 def test_checkpoint_records_scaling_and_init_from_fine_tunes(tmp_path):
     specs = make_pairs(tmp_path, n=8, redshift=2.0)

@@ -131,11 +131,12 @@ def test_trainer_validates_every_val_every_steps_and_resumes_with_truncation(tmp
                   validator=spy)
     ref.run()
     ref_rows = _rows(spy.path)
-    assert [r["step"] for r in ref_rows] == ["3", "6", "9"]
+    assert [r["step"] for r in ref_rows] == ["0", "3", "6", "9"]  # row 0: the weights training starts from
+    assert float(ref_rows[0]["l2_ratio"]) == pytest.approx(1.0, abs=1e-5)  # the untrained generator is trivial
     assert modes and all(m == (False, False) for m in modes)  # eval mode, no gradients
     assert ref.models.gen.training  # back in train mode
     # each row scores the weights of its step
-    assert len({r["l2_ratio"] for r in ref_rows}) == 3
+    assert len({r["l2_ratio"] for r in ref_rows}) == 4
 
     # killed without a checkpoint after the validation at step 6: last.pt is from step 4
     out = tmp_path / "b" / "model.pt"
@@ -148,12 +149,12 @@ def test_trainer_validates_every_val_every_steps_and_resumes_with_truncation(tmp
 
     with pytest.raises(RuntimeError, match="killed"):
         tr.run(on_step=crash)
-    assert [r["step"] for r in _rows(tr.validator.path)] == ["3", "6"]
+    assert [r["step"] for r in _rows(tr.validator.path)] == ["0", "3", "6"]
     tr2 = Trainer(copy.deepcopy(cfg), make_dataset(specs, cfg), out, progress=False,
                   validator=_validator(tmp_path, "b"))
     tr2.run(resume=True)
     rows = _rows(tr2.validator.path)
-    assert [r["step"] for r in rows] == ["3", "6", "9"]  # step 6 redone once, not duplicated
+    assert [r["step"] for r in rows] == ["0", "3", "6", "9"]  # step 6 redone once, not duplicated
     for ra, rb in zip(ref_rows, rows):
         for key in ra:
             assert float(rb[key]) == pytest.approx(float(ra[key]), rel=1e-6, abs=1e-12), key
@@ -184,7 +185,7 @@ def test_trainer_validates_every_val_every_steps_and_resumes_with_truncation(tmp
     assert "validation (held-out pair)" in titles
     ax = fig.axes[titles.index("validation (held-out pair)")]
     (l2,) = [line for line in ax.get_lines() if line.get_label() == "L2 / L2 trivial"]
-    np.testing.assert_array_equal(l2.get_xdata(), [3, 6, 9])
+    np.testing.assert_array_equal(l2.get_xdata(), [0, 3, 6, 9])
     np.testing.assert_allclose(l2.get_ydata(), [float(r["l2_ratio"]) for r in rows])
     twin = [a for a in fig.axes if a is not ax and a.bbox.bounds == ax.bbox.bounds]
     band_lines = [line for a in twin for line in a.get_lines() if line.get_label().startswith("P_SR / P_HR, k ")]
@@ -225,7 +226,7 @@ def test_cli_train_with_val_writes_val_csv(tmp_path):
             "--out", str(out), "--val", _write_val(tmp_path), "--no-progress"]
     assert main(args) == 0
     rows = _rows(out.parent / "val.csv")
-    assert [r["step"] for r in rows] == ["2", "4"]
+    assert [r["step"] for r in rows] == ["0", "2", "4"]
     assert (out.parent / "checkpoints" / "val.csv").is_file()
 
 

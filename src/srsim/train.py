@@ -252,14 +252,17 @@ class ExplosionGuard:
         self.window = int(window)
         self.history: dict = {}
 
-    def check(self, values: dict, step: int, phase: str) -> None:
+    def check(self, values: dict, step: int, phase: str, kind: str = "") -> None:
+        """kind: steps of one phase whose losses differ by construction (e.g. 'gp': critic steps carrying
+        the lazy gradient penalty, about gp_lambda x gp_every above the others while the critic's gradient
+        norm is far from 1) are compared only with their own kind."""
         if self.factor <= 0:
             return
         for key in self.KEYS.get(phase, ()):
             v = values.get(key)
             if v is None or not math.isfinite(v):
                 continue
-            hist = self.history.setdefault((phase, key), [])
+            hist = self.history.setdefault((phase, kind, key), [])
             if len(hist) >= max(4, self.window // 4):
                 # the floor keeps a WGAN loss that hovers about zero from reading as an explosion
                 ref = max(float(np.median(np.abs(hist))), self.FLOOR)
@@ -674,6 +677,7 @@ class Trainer:
         _check_batch(batch, st.step + 1, phase)
         self.models.gen.train()
         self.models.critic.train()
+        penalty = False
         if phase == "supervised":
             values = supervised_step(self.models, batch, seeds=seeds, ctx=ctx, bf16=bf16, step=st.step + 1)
         else:
@@ -688,7 +692,7 @@ class Trainer:
                 values["gp"] = float("nan")
             st.adv_steps += 1
         # before the step counter moves: an exploded step is never checkpointed
-        self.guard.check(values, st.step + 1, phase)
+        self.guard.check(values, st.step + 1, phase, "gp" if penalty else "")
         st.step += 1
         st.batch += 1
         return dict(values, phase=phase)
@@ -705,6 +709,8 @@ class Trainer:
             self.log.truncate(self.state.step)
             if self.validator is not None:
                 self.validator.truncate(self.state.step)
+        if self.state.step == 0:
+            self.validate()  # the starting point (the trivial predictor, or init_from's weights) is row 0
         total = self.total_steps()
         every = int(self.train_cfg["checkpoint_every"])
         val_every = int(self.train_cfg.get("val_every") or 1000)
