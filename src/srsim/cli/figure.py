@@ -186,10 +186,10 @@ def _fig5(args, fig):
 
 
 def run(args) -> int:
-    from srsim.plots import figure_settings
+    from srsim.config import section
     from srsim.plots.tables import hmf_item, power_item
 
-    fig = figure_settings(args.config)
+    fig = section(args.config, "figures")
     if args.figure == "fig1":
         paths = _fig1(args, fig)
     elif args.figure == "fig2":

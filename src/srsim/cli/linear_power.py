@@ -16,11 +16,11 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from srsim.config import parse_config_arg
+    from srsim.config import load_config
     from srsim.cosmology import Cosmology, write_power_table
     from srsim.errors import SrsimError
 
-    cfg = parse_config_arg(args.config)
+    cfg = load_config(args.config, partial=True)
     if "cosmology" not in cfg:
         raise SrsimError("--config: section 'cosmology' is required by srsim linear-power")
     if not (0 < args.kmin < args.kmax) or args.n < 2 or args.redshift < 0:

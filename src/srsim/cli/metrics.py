@@ -28,10 +28,10 @@ def run(args) -> int:
     from srsim.cli.figure import _by_z, trivial_by_z
     from srsim.io.atomic import atomic_path
     from srsim.metrics import compute_metrics, summary_table
-    from srsim.plots import figure_settings
+    from srsim.config import section
     from srsim.plots.tables import hmf_item, power_item
 
-    fig = figure_settings(args.config)
+    fig = section(args.config, "figures")
     ns = type("A", (), {})
     ns.lr, ns.hr, ns.sr = args.power_lr, args.power_hr, args.power_sr
     power = _by_z(ns, power_item, "metrics (power)", sr_many=True)

@@ -51,21 +51,17 @@ def run(args: argparse.Namespace) -> int:
     import torch
     import torch.distributed as dist
 
-    from srsim.config import parse_config_arg, validate_sections
+    from srsim.config import apply_overrides, section
     from srsim.data import CropDataset, open_pairs, parse_data_arg
     from srsim.errors import SrsimError
     from srsim.model.generator import generator_geometry
     from srsim.model.scaling import Scaling
     from srsim.train import Trainer, TrainingPreempted, init_distributed, install_signal_handlers
 
-    cfg = parse_config_arg(args.config)
     # sections left out of --config take their schema defaults
-    cfg = validate_sections({"model": cfg.get("model", {}), "train": cfg.get("train", {})}, "--config")
+    cfg = {"model": section(args.config, "model"),
+           "train": apply_overrides(section(args.config, "train"), args, ("device", "max_steps"))}
     train_cfg = cfg["train"]
-    if args.device:
-        train_cfg["device"] = args.device
-    if args.max_steps is not None:
-        train_cfg["max_steps"] = args.max_steps
     if train_cfg.get("threads"):
         torch.set_num_threads(int(train_cfg["threads"]))
 
@@ -91,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if train_cfg.get("init_from"):
         init_from = Path(train_cfg["init_from"].replace("{z}", f"{args.redshift:g}"))
 
-    ctx = init_distributed(train_cfg.get("device", "auto"))
+    ctx = init_distributed(train_cfg["device"])
     try:
         validator = None
         if val_specs and ctx.is_main:

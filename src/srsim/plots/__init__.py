@@ -12,12 +12,3 @@ tables      readers of the power and HMF text tables
 common      Agg backend, colours, atomic PNG + PDF output
 """
 
-
-def figure_settings(config_arg: str | None) -> dict:
-    """The ``figures`` config section (defaults filled) from a subcommand's ``--config`` value, or defaults."""
-    from srsim.config import parse_config_arg, validate_sections
-
-    cfg = parse_config_arg(config_arg) if config_arg else {}
-    if "figures" in cfg:
-        return cfg["figures"]
-    return validate_sections({"figures": {}}, "defaults")["figures"]

@@ -81,16 +81,10 @@ def _log(msg: str) -> None:
 
 
 def options(spec: SimSpec) -> dict:
-    """The `sims.mpgadget` options of `spec` with the schema's defaults filled in."""
-    from srsim.config import schema
+    """The `sims.mpgadget` options of `spec`, validated and with the schema's defaults filled in."""
+    from srsim.config import validated
 
-    props = schema()["properties"]["sims"]["properties"]["mpgadget"]["properties"]
-    opts = {key: sub["default"] for key, sub in props.items() if "default" in sub}
-    unknown = set(spec.options) - set(props)
-    if unknown:
-        raise SrsimError(f"sims.mpgadget: unknown option(s) {sorted(unknown)} (known: {sorted(props)})")
-    opts.update(spec.options)
-    return opts
+    return validated("sims.mpgadget", spec.options)
 
 
 def scale_factors(redshifts) -> list[float]:
