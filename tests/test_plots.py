@@ -353,7 +353,8 @@ def test_fig6(tmp_path, drawn):
 
 def test_figure_cli_on_snapshots(tmp_path, particles):
     """`srsim figure fig1` and `fig2` from bigfile snapshots and FOF catalogues (one with member IDs)."""
-    from srsim.analysis.fof import fof_snapshot, write_catalog
+    from srsim.analysis.fof import fof_snapshot
+    from srsim.io.catalog import write_catalog
     from srsim.cli import main
     from srsim.io.snapshot import make_header, write_snapshot
 

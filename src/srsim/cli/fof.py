@@ -18,7 +18,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from srsim.analysis.fof import fof_snapshot, write_catalog
+    from srsim.analysis.fof import fof_snapshot
+    from srsim.io.catalog import write_catalog
     from srsim.config import apply_overrides, section
     from srsim.errors import SrsimError
 

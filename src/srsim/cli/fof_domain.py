@@ -27,8 +27,8 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from srsim.analysis.domains import fof_domain_snapshot, read_partition_index
-    from srsim.analysis.fof import write_catalog
     from srsim.config import apply_overrides, section
+    from srsim.io.catalog import write_catalog
 
     s = apply_overrides(section(args.config, "analysis"), args, {"n_domains": "fof_domains", "ghost": "fof_ghost",
                                                                  "b": "fof_b", "min_members": "fof_min_members"})

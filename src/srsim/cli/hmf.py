@@ -18,9 +18,10 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import numpy as np
 
-    from srsim.analysis.hmf import hmf_from_catalogs, write_hmf
+    from srsim.analysis.hmf import hmf_from_catalogs
     from srsim.config import apply_overrides, section
     from srsim.errors import SrsimError
+    from srsim.io.hmf import write_hmf
 
     s = apply_overrides(section(args.config, "analysis"), args,
                         {"log10m_min": "hmf_log10m_min", "log10m_max": "hmf_log10m_max", "bins": "hmf_bins"})

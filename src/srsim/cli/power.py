@@ -19,9 +19,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from srsim.analysis.power import power_spectrum_snapshot, write_power
+    from srsim.analysis.power import power_spectrum_snapshot
     from srsim.config import apply_overrides, section
     from srsim.errors import SrsimError
+    from srsim.io.power import write_power
 
     s = apply_overrides(section(args.config, "analysis"), args, {"mesh": "power_mesh", "device": "device"})
     n_mesh = s["power_mesh"]

@@ -8,7 +8,8 @@ slices      Fig. 1 (LR / HR / SR slab and zooms at z = 0) and Fig. 2 (HR and SR 
 power       Fig. 3 (Delta^2(k) with ratio panels)
 hmf         Fig. 4 (mass functions per redshift) and Fig. 6 (big box vs small HR box)
 bigbox      Fig. 5 (big-box SR slice, LR inset, zoom on the most massive halo)
-tables      readers of the power and HMF text tables
+tables      power and HMF tables as `Table` items, grouped and matched by redshift
+figures     one function per figure: input paths + the `figures` config section -> PNG + PDF
 common      Agg backend, colours, atomic PNG + PDF output
 """
 
