@@ -10,6 +10,7 @@ hmf         Fig. 4 (mass functions per redshift) and Fig. 6 (big box vs small HR
 bigbox      Fig. 5 (big-box SR slice, LR inset, zoom on the most massive halo)
 tables      power and HMF tables as `Table` items, grouped and matched by redshift
 figures     one function per figure: input paths + the `figures` config section -> PNG + PDF
+curve       the training curve of `srsim train` (losses and validation scores vs step)
 common      Agg backend, colours, atomic PNG + PDF output
 """
 
