@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--disp-out", help="also write the SR displacement field (HDF5, whole box, single job); "
                         "'{seed}' is replaced")
     parser.add_argument("--seed", type=int, nargs="+", default=[0],
-                        help="noise seed(s): one SR realization each (default 0)")
+                        help="noise seed(s): one SR realization each (default %(default)s)")
     parser.add_argument("--region", type=float, nargs=6, metavar=("X0", "Y0", "Z0", "X1", "Y1", "Z1"),
                         help="super-resolve only [X0, X1) x [Y0, Y1) x [Z0, Z1) (periodic; Lagrangian positions), "
                         "with periodic context from the full LR box")

@@ -485,10 +485,11 @@ def write_power_table(spec: SimSpec, path: Path) -> None:
     import numpy as np
 
     from srsim.cosmology import Cosmology, write_power_table as _write
+    from srsim.io.power import read_linear_power
 
     kmin, kmax = _power_table_range(spec, options(spec))
     _write(path, Cosmology.from_config(spec.cosmology), kmin, kmax, 2000)
-    table = np.loadtxt(path, comments="#", ndmin=2)
+    table = read_linear_power(path)
     if table.shape[1] != 2 or np.any(np.diff(table[:, 0]) <= 0) or np.any(table[:, 1] <= 0):
         raise SrsimError(f"{path}: power table is not two columns with increasing k and positive P")
     if table[0, 0] > kmin * (1 + 1e-6) or table[-1, 0] < kmax * (1 - 1e-6):
