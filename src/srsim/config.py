@@ -141,6 +141,19 @@ def load_config(source: str | Path, *, partial: bool = False) -> dict:
     return validate_sections(cfg, origin) if partial else validate_config(cfg, origin)
 
 
+def _subschema(path: str) -> dict:
+    sch = schema()
+    for part in path.split("."):
+        sch = sch["properties"][part]
+    return sch
+
+
+def default(path: str):
+    """The schema's default of the dotted key `path` (e.g. ``"z_init"``, ``"sims.softening"``), for a key a
+    partial config may lack."""
+    return copy.deepcopy(_subschema(path)["default"])
+
+
 def validated(path: str, value: dict | None) -> dict:
     """A copy of `value` validated against the schema of the dotted section `path` (e.g. ``"analysis"``,
     ``"sims.pm"``), the schema's defaults filled in; None is the empty section (all defaults).
@@ -149,9 +162,7 @@ def validated(path: str, value: dict | None) -> dict:
     An unknown key raises SrsimError "unknown option(s)"; a bad value names the key.
     """
     parts = path.split(".")
-    sch = schema()
-    for part in parts:
-        sch = sch["properties"][part]
+    sch = _subschema(path)
     value = copy.deepcopy(value) if value is not None else {}
     known = sch.get("properties", {})
     unknown = set(value) - set(known) if sch.get("additionalProperties") is False else set()

@@ -137,7 +137,8 @@ class Cosmology:
         if missing:
             raise SrsimError(f"config cosmology: missing key(s) {', '.join(missing)}")
         kw = {k: float(cfg_cosmology[k]) for k in _KEYS}
-        kw["T_cmb"] = float(cfg_cosmology.get("T_cmb", 2.7255))
+        if "T_cmb" in cfg_cosmology:  # else the field's default (the schema's, which a validated config holds)
+            kw["T_cmb"] = float(cfg_cosmology["T_cmb"])
         return cls(**kw)
 
     def to_dict(self) -> dict:

@@ -93,12 +93,14 @@ def scale_factors(redshifts) -> list[float]:
 
 
 def _cosmo_params(cosmo: dict) -> dict:
+    from srsim.cosmology import Cosmology
+
     return {
         "Omega0": float(cosmo["Omega_m"]),
         "OmegaLambda": float(cosmo["Omega_L"]),
         "OmegaBaryon": float(cosmo["Omega_b"]),
         "HubbleParam": float(cosmo["h"]),
-        "CMBTemperature": float(cosmo.get("T_cmb", 2.7255)),
+        "CMBTemperature": Cosmology.from_config(cosmo).T_cmb,
     }
 
 
