@@ -5,7 +5,7 @@ import json
 import pytest
 import yaml
 
-from srsim.config import load_config, parse_config_arg, sections_json
+from srsim.config import load_config, sections_json
 from srsim.errors import SrsimError
 from srsim.sims.suite import simulation_names, spec_for, zstr
 
@@ -66,9 +66,9 @@ def test_sections_round_trip(repo_root):
     cfg = load_config(repo_root / "config/config.yaml")
     text = sections_json(cfg, "analysis", "figures")
     assert set(json.loads(text)) == {"analysis", "figures"}
-    assert parse_config_arg(text)["analysis"] == cfg["analysis"]
+    assert load_config(text, partial=True)["analysis"] == cfg["analysis"]
     with pytest.raises(SrsimError, match="unknown config section 'analyses'"):
-        parse_config_arg('{"analyses": {}}')
+        load_config('{"analyses": {}}', partial=True)
 
 
 def test_suite_specs(repo_root):

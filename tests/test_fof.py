@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from srsim.analysis.domains import fof_domain, merge_catalogs
-from srsim.analysis.fof import fof_groups, fof_snapshot, linking_length, read_catalog, write_catalog
+from srsim.analysis.fof import fof_groups, fof_snapshot, linking_length
+from srsim.io.catalog import read_catalog, write_catalog
 from srsim.errors import SrsimError
 
 DATA = Path(__file__).parent / "data" / "mpgadget"

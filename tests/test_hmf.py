@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from srsim.analysis.fof import write_catalog
-from srsim.analysis.hmf import hmf_from_catalogs, mass_function, read_hmf, write_hmf
+from srsim.analysis.hmf import hmf_from_catalogs, mass_function
+from srsim.io.catalog import write_catalog
+from srsim.io.hmf import read_hmf, write_hmf
 from srsim.errors import SrsimError
 
 

@@ -275,7 +275,7 @@ def test_fig3(tmp_path, drawn):
         assert lr_ratio[-1] < 0.5  # LR loses power at high k
         assert fine.get_ylim() == pytest.approx((0.9, 1.1))  # +-2 tolerance
         # k_max, the mesh Nyquist and the LR particle Nyquist marked
-        kn = groups[z]["hr"][1]["k_nyquist"]
+        kn = groups[z]["hr"].meta["k_nyquist"]
         marks = vlines(top)
         assert any(abs(m - 16.0) < 1e-9 for m in marks) and any(abs(m - kn) < 1e-9 for m in marks)
         assert any(abs(m - math.pi * 16 / 25.0) < 1e-9 for m in marks)
@@ -353,7 +353,8 @@ def test_fig6(tmp_path, drawn):
 
 def test_figure_cli_on_snapshots(tmp_path, particles):
     """`srsim figure fig1` and `fig2` from bigfile snapshots and FOF catalogues (one with member IDs)."""
-    from srsim.analysis.fof import fof_snapshot, write_catalog
+    from srsim.analysis.fof import fof_snapshot
+    from srsim.io.catalog import write_catalog
     from srsim.cli import main
     from srsim.io.snapshot import make_header, write_snapshot
 

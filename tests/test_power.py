@@ -9,10 +9,9 @@ from srsim.analysis.power import (
     power_from_mesh,
     power_from_positions,
     power_spectrum_snapshot,
-    read_power,
-    write_power,
 )
 from srsim.errors import SrsimError
+from srsim.io.power import read_power, write_power
 
 DATA = Path(__file__).parent / "data" / "mpgadget"
 

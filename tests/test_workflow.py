@@ -48,7 +48,7 @@ def test_bad_config_fails_naming_the_key(tmp_path):
 @pytest.mark.slow
 def test_tiny_workflow_end_to_end(tmp_path):
     """simulate -> displacement -> train -> generate -> analyze -> figures -> metrics on the tiny config."""
-    from srsim.analysis.power import read_power
+    from srsim.io.power import read_power
     from srsim.io.snapshot import read_header
 
     results = tmp_path / "results"

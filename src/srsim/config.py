@@ -1,9 +1,11 @@
 """Workflow configuration: load YAML/JSON, validate against the schema, fill in defaults.
 
 The schema is `workflow/schemas/config.schema.yaml` (shipped inside the package as
-`srsim/config.schema.yaml`). The Snakefile validates the whole config at start-up; each `srsim`
-subcommand receives only the sections it needs (`--config '<json>'` or a YAML path) and validates
-those sections, so a change to one section reruns only the stages that read it.
+`srsim/config.schema.yaml`) and is the only place defaults are written. The Snakefile validates the whole
+config at start-up (`validate_config`); each `srsim` subcommand receives only the sections it needs
+(`--config '<json>'` or a YAML path), reads one with `section(args.config, name)` and puts its
+command-line options over it with `apply_overrides`, so a change to one section reruns only the stages
+that read it. Backends fill the options of a SimSpec with `validated("sims.<backend>", options)`.
 """
 
 from __future__ import annotations
@@ -110,26 +112,15 @@ def _check_consistency(cfg: dict, origin: str) -> None:
             raise SrsimError(f"{origin}: invalid config at 'bigbox.redshifts': {sorted(extra)} not in 'redshifts' (no model for them)")
 
 
-def load_config(path: str | Path) -> dict:
-    """Read and validate a whole YAML config file."""
-    path = Path(path)
-    if not path.is_file():
-        raise SrsimError(f"{path}: config file not found")
-    try:
-        cfg = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SrsimError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(cfg, dict):
-        raise SrsimError(f"{path}: config must be a mapping of sections")
-    return validate_config(cfg, str(path))
+def load_config(source: str | Path, *, partial: bool = False) -> dict:
+    """Read a config and return it validated, with the schema's defaults filled in.
 
-
-def parse_config_arg(value: str) -> dict:
-    """Parse a subcommand's `--config` value: a JSON object string, or a YAML/JSON file path.
-
-    Only the sections present are validated (defaults filled); returns the dict.
+    `source` is a YAML/JSON file path or a JSON object string (what the workflow passes a subcommand as
+    `--config '<json>'`). By default the whole config is validated (the Snakefile's check; required
+    sections must be present); with `partial` only the sections present are (a subcommand's `--config`,
+    which carries just the sections its stage reads). A bad config raises SrsimError naming the key.
     """
-    text = value.strip()
+    text = str(source).strip()
     if text.startswith("{"):
         try:
             cfg = json.loads(text)
@@ -137,7 +128,7 @@ def parse_config_arg(value: str) -> dict:
             raise SrsimError(f"--config: not valid JSON: {exc}") from exc
         origin = "--config"
     else:
-        path = Path(value)
+        path = Path(source)
         if not path.is_file():
             raise SrsimError(f"{path}: config file not found")
         try:
@@ -147,7 +138,60 @@ def parse_config_arg(value: str) -> dict:
         origin = str(path)
     if not isinstance(cfg, dict):
         raise SrsimError(f"{origin}: config must be a mapping of sections")
-    return validate_sections(cfg, origin)
+    return validate_sections(cfg, origin) if partial else validate_config(cfg, origin)
+
+
+def _subschema(path: str) -> dict:
+    sch = schema()
+    for part in path.split("."):
+        sch = sch["properties"][part]
+    return sch
+
+
+def default(path: str):
+    """The schema's default of the dotted key `path` (e.g. ``"z_init"``, ``"sims.softening"``), for a key a
+    partial config may lack."""
+    return copy.deepcopy(_subschema(path)["default"])
+
+
+def validated(path: str, value: dict | None) -> dict:
+    """A copy of `value` validated against the schema of the dotted section `path` (e.g. ``"analysis"``,
+    ``"sims.pm"``), the schema's defaults filled in; None is the empty section (all defaults).
+
+    Backends use it for the options they receive outside a whole config (a SimSpec's `options`).
+    An unknown key raises SrsimError "unknown option(s)"; a bad value names the key.
+    """
+    parts = path.split(".")
+    sch = _subschema(path)
+    value = copy.deepcopy(value) if value is not None else {}
+    known = sch.get("properties", {})
+    unknown = set(value) - set(known) if sch.get("additionalProperties") is False else set()
+    if unknown:
+        raise SrsimError(f"{path}: unknown option(s) {sorted(unknown)} (known: {sorted(known)})")
+    _check(value, sch, path, prefix=tuple(parts))
+    return value
+
+
+def section(arg: str | Path | None, name: str) -> dict:
+    """Section `name` of a subcommand's `--config` value (see :func:`load_config`, partial), defaults filled;
+    the schema's defaults when `arg` is None or has no such section."""
+    cfg = load_config(arg, partial=True) if arg else {}
+    return cfg[name] if name in cfg else validated(name, {})
+
+
+def apply_overrides(section: dict, args, keys) -> dict:
+    """A copy of a config `section` with the command-line values that were given (not None) in place.
+
+    `keys`: attribute names of `args` that are also the section's keys, or a mapping
+    {attribute of args: key of the section} where they differ (``{"mesh": "power_mesh"}``).
+    """
+    pairs = keys.items() if isinstance(keys, dict) else ((k, k) for k in keys)
+    out = dict(section)
+    for attr, key in pairs:
+        value = getattr(args, attr)
+        if value is not None:
+            out[key] = value
+    return out
 
 
 def sections_json(cfg: dict, *names: str) -> str:

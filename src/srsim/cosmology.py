@@ -18,13 +18,11 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 from scipy.integrate import solve_ivp
 
 from srsim.errors import SrsimError
-from srsim.io.atomic import atomic_path
 
 __all__ = ["Cosmology", "write_power_table", "sigma_r"]
 
@@ -139,7 +137,8 @@ class Cosmology:
         if missing:
             raise SrsimError(f"config cosmology: missing key(s) {', '.join(missing)}")
         kw = {k: float(cfg_cosmology[k]) for k in _KEYS}
-        kw["T_cmb"] = float(cfg_cosmology.get("T_cmb", 2.7255))
+        if "T_cmb" in cfg_cosmology:  # else the field's default (the schema's, which a validated config holds)
+            kw["T_cmb"] = float(cfg_cosmology["T_cmb"])
         return cls(**kw)
 
     def to_dict(self) -> dict:
@@ -248,23 +247,12 @@ def write_power_table(path, cosmo: Cosmology, kmin: float = 1e-4, kmax: float = 
                       z: float = 0.0) -> None:
     """Write P_lin(k, z) as a two-column text table that MP-GenIC reads (``WhichSpectrum = 2``).
 
-    Columns: k [h/Mpc] (log-spaced from kmin to kmax, n rows), P [(Mpc/h)^3]; header lines start with
-    '#' (MP-GenIC skips them). Written atomically (temporary file in the same directory, then rename).
+    Columns: k [h/Mpc] (log-spaced from kmin to kmax, n rows), P [(Mpc/h)^3]; the format is
+    `srsim.io.power.write_linear_power`'s.
     """
     if not (0 < kmin < kmax) or n < 2:
         raise ValueError(f"write_power_table: need 0 < kmin < kmax and n >= 2, got {kmin}, {kmax}, {n}")
-    path = Path(path)
+    from srsim.io.power import write_linear_power
+
     k = np.logspace(math.log10(kmin), math.log10(kmax), n)
-    p = cosmo.linear_power(k, z=z)
-    header = [
-        "srsim linear matter power spectrum (CAMB, linear, normalised to sigma8)",
-        "cosmology: " + " ".join(f"{key}={val:g}" for key, val in cosmo.to_dict().items()),
-        f"redshift = {z:g}",
-        "columns: k [h/Mpc]  P [(Mpc/h)^3]",
-    ]
-    with atomic_path(path) as tmp:
-        with open(tmp, "w") as fh:
-            for line in header:
-                fh.write(f"# {line}\n")
-            for ki, pi in zip(k, p):
-                fh.write(f"{ki:.8e} {pi:.8e}\n")
+    write_linear_power(path, k, cosmo.linear_power(k, z=z), cosmology=cosmo.to_dict(), redshift=z)

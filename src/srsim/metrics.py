@@ -74,8 +74,8 @@ def power_metrics(lr, hr, sr, k_max: float, tolerance: float, trivial=None, targ
                   target_tolerance: float | None = None) -> dict:
     """Power metrics at one redshift.
 
-    lr, hr: (table, meta, path) from `load_power`; sr: list of those, one per SR realization (>= 1);
-    trivial: the trivial predictor's (table, meta, path) or None (then its entries are absent).
+    lr, hr: `Table` items (srsim.plots.tables.power_item); sr: list of those, one per SR realization (>= 1);
+    trivial: the trivial predictor's `Table` or None (then its entries are absent).
     Returns {'k_max', 'sr': deviation of the realization-mean SR (+ 'realizations': per-realization max/rms),
     'lr': deviation of LR, 'pass': SR max |dev| < tolerance (None if no bin enters),
     'k_nyquist_lr' (h/Mpc), 'sr_beats_lr_power' (SR closer to HR than LR in every bin k_nyquist_lr < k <= k_max),
@@ -84,26 +84,26 @@ def power_metrics(lr, hr, sr, k_max: float, tolerance: float, trivial=None, targ
     """
     if not sr:
         raise SrsimError("power_metrics: no SR power spectrum given")
-    items = [(hr[0]["k"], hr[2]), (lr[0]["k"], lr[2])] + [(t["k"], p) for t, _, p in sr]
+    items = [(hr.table["k"], hr.path), (lr.table["k"], lr.path)] + [(s.table["k"], s.path) for s in sr]
     if trivial is not None:
-        items.append((trivial[0]["k"], trivial[2]))
+        items.append((trivial.table["k"], trivial.path))
     k = np.asarray(_same_bins(items, "the compared spectra"), dtype=np.float64)
-    p_sr = np.mean([t["P"] for t, _, _ in sr], axis=0)
-    p_hr = np.asarray(hr[0]["P"], dtype=np.float64)
-    n_modes = hr[0].get("n_modes")
+    p_sr = np.mean([s.table["P"] for s in sr], axis=0)
+    p_hr = np.asarray(hr.table["P"], dtype=np.float64)
+    n_modes = hr.table.get("n_modes")
     out_sr = power_deviation(k, p_sr, p_hr, k_max, n_modes)
     out_sr["realizations"] = []
-    for t, _, path in sr:
-        d = power_deviation(k, t["P"], p_hr, k_max, n_modes)
-        out_sr["realizations"].append({"path": path, "max_abs_dev": d["max_abs_dev"], "rms_dev": d["rms_dev"]})
-    out_lr = power_deviation(k, lr[0]["P"], p_hr, k_max, n_modes)
+    for s in sr:
+        d = power_deviation(k, s.table["P"], p_hr, k_max, n_modes)
+        out_sr["realizations"].append({"path": s.path, "max_abs_dev": d["max_abs_dev"], "rms_dev": d["rms_dev"]})
+    out_lr = power_deviation(k, lr.table["P"], p_hr, k_max, n_modes)
     passed = None if out_sr["max_abs_dev"] is None else bool(out_sr["max_abs_dev"] < tolerance)
     out = {"k_max": float(k_max), "tolerance": float(tolerance), "sr": out_sr, "lr": out_lr, "pass": passed}
-    k_nyq = lr_nyquist(lr[1])
+    k_nyq = lr_nyquist(lr.meta)
     out["k_nyquist_lr"] = k_nyq
-    out["sr_beats_lr_power"] = _closer(k, p_sr, np.asarray(lr[0]["P"], dtype=np.float64), p_hr, k_nyq, k_max, n_modes)
+    out["sr_beats_lr_power"] = _closer(k, p_sr, np.asarray(lr.table["P"], dtype=np.float64), p_hr, k_nyq, k_max, n_modes)
     if trivial is not None:
-        p_tr = np.asarray(trivial[0]["P"], dtype=np.float64)
+        p_tr = np.asarray(trivial.table["P"], dtype=np.float64)
         out["trivial"] = power_deviation(k, p_tr, p_hr, k_max, n_modes)
         out["sr_beats_trivial_power"] = _closer(k, p_sr, p_tr, p_hr, k_nyq, k_max, n_modes)
     if target_k_max is not None and target_tolerance is not None:
@@ -140,7 +140,7 @@ def _none(x):
 
 def hmf_metrics(lr, hr, sr, tolerance: float, min_halos: int, n_sigma: float = 2.0, trivial=None,
                 target_tolerance: float | None = None) -> dict:
-    """HMF metrics at one redshift. lr, hr, sr: (table, meta, path) from `load_hmf` (sr: the combined table over
+    """HMF metrics at one redshift. lr, hr, sr: `Table` items (srsim.plots.tables.hmf_item) (sr: the combined table over
     realizations). A bin is tested when HR has >= min_halos halos in it; it passes when |n_SR/n_HR - 1| <
     tolerance (the paper's claim) or, where Poisson noise exceeds that, when the deviation is below n_sigma times
     the ratio's propagated error (SR and HR statistically consistent).
@@ -149,14 +149,14 @@ def hmf_metrics(lr, hr, sr, tolerance: float, min_halos: int, n_sigma: float = 2
     'n_halos_trivial', 'ratio_trivial', 'err_trivial' and 'sr_beats_trivial_hmf' (|n_SR/n_HR - 1| <
     |n_trivial/n_HR - 1| in every tested bin). With target_tolerance: 'target_hmf' {tolerance, pass: every
     tested bin has |n_SR/n_HR - 1| < target_tolerance}."""
-    t_hr, t_lr, t_sr = hr[0], lr[0], sr[0]
-    t_tr = trivial[0] if trivial is not None else None
-    checks = ((t_lr, lr[2]), (t_sr, sr[2])) + (((t_tr, trivial[2]),) if trivial is not None else ())
+    t_hr, t_lr, t_sr = hr.table, lr.table, sr.table
+    t_tr = trivial.table if trivial is not None else None
+    checks = ((t_lr, lr.path), (t_sr, sr.path)) + (((t_tr, trivial.path),) if trivial is not None else ())
     for t, path in checks:
         if t["log10M_lo"].shape != t_hr["log10M_lo"].shape or not (
             np.allclose(t["log10M_lo"], t_hr["log10M_lo"]) and np.allclose(t["log10M_hi"], t_hr["log10M_hi"])
         ):
-            raise SrsimError(f"{path}: mass bins differ from those of {hr[2]}")
+            raise SrsimError(f"{path}: mass bins differ from those of {hr.path}")
     r_sr, e_sr = hmf_ratio(t_sr["dn_dlog10M"], t_sr["err"], t_hr["dn_dlog10M"], t_hr["err"])
     r_lr, e_lr = hmf_ratio(t_lr["dn_dlog10M"], t_lr["err"], t_hr["dn_dlog10M"], t_hr["err"])
     if t_tr is not None:
@@ -300,7 +300,7 @@ def compute_metrics(power: dict, hmf: dict, criteria: dict, sim: str = "", trivi
     """Assemble metrics.json.
 
     power: {z: {'lr': item, 'hr': item, 'sr': [items]}}; hmf: {z: {'lr': item, 'hr': item, 'sr': item}} with
-    items (table, meta, path) from the loaders; criteria: the config `figures` section (k_max, power_tolerance,
+    `Table` items (srsim.plots.tables.power_item / hmf_item); criteria: the config `figures` section (k_max, power_tolerance,
     hmf_tolerance, hmf_min_halos, target_k_max, target_power_tolerance, target_hmf_tolerance, bar_redshifts);
     trivial_power, trivial_hmf: {z: item} of the trivial predictor, or None (no trivial entries; then the
     'bars' hold only what needs no trivial column). 'bars' combines, over the redshifts of bar_redshifts

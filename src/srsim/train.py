@@ -10,7 +10,7 @@ Small pieces, composed by ``Trainer``:
   same initial weights on every rank).
 * ``build_models``: generator, critic, Adam optimisers; optional channels-last and torch.compile.
 * ``supervised_step``, ``critic_step``, ``generator_step``: one optimisation step each.
-* ``LossLog``: per-step CSV (truncated to the checkpoint on resume) and ``plot_curve``.
+* ``LossLog``: per-step CSV (truncated to the checkpoint on resume; drawn by ``srsim.plots.curve``).
 * ``Trainer``: the epoch/step loop, checkpoints (every N steps, every epoch, on preemption), resume.
 
 Reproducibility: model initialisation is seeded; the data plan is a function of (seed, epoch); the noise
@@ -47,7 +47,7 @@ from srsim.model.noise import hash32
 
 __all__ = ["DistContext", "init_distributed", "resolve_device", "average_gradients", "broadcast_parameters",
            "Models", "build_models", "step_seeds", "supervised_step", "critic_step", "generator_step",
-           "adversarial_step", "LossLog", "plot_curve", "Trainer", "TrainingPreempted", "NonFiniteLoss",
+           "adversarial_step", "LossLog", "Trainer", "TrainingPreempted", "NonFiniteLoss",
            "LossExploded", "ExplosionGuard", "RESUME_KEYS", "install_signal_handlers", "init_weights_from"]
 
 # train-section keys that must not change when resuming (they change what the run computes)
@@ -407,76 +407,6 @@ class LossLog:
             self._fh = None
 
 
-def plot_curve(csv_path, png_path, title: str = "", val_csv=None) -> None:
-    """Training curve: supervised L2 and adversarial losses vs step, written atomically.
-
-    With ``val_csv`` (a ``srsim.validation`` log with rows) a third panel shows the validation scores.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from srsim.io.atomic import atomic_path
-
-    with open(csv_path, newline="") as f:
-        rows = list(csv.DictReader(f))
-
-    def series(phase, key):
-        pts = [(int(r["step"]), float(r[key])) for r in rows if r["phase"] == phase and r[key] not in ("", None)]
-        return np.array(pts).reshape(-1, 2)
-
-    def smooth(y, w):
-        """Running mean over w steps, edge-corrected (a zero-padded mean would dip at both ends)."""
-        if len(y) < 2 * w or w < 2:
-            return y
-        ones = np.ones(len(y))
-        return np.convolve(y, np.ones(w), mode="same") / np.convolve(ones, np.ones(w), mode="same")
-
-    val_rows = []
-    if val_csv is not None and Path(val_csv).is_file():
-        with open(val_csv, newline="") as f:
-            val_rows = list(csv.DictReader(f))
-    fig, axes = plt.subplots(1, 3 if val_rows else 2, figsize=(15 if val_rows else 10, 3.8))
-    s = series("supervised", "l2")
-    ax = axes[0]
-    if len(s):
-        ax.plot(s[:, 0], s[:, 1], lw=0.6, alpha=0.4, color="C0")
-        ax.plot(s[:, 0], smooth(s[:, 1], max(1, len(s) // 50)), color="C0", label="L2 (Eq. 2)")
-        ax.set_yscale("log")
-        ax.legend()
-    ax.set_xlabel("step")
-    ax.set_title("supervised warm-up")
-    ax = axes[1]
-    for i, (key, label) in enumerate([("wdist", "W distance D(h) - D(G(l))"), ("generator", "generator loss -D(G(l))")]):
-        a = series("adversarial", key)
-        if len(a):
-            ax.plot(a[:, 0], smooth(a[:, 1], max(1, len(a) // 50)), color=f"C{i + 1}", label=label)
-    ax.set_xlabel("step")
-    ax.set_title("WGAN-gp (Eq. 3)")
-    if ax.lines:
-        ax.legend(loc="upper left")
-    gp = series("adversarial", "gp")
-    gp = gp[np.isfinite(gp[:, 1])]
-    if len(gp):  # the penalty (applied every gp_every critic steps) on its own axis
-        ax2 = ax.twinx()
-        ax2.plot(gp[:, 0], gp[:, 1], ".", ms=3, color="C3", label="gradient penalty")
-        ax2.set_ylabel("gradient penalty")
-        ax2.legend(loc="lower right")
-    if val_rows:
-        from srsim.validation import plot_validation
-
-        plot_validation(axes[2], val_rows)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    png_path = Path(png_path)
-    png_path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(png_path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-
-
 # ----------------------------------------------------------------------------------------- trainer
 
 @dataclass
@@ -778,6 +708,8 @@ class Trainer:
                 with atomic_path(dst) as tmp:
                     tmp.write_bytes(Path(src).read_bytes())
         if plot:
+            from srsim.plots.curve import plot_curve
+
             plot_curve(self.log.path, plot, title=f"SR training, z = {self.meta.get('redshift', '?')}",
                        val_csv=val_log)
 

@@ -49,6 +49,11 @@ def cfg_json(*sections):
 # ---- results paths: each function takes names or wildcard patterns ("{sim}") alike -------------------
 
 
+def linear_power_path():
+    """The CAMB linear power spectrum of the configured cosmology (MP-GenIC's input table)."""
+    return f"{R}/linear_power.txt"
+
+
 def log_path(rule, name):
     return f"{R}/logs/{rule}/{name}.log"
 
@@ -114,7 +119,7 @@ def _select(zs, z):
 
 
 def simulate_targets(z=None):
-    out = [f"{R}/linear_power.txt"] if z is None else []
+    out = [linear_power_path()] if z is None else []
     out += [snapshot_dir(p, k, zz) for p in SIMULATED for k in ("lr", "hr") for zz in _select(ZS, z)]
     out += [snapshot_dir("bigbox", "lr", zz) for zz in _select(BIGBOX_ZS, z)]
     return out

@@ -55,7 +55,7 @@ ruleorder: simulate_bigbox > simulate_pair
 
 rule linear_power:
     output:
-        f"{R}/linear_power.txt",
+        linear_power_path(),
     log:
         log_path("linear_power", "z0"),
     conda:

@@ -8,12 +8,3 @@ domains domain decomposition with ghost zones for boxes too large for one node, 
 hmf     halo mass function dn/dlog10M with Poisson errors, for one or several catalogues
 """
 
-
-def analysis_settings(config_arg: str | None) -> dict:
-    """The ``analysis`` config section (defaults filled) from a subcommand's ``--config`` value, or defaults."""
-    from srsim.config import parse_config_arg, validate_sections
-
-    cfg = parse_config_arg(config_arg) if config_arg else {}
-    if "analysis" in cfg:
-        return cfg["analysis"]
-    return validate_sections({"analysis": {}}, "defaults")["analysis"]

@@ -10,12 +10,8 @@ find a neighbour cell). Each occupied cell is linked with itself and its 13 "for
 union-find forest (path halving). A pair of cells whose particles already all share one root is skipped,
 which keeps dense halo cores cheap. Memory ~ 60 bytes per particle plus positions.
 
-Catalogue (HDF5): ``npart`` (G,) int64, ``mass`` (G,) float64 Msun/h, ``pos`` (G, 3) float64 Mpc/h
-(periodic centre of mass), ``min_id`` (G,) uint64 (smallest member ID, a stable halo key); optional
-``members_offset`` (G+1,) int64 and ``members_id`` (sum npart,) uint64 (IDs of group g are
-``members_id[members_offset[g]:members_offset[g+1]]``, sorted). Attributes ``box_size``, ``redshift``,
-``particle_mass``, ``b``, ``linking_length``, ``min_members``, ``n_particles``, ``source``.
-Groups are ordered by decreasing ``npart``, ties by increasing ``min_id``.
+Catalogues are written and read by `srsim.io.catalog` (layout there); `catalog_attrs` builds their
+attributes.
 """
 from __future__ import annotations
 
@@ -32,8 +28,7 @@ __all__ = [
     "fof_groups",
     "linking_length",
     "fof_snapshot",
-    "write_catalog",
-    "read_catalog",
+    "catalog_attrs",
 ]
 
 
@@ -321,7 +316,7 @@ def fof_groups(
 
 
 def fof_snapshot(path, b: float = 0.2, min_members: int = 32, members: bool = False) -> tuple[dict, dict]:
-    """FOF of a whole snapshot in memory -> (catalogue datasets, attributes) for :func:`write_catalog`."""
+    """FOF of a whole snapshot in memory -> (catalogue datasets, attributes) for `srsim.io.catalog.write_catalog`."""
     from srsim.io.snapshot import read_header, read_particles
 
     header = read_header(path)
@@ -352,52 +347,3 @@ def catalog_attrs(header, b: float, link: float, min_members: int, source: str) 
         "n_particles": int(header.n_particles),
         "source": source,
     }
-
-
-_REQUIRED = ("npart", "mass", "pos")
-
-
-def write_catalog(path, cat: dict, attrs: dict) -> None:
-    """Write a halo catalogue HDF5 file atomically (datasets and attributes as in the module docstring)."""
-    import h5py
-
-    from srsim.io.atomic import atomic_path
-
-    for key in _REQUIRED:
-        if key not in cat:
-            raise ValueError(f"halo catalogue needs dataset '{key}'")
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("npart", data=np.asarray(cat["npart"], dtype=np.int64))
-            f.create_dataset("mass", data=np.asarray(cat["mass"], dtype=np.float64))
-            f.create_dataset("pos", data=np.asarray(cat["pos"], dtype=np.float64).reshape(-1, 3))
-            for key in ("min_id", "members_offset", "members_id"):
-                if key in cat:
-                    dt = np.int64 if key == "members_offset" else np.uint64
-                    f.create_dataset(key, data=np.asarray(cat[key], dtype=dt))
-            for k, v in attrs.items():
-                f.attrs[k] = v
-
-
-def read_catalog(path) -> tuple[dict, dict]:
-    """Read a halo catalogue -> (datasets dict of arrays, attributes dict)."""
-    import h5py
-
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise SrsimError(f"{path}: halo catalogue not found")
-    try:
-        with h5py.File(path, "r") as f:
-            missing = [k for k in _REQUIRED if k not in f]
-            if missing:
-                raise SrsimError(f"{path}: not a halo catalogue: missing dataset(s) {', '.join(missing)}")
-            cat = {k: f[k][()] for k in f.keys()}
-            attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
-    except OSError as exc:
-        raise SrsimError(f"{path}: cannot read halo catalogue: {exc}") from exc
-    for key in ("box_size", "redshift"):
-        if key not in attrs:
-            raise SrsimError(f"{path}: halo catalogue has no '{key}' attribute")
-    if isinstance(attrs.get("source"), bytes):
-        attrs["source"] = attrs["source"].decode()
-    return cat, attrs

@@ -6,7 +6,7 @@ holds ``N_i`` halos in all and
     dn/dlog10M_i = N_i / (V n_catalogs dlog10M_i),     err_i = sqrt(N_i) / (V n_catalogs dlog10M_i)
 
 in (Mpc/h)^-3 dex^-1, masses in Msun/h. Summing ``dn/dlog10M * dlog10M * V * n_catalogs`` over the bins
-gives back the number of halos inside the binned mass range.
+gives back the number of halos inside the binned mass range. Tables are written and read by `srsim.io.hmf`.
 """
 from __future__ import annotations
 
@@ -15,9 +15,8 @@ import os
 import numpy as np
 
 from srsim.errors import SrsimError
-from srsim.io.table import read_table, write_table
 
-__all__ = ["HMF", "mass_function", "hmf_from_catalogs", "write_hmf", "read_hmf"]
+__all__ = ["HMF", "mass_function", "hmf_from_catalogs"]
 
 
 class HMF(dict):
@@ -67,7 +66,7 @@ def mass_function(masses: list[np.ndarray], volume: float, edges: np.ndarray) ->
 
 def hmf_from_catalogs(paths: list, edges: np.ndarray) -> HMF:
     """HMF of halo catalogue files (srsim fof output); all must share box size and redshift."""
-    from srsim.analysis.fof import read_catalog
+    from srsim.io.catalog import read_catalog
 
     if not paths:
         raise SrsimError("HMF: no halo catalogues given")
@@ -96,24 +95,3 @@ def hmf_from_catalogs(paths: list, edges: np.ndarray) -> HMF:
         t.meta["min_members"] = int(a0["min_members"])
     t.meta["sources"] = ",".join(os.fspath(p) for p in paths)
     return t
-
-
-_COLUMNS = ("log10M_lo", "log10M_hi", "log10M_mid", "n_halos", "dn_dlog10M", "err")
-
-
-def write_hmf(path, table: HMF) -> None:
-    """Write an HMF text table atomically (``#`` header with units, then the six columns)."""
-    rows = [
-        f"{table['log10M_lo'][i]:.6f} {table['log10M_hi'][i]:.6f} {table['log10M_mid'][i]:.6f} "
-        f"{int(table['n_halos'][i])} {table['dn_dlog10M'][i]:.10e} {table['err'][i]:.10e}"
-        for i in range(len(table["n_halos"]))
-    ]
-    write_table(path, "srsim halo mass function: FOF halos, Poisson errors; M in Msun/h, "
-                "dn/dlog10M in (Mpc/h)^-3 dex^-1", dict(table.meta), [(c, "") for c in _COLUMNS], rows)
-
-
-def read_hmf(path) -> tuple[dict, dict]:
-    """Read a table written by :func:`write_hmf` -> (table dict of arrays, meta dict)."""
-    table, meta = read_table(path, _COLUMNS, "mass function")
-    table["n_halos"] = table["n_halos"].astype(np.int64)
-    return table, meta

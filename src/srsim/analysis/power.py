@@ -27,7 +27,6 @@ import numba
 import numpy as np
 
 from srsim.errors import SrsimError
-from srsim.io.table import read_table, write_table
 
 __all__ = [
     "PowerResult",
@@ -38,8 +37,6 @@ __all__ = [
     "power_from_positions",
     "power_spectrum_snapshot",
     "default_k_edges",
-    "write_power",
-    "read_power",
     "resolve_device",
 ]
 
@@ -433,25 +430,3 @@ def power_spectrum_snapshot(
     res.meta["redshift"] = float(header.redshift)
     res.meta["source"] = os.fspath(path)
     return res
-
-
-# --------------------------------------------------------------------------------------------------
-# Text table I/O
-
-_HEADER_KEYS = ("box_size", "n_mesh", "k_nyquist", "n_particles", "redshift", "shot_noise", "deconvolved",
-                "engine", "source")
-
-
-def write_power(path, result: PowerResult) -> None:
-    """Write a power-spectrum text table atomically (``#`` header with units, then k P n_modes Delta2)."""
-    meta = {key: result.meta[key] for key in _HEADER_KEYS if key in result.meta}
-    rows = [f"{k:.10e} {p:.10e} {int(n)} {d:.10e}" for k, p, n, d in zip(result.k, result.P, result.n_modes, result.Delta2)]
-    write_table(path, "srsim matter power spectrum: CIC mass assignment, no shot-noise subtraction", meta,
-                [("k", "h/Mpc"), ("P", "(Mpc/h)^3"), ("n_modes", ""), ("Delta2", "")], rows)
-
-
-def read_power(path) -> tuple[dict, dict]:
-    """Read a table written by :func:`write_power` -> (table: 'k','P','n_modes','Delta2' arrays, meta dict)."""
-    cols, meta = read_table(path, ("k", "P", "n_modes", "Delta2"), "power spectrum")
-    table = {**cols, "n_modes": cols["n_modes"].astype(np.int64)}
-    return table, meta

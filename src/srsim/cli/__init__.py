@@ -18,7 +18,7 @@ from srsim.errors import SrsimError
 def _commands() -> dict:
     found = {}
     for info in pkgutil.iter_modules(__path__):
-        if info.name.startswith("_") or info.name == "common":
+        if info.name.startswith("_"):
             continue
         module = importlib.import_module(f"{__name__}.{info.name}")
         if hasattr(module, "COMMAND"):

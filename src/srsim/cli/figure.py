@@ -44,175 +44,40 @@ def _opt(args, name, index=0):
     return values[index] if len(values) > index else None
 
 
-def _same_redshift(paths_z: dict, figure: str):
+def _draw(args, fig):
     from srsim.errors import SrsimError
+    from srsim.plots import figures
 
-    zs = {round(z, 6) for z in paths_z.values()}
-    if len(zs) != 1:
-        raise SrsimError(f"{figure}: inputs are at different redshifts: " +
-                         ", ".join(f"{p} (z={z:g})" for p, z in paths_z.items()))
-    return zs.pop()
-
-
-def _fig1(args, fig):
-    from srsim.io.snapshot import read_header
-    from srsim.plots.projection import read_fof, render_snapshot
-    from srsim.plots.slices import fig1_regions, plot_fig1
-
-    snaps = {"LR": _one(args, "lr", "snapshot"), "HR": _one(args, "hr", "snapshot"), "SR": _one(args, "sr", "snapshot")}
-    fofs = {"LR": _opt(args, "lr-fof"), "HR": _opt(args, "hr-fof"), "SR": _opt(args, "sr-fof")}
-    headers = {k: read_header(p) for k, p in snaps.items()}
-    z = _same_redshift({p: headers[k].redshift for k, p in snaps.items()}, "fig1")
-    box = headers["HR"].box_size
-    halos = read_fof(fofs["HR"]) if fofs["HR"] else None
-    dpi = fig["dpi"]
-    regions = fig1_regions(box, None if halos is None else halos["pos"], None if halos is None else halos["mass"],
-                           slab_thickness=fig["slab_thickness"], zoom=fig["zoom"], npix_slab=int(3.2 * dpi),
-                           npix_zoom=int(3.2 * dpi))
-    cols = {}
-    for k, p in snaps.items():
-        cols[k] = render_snapshot(p, regions, fof_path=fofs[k], smoothing=fig["smoothing"],
-                                  adaptive_count=fig["adaptive_count"], collect_limit=args.collect_limit)
-        print(f"fig1: {k} {p}: " + ", ".join(f"{n} {v.n_particles} particles ({v.method})"
-                                             for n, v in cols[k].items()))
-    return plot_fig1(cols, box, args.out, redshift=z, dpi=dpi)
-
-
-def _fig2(args, fig):
-    from srsim.errors import SrsimError
-    from srsim.io.snapshot import read_header, read_particles
-    from srsim.plots.projection import render_snapshot
-    from srsim.plots.slices import fig2_region, plot_fig2
-
-    lr, hr = _one(args, "lr", "snapshot"), _one(args, "hr", "snapshot")
-    if not args.sr:
-        raise SrsimError("fig2: --sr needs at least one SR snapshot")
-    if args.sr_fof and len(args.sr_fof) != len(args.sr):
-        raise SrsimError(f"fig2: {len(args.sr_fof)} --sr-fof catalogues for {len(args.sr)} --sr snapshots")
-    snaps = [lr, hr] + list(args.sr)
-    headers = [read_header(p) for p in snaps]
-    z = _same_redshift({p: h.redshift for p, h in zip(snaps, headers)}, "fig2")
-    box = headers[1].box_size
-    lr_pos = read_particles(lr, blocks=("Position",))["Position"]
-    region = fig2_region(box, lr_pos, zoom=fig["zoom"], npix=int(3.0 * fig["dpi"]))
-
-    def render(path, fof):
-        return render_snapshot(path, [region], fof_path=fof, smoothing=fig["smoothing"],
-                               adaptive_count=fig["adaptive_count"], collect_limit=args.collect_limit)["zoom"]
-
-    p_lr = render(lr, _opt(args, "lr-fof"))
-    p_hr = render(hr, _opt(args, "hr-fof"))
-    p_sr = [render(p, _opt(args, "sr-fof", i)) for i, p in enumerate(args.sr)]
-    paths, answer = plot_fig2(p_lr, p_hr, p_sr, args.out, redshift=z, dpi=fig["dpi"], seed=args.seed)
-    print(f"fig2: HR is panel {answer}")
-    return paths
-
-
-def _grouped(paths, loader, kind, figure):
-    from srsim.errors import SrsimError
-
-    out = {}
-    for p in paths:
-        item = loader(p)
-        out.setdefault(round(float(item[1]["redshift"]), 6), []).append(item)
-    if not out:
-        raise SrsimError(f"{figure}: no --{kind} tables given")
-    return out
-
-
-def _by_z(args, loader, figure, sr_many):
-    from srsim.errors import SrsimError
-
-    lr = _grouped(args.lr, loader, "lr", figure)
-    hr = _grouped(args.hr, loader, "hr", figure)
-    sr = _grouped(args.sr, loader, "sr", figure)
-    groups = {}
-    for z in hr:
-        for name, g in (("lr", lr), ("sr", sr)):
-            if z not in g:
-                raise SrsimError(f"{figure}: no --{name} table at z = {z:g} (HR has one)")
-        for name, g in (("lr", lr), ("hr", hr)) + ((() if sr_many else (("sr", sr),))):
-            if len(g[z]) != 1:
-                raise SrsimError(f"{figure}: {len(g[z])} --{name} tables at z = {z:g}: " +
-                                 ", ".join(i[2] for i in g[z]))
-        groups[z] = {"lr": lr[z][0], "hr": hr[z][0], "sr": sr[z] if sr_many else sr[z][0]}
-    extra = (set(lr) | set(sr)) - set(hr)
-    if extra:
-        raise SrsimError(f"{figure}: tables at z = {sorted(extra)} have no HR counterpart")
-    return groups
-
-
-def trivial_by_z(paths, loader, figure, zs=None):
-    """{z: item} of the trivial predictor's tables, one per redshift (None when no paths); with zs, every
-    redshift of zs must have one."""
-    from srsim.errors import SrsimError
-
-    if not paths:
-        return None
-    groups = _grouped(paths, loader, "trivial", figure)
-    for z, items in groups.items():
-        if len(items) != 1:
-            raise SrsimError(f"{figure}: {len(items)} trivial tables at z = {z:g}: " + ", ".join(i[2] for i in items))
-    for z in zs or ():
-        if z not in groups:
-            raise SrsimError(f"{figure}: no trivial table at z = {z:g} (HR has one)")
-    return {z: items[0] for z, items in groups.items()}
-
-
-def _with_trivial(groups, args, loader, figure):
-    trivial = trivial_by_z(args.trivial, loader, figure, groups)
-    for z, g in groups.items():
-        g["trivial"] = trivial[z] if trivial else None
-    return groups
-
-
-def _fig5(args, fig):
-    from srsim.io.snapshot import read_header
-    from srsim.plots.bigbox import fig5_regions, plot_fig5
-    from srsim.plots.projection import read_fof, render_snapshot
-
-    lr, sr = _one(args, "lr", "snapshot"), _one(args, "sr", "snapshot")
-    h_lr, h_sr = read_header(lr), read_header(sr)
-    z = _same_redshift({lr: h_lr.redshift, sr: h_sr.redshift}, "fig5")
-    halos = read_fof(args.sr_fof[0]) if args.sr_fof else None
-    regions = fig5_regions(h_sr.box_size, None if halos is None else halos["pos"],
-                           None if halos is None else halos["mass"], slab_thickness=fig["slab_thickness"],
-                           zoom=fig["zoom"], npix_slab=int(8 * fig["dpi"]), npix_zoom=int(2.4 * fig["dpi"]))
-    kw = dict(smoothing=fig["smoothing"], adaptive_count=fig["adaptive_count"], collect_limit=args.collect_limit)
-    p_sr = render_snapshot(sr, regions, fof_path=_opt(args, "sr-fof"), **kw)
-    p_lr = render_snapshot(lr, regions, fof_path=_opt(args, "lr-fof"), **kw)
-    mass = float(halos["mass"].max()) if halos is not None and len(halos["mass"]) else None
-    return plot_fig5(p_sr, p_lr, h_sr.box_size, args.out, redshift=z, halo_mass=mass, dpi=fig["dpi"])
+    limit = args.collect_limit
+    if args.figure == "fig1":
+        snaps = {"LR": _one(args, "lr", "snapshot"), "HR": _one(args, "hr", "snapshot"),
+                 "SR": _one(args, "sr", "snapshot")}
+        fofs = {"LR": _opt(args, "lr-fof"), "HR": _opt(args, "hr-fof"), "SR": _opt(args, "sr-fof")}
+        return figures.fig1(snaps, fofs, args.out, fig, collect_limit=limit)
+    if args.figure == "fig2":
+        lr, hr = _one(args, "lr", "snapshot"), _one(args, "hr", "snapshot")
+        if not args.sr:
+            raise SrsimError("fig2: --sr needs at least one SR snapshot")
+        if args.sr_fof and len(args.sr_fof) != len(args.sr):
+            raise SrsimError(f"fig2: {len(args.sr_fof)} --sr-fof catalogues for {len(args.sr)} --sr snapshots")
+        return figures.fig2(lr, hr, args.sr, args.out, fig, lr_fof=_opt(args, "lr-fof"), hr_fof=_opt(args, "hr-fof"),
+                            sr_fofs=args.sr_fof, seed=args.seed, collect_limit=limit)
+    if args.figure == "fig3":
+        return figures.fig3(args.lr, args.hr, args.sr, args.trivial, args.out, fig)
+    if args.figure == "fig4":
+        return figures.fig4(args.lr, args.hr, args.sr, args.trivial, args.out, fig)
+    if args.figure == "fig5":
+        return figures.fig5(_one(args, "lr", "snapshot"), _one(args, "sr", "snapshot"), args.out, fig,
+                            lr_fof=_opt(args, "lr-fof"), sr_fof=_opt(args, "sr-fof"), collect_limit=limit)
+    return figures.fig6(*(_one(args, k, "HMF table") for k in ("lr", "sr", "hr")), args.out, fig)
 
 
 def run(args) -> int:
-    from srsim.plots import figure_settings
-    from srsim.plots.tables import hmf_item, power_item
+    from srsim.config import section
 
-    fig = figure_settings(args.config)
-    if args.figure == "fig1":
-        paths = _fig1(args, fig)
-    elif args.figure == "fig2":
-        paths = _fig2(args, fig)
-    elif args.figure == "fig3":
-        from srsim.plots.power import plot_fig3
-
-        groups = _with_trivial(_by_z(args, power_item, "fig3", sr_many=True), args, power_item, "fig3")
-        paths = plot_fig3(groups, args.out, k_max=fig["k_max"], tolerance=fig["power_tolerance"], dpi=fig["dpi"])
-    elif args.figure == "fig4":
-        from srsim.plots.hmf import plot_fig4
-
-        groups = _with_trivial(_by_z(args, hmf_item, "fig4", sr_many=False), args, hmf_item, "fig4")
-        paths = plot_fig4(groups, args.out, tolerance=fig["hmf_tolerance"], min_halos=fig["hmf_min_halos"],
-                          dpi=fig["dpi"])
-    elif args.figure == "fig5":
-        paths = _fig5(args, fig)
-    else:
-        from srsim.plots.hmf import plot_fig6
-
-        items = {k: hmf_item(_one(args, k, "HMF table")) for k in ("lr", "sr", "hr")}
-        _same_redshift({i[2]: float(i[1]["redshift"]) for i in items.values()}, "fig6")
-        paths = plot_fig6(items["lr"], items["sr"], items["hr"], args.out, dpi=fig["dpi"])
-    for p in paths:
+    drawn = _draw(args, section(args.config, "figures"))
+    for note in drawn.notes:
+        print(note)
+    for p in drawn.paths:
         print(f"wrote {p}")
     return 0

@@ -10,21 +10,21 @@ def add_arguments(parser) -> None:
     parser.add_argument("snapshot", help="bigfile snapshot directory (MP-Gadget layout)")
     parser.add_argument("out", help="output HDF5 halo catalogue")
     parser.add_argument("--b", type=float, default=None,
-                        help="linking length in units of the mean separation (default analysis.fof_b, 0.2)")
+                        help="linking length in units of the mean separation (default analysis.fof_b)")
     parser.add_argument("--min-members", type=int, default=None,
-                        help="smallest halo kept, in particles (default analysis.fof_min_members, 32)")
+                        help="smallest halo kept, in particles (default analysis.fof_min_members)")
     parser.add_argument("--members", action="store_true", help="also store member IDs (members_offset, members_id)")
     parser.add_argument("--config", default=None, help="JSON string or YAML file with an 'analysis' section")
 
 
 def run(args) -> int:
-    from srsim.analysis import analysis_settings
-    from srsim.analysis.fof import fof_snapshot, write_catalog
+    from srsim.analysis.fof import fof_snapshot
+    from srsim.io.catalog import write_catalog
+    from srsim.config import apply_overrides, section
     from srsim.errors import SrsimError
 
-    settings = analysis_settings(args.config)
-    b = args.b if args.b is not None else settings["fof_b"]
-    nmin = args.min_members if args.min_members is not None else settings["fof_min_members"]
+    s = apply_overrides(section(args.config, "analysis"), args, {"b": "fof_b", "min_members": "fof_min_members"})
+    b, nmin = s["fof_b"], s["fof_min_members"]
     if not b > 0 or nmin < 1:
         raise SrsimError(f"--b must be > 0 and --min-members >= 1 (got {b}, {nmin})")
     cat, attrs = fof_snapshot(args.snapshot, b=b, min_members=nmin, members=args.members)

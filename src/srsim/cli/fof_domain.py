@@ -26,18 +26,19 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from srsim.analysis import analysis_settings
     from srsim.analysis.domains import fof_domain_snapshot, read_partition_index
-    from srsim.analysis.fof import write_catalog
+    from srsim.config import apply_overrides, section
+    from srsim.io.catalog import write_catalog
 
-    s = analysis_settings(args.config)
+    s = apply_overrides(section(args.config, "analysis"), args, {"n_domains": "fof_domains", "ghost": "fof_ghost",
+                                                                 "b": "fof_b", "min_members": "fof_min_members"})
     cat, attrs = fof_domain_snapshot(
         args.snapshot,
         index=args.domain,
-        n_domains=args.n_domains or s["fof_domains"],
-        ghost=args.ghost if args.ghost is not None else s["fof_ghost"],
-        b=args.b if args.b is not None else s["fof_b"],
-        min_members=args.min_members if args.min_members is not None else s["fof_min_members"],
+        n_domains=s["fof_domains"],
+        ghost=s["fof_ghost"],
+        b=s["fof_b"],
+        min_members=s["fof_min_members"],
         members=args.members,
         chunk_size=args.chunk_size,
         partitions=read_partition_index(args.index) if args.index else args.parts,

@@ -13,7 +13,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from srsim.analysis.domains import merge_catalogs
-    from srsim.analysis.fof import read_catalog, write_catalog
+    from srsim.io.catalog import read_catalog, write_catalog
 
     cat, attrs = merge_catalogs([read_catalog(p) for p in args.parts], names=list(args.parts))
     write_catalog(args.out, cat, attrs)

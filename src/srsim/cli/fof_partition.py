@@ -18,15 +18,15 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from srsim.analysis import analysis_settings
     from srsim.analysis.domains import partition_snapshot
+    from srsim.config import apply_overrides, section
 
-    s = analysis_settings(args.config)
+    s = apply_overrides(section(args.config, "analysis"), args, {"n_domains": "fof_domains", "ghost": "fof_ghost"})
     partition_snapshot(
         args.snapshot,
         args.out,
-        n_domains=args.n_domains or s["fof_domains"],
-        ghost=args.ghost if args.ghost is not None else s["fof_ghost"],
+        n_domains=s["fof_domains"],
+        ghost=s["fof_ghost"],
         part=args.part,
         n_parts=args.n_parts,
         chunk_size=args.chunk_size,

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--disp-out", help="also write the SR displacement field (HDF5, whole box, single job); "
                         "'{seed}' is replaced")
     parser.add_argument("--seed", type=int, nargs="+", default=[0],
-                        help="noise seed(s): one SR realization each (default 0)")
+                        help="noise seed(s): one SR realization each (default %(default)s)")
     parser.add_argument("--region", type=float, nargs=6, metavar=("X0", "Y0", "Z0", "X1", "Y1", "Z1"),
                         help="super-resolve only [X0, X1) x [Y0, Y1) x [Z0, Z1) (periodic; Lagrangian positions), "
                         "with periodic context from the full LR box")
@@ -40,12 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="units of --region: Mpc/h (widened to whole LR cells) or LR cells (default mpc)")
     parser.add_argument("--config", help="JSON string or YAML file with a 'generate' section (defaults for the "
                         "options below; command-line values win)")
-    parser.add_argument("--chunk", type=int, help="LR cells per chunk side (default: config, else from free memory)")
-    parser.add_argument("--batch", type=int, help="chunks per generator call")
-    parser.add_argument("--device", help="auto, cpu, cuda, cuda:N")
-    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="bfloat16 autocast")
-    parser.add_argument("--position-dtype", choices=("f4", "f8"), help="storage type of 1/Position")
-    parser.add_argument("--writers", type=int, help="background writer threads (default 2)")
+    parser.add_argument("--chunk", type=int, help="LR cells per chunk side (default generate.chunk)")
+    parser.add_argument("--batch", type=int, help="chunks per generator call (default generate.batch)")
+    parser.add_argument("--device", help="auto, cpu, cuda, cuda:N (default generate.device)")
+    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="bfloat16 autocast (default generate.bf16)")
+    parser.add_argument("--position-dtype", choices=("f4", "f8"), help="storage type of 1/Position (default generate.position_dtype)")
+    parser.add_argument("--writers", type=int, help="background writer threads (default generate.writers)")
     parser.add_argument("--no-resume", action="store_true",
                         help="discard the chunks of an interrupted run instead of verifying and reusing them")
     parser.add_argument("--max-chunks", type=int,
@@ -56,18 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _settings(args) -> dict:
-    from srsim.config import parse_config_arg
-
-    cfg = parse_config_arg(args.config).get("generate", {}) if args.config else {}
-    out = {"chunk": cfg.get("chunk"), "batch": cfg.get("batch", 1), "device": cfg.get("device", "auto"),
-           "bf16": cfg.get("bf16", False), "position_dtype": cfg.get("position_dtype", "f8"),
-           "writers": cfg.get("writers")}
-    for key in out:
-        value = getattr(args, key)
-        if value is not None:
-            out[key] = value
-    return out
+#: the options of the config's 'generate' section that the command line overrides (generate()'s keywords)
+OVERRIDES = ("chunk", "batch", "device", "bf16", "position_dtype", "writers")
 
 
 def run(args) -> int:
@@ -76,20 +66,21 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
+    from srsim.config import apply_overrides, load_config, section
     from srsim.errors import SrsimError
     from srsim.generate import LRInput, generate, region_from_cells, region_from_mpc
     from srsim.io.atomic import atomic_path
 
-    opts = _settings(args)
+    settings = apply_overrides(section(args.config, "generate"), args, OVERRIDES)
+    opts = {key: settings[key] for key in OVERRIDES}
     if args.trivial:
-        from srsim.config import parse_config_arg
         from srsim.generate import trivial_generator
 
         if not args.config:
             raise SrsimError("generate --trivial: needs --config with a 'model' section (gen_widths)")
         if len(args.seed) > 1:
             raise SrsimError(f"generate --trivial: the trivial predictor has no noise; give one --seed, not {args.seed}")
-        model = (trivial_generator(parse_config_arg(args.config).get("model", {})), {})
+        model = (trivial_generator(load_config(args.config, partial=True).get("model", {})), {})
     elif args.model:
         model = args.model
     else:

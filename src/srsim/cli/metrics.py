@@ -25,20 +25,17 @@ def run(args) -> int:
     import json
     from pathlib import Path
 
-    from srsim.cli.figure import _by_z, trivial_by_z
+    from srsim.config import section
     from srsim.io.atomic import atomic_path
     from srsim.metrics import compute_metrics, summary_table
-    from srsim.plots import figure_settings
-    from srsim.plots.tables import hmf_item, power_item
+    from srsim.plots.tables import hmf_item, matched_by_redshift, power_item, trivial_by_redshift
 
-    fig = figure_settings(args.config)
-    ns = type("A", (), {})
-    ns.lr, ns.hr, ns.sr = args.power_lr, args.power_hr, args.power_sr
-    power = _by_z(ns, power_item, "metrics (power)", sr_many=True)
-    ns.lr, ns.hr, ns.sr = args.hmf_lr, args.hmf_hr, args.hmf_sr
-    hmf = _by_z(ns, hmf_item, "metrics (hmf)", sr_many=False)
-    trivial_power = trivial_by_z(args.power_trivial, power_item, "metrics (power)")
-    trivial_hmf = trivial_by_z(args.hmf_trivial, hmf_item, "metrics (hmf)")
+    fig = section(args.config, "figures")
+    power = matched_by_redshift(args.power_lr, args.power_hr, args.power_sr, power_item, "metrics (power)",
+                                sr_many=True)
+    hmf = matched_by_redshift(args.hmf_lr, args.hmf_hr, args.hmf_sr, hmf_item, "metrics (hmf)", sr_many=False)
+    trivial_power = trivial_by_redshift(args.power_trivial, power_item, "metrics (power)")
+    trivial_hmf = trivial_by_redshift(args.hmf_trivial, hmf_item, "metrics (hmf)")
     metrics = compute_metrics(power, hmf, fig, sim=args.sim, trivial_power=trivial_power, trivial_hmf=trivial_hmf)
     table = summary_table(metrics)
     out = Path(args.out)

@@ -9,7 +9,7 @@ HELP = "matter power spectrum P(k) and Delta^2(k) of a snapshot: CIC on an N_mes
 def add_arguments(parser) -> None:
     parser.add_argument("snapshot", help="bigfile snapshot directory (MP-Gadget layout)")
     parser.add_argument("out", help="output text table (k [h/Mpc], P [(Mpc/h)^3], n_modes, Delta2)")
-    parser.add_argument("--mesh", type=int, default=None, help="mesh cells per side (default analysis.power_mesh, 512)")
+    parser.add_argument("--mesh", type=int, default=None, help="mesh cells per side (default analysis.power_mesh)")
     parser.add_argument("--config", default=None, help="JSON string or YAML file with an 'analysis' section")
     parser.add_argument("--device", default=None,
                         help="numpy (numba CPU), cpu/cuda/cuda:N (torch) or auto (default analysis.device)")
@@ -19,16 +19,16 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from srsim.analysis import analysis_settings
-    from srsim.analysis.power import power_spectrum_snapshot, write_power
+    from srsim.analysis.power import power_spectrum_snapshot
+    from srsim.config import apply_overrides, section
     from srsim.errors import SrsimError
+    from srsim.io.power import write_power
 
-    settings = analysis_settings(args.config)
-    n_mesh = args.mesh or settings["power_mesh"]
+    s = apply_overrides(section(args.config, "analysis"), args, {"mesh": "power_mesh", "device": "device"})
+    n_mesh = s["power_mesh"]
     if n_mesh < 2:
         raise SrsimError(f"--mesh must be >= 2, got {n_mesh}")
-    device = args.device or settings.get("device", "auto")
-    res = power_spectrum_snapshot(args.snapshot, n_mesh, device=device, chunk_size=args.chunk_size,
+    res = power_spectrum_snapshot(args.snapshot, n_mesh, device=s["device"], chunk_size=args.chunk_size,
                                   deconvolve=args.deconvolve)
     write_power(args.out, res)
     return 0

@@ -21,11 +21,11 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from srsim.config import parse_config_arg
+    from srsim.config import load_config
     from srsim.errors import SrsimError
     from srsim.sims.suite import spec_for
 
-    cfg = parse_config_arg(args.config)
+    cfg = load_config(args.config, partial=True)
     missing = [key for key in SECTIONS if key not in cfg]
     if missing:
         raise SrsimError(f"--config: srsim simulate needs the section(s) {', '.join(missing)}")

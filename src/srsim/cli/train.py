@@ -3,8 +3,9 @@
 Single process:   srsim train --data LR.h5:HR.h5 ... --redshift Z --config CFG --out R/models/zZ/model.pt
 Several GPUs:     torchrun --standalone --nproc-per-node N --no-python srsim train ... (same arguments)
 
-Intermediate checkpoints (last.pt) and the running loss CSV go to OUT_DIR/checkpoints/ (not a workflow
-output, so they survive a failed or preempted job); with --resume training continues from last.pt exactly.
+The files of a run are laid out as `srsim.model.checkpoint` documents (TrainingFiles): intermediate
+checkpoints (last.pt) and the running loss CSV go to OUT_DIR/checkpoints/ (not a workflow output, so they
+survive a failed or preempted job); with --resume training continues from last.pt exactly.
 On SIGUSR1 or SIGTERM the current step is finished, last.pt is written and the command exits with code 75
 (EX_TEMPFAIL). At the end OUT (model.pt), the loss CSV and the training-curve plot are written atomically.
 
@@ -51,29 +52,26 @@ def run(args: argparse.Namespace) -> int:
     import torch
     import torch.distributed as dist
 
-    from srsim.config import parse_config_arg, validate_sections
+    from srsim.config import apply_overrides, section
     from srsim.data import CropDataset, open_pairs, parse_data_arg
     from srsim.errors import SrsimError
+    from srsim.model.checkpoint import TrainingFiles
     from srsim.model.generator import generator_geometry
     from srsim.model.scaling import Scaling
     from srsim.train import Trainer, TrainingPreempted, init_distributed, install_signal_handlers
 
-    cfg = parse_config_arg(args.config)
     # sections left out of --config take their schema defaults
-    cfg = validate_sections({"model": cfg.get("model", {}), "train": cfg.get("train", {})}, "--config")
+    cfg = {"model": section(args.config, "model"),
+           "train": apply_overrides(section(args.config, "train"), args, ("device", "max_steps"))}
     train_cfg = cfg["train"]
-    if args.device:
-        train_cfg["device"] = args.device
-    if args.max_steps is not None:
-        train_cfg["max_steps"] = args.max_steps
     if train_cfg.get("threads"):
         torch.set_num_threads(int(train_cfg["threads"]))
 
     out = Path(args.out)
     if out.suffix != ".pt":
         raise SrsimError(f"{out}: the model file must end in .pt")
-    log_csv = Path(args.log_csv) if args.log_csv else out.parent / "losses.csv"
-    plot = Path(args.plot) if args.plot else out.parent / "curve.png"
+    files = TrainingFiles.of(out, checkpoint_dir=args.checkpoint_dir, losses=args.log_csv, curve=args.plot,
+                             val=args.val_csv)
 
     levels = len(cfg["model"]["gen_widths"]) - 1
     scale = 2 ** levels
@@ -91,23 +89,22 @@ def run(args: argparse.Namespace) -> int:
     if train_cfg.get("init_from"):
         init_from = Path(train_cfg["init_from"].replace("{z}", f"{args.redshift:g}"))
 
-    ctx = init_distributed(train_cfg.get("device", "auto"))
+    ctx = init_distributed(train_cfg["device"])
     try:
         validator = None
         if val_specs and ctx.is_main:
             from srsim.validation import Validator
 
             # the network units of the training crops; P(k) on the training device
-            checkpoint_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else out.parent / "checkpoints"
             power_device = "numpy" if ctx.device.type == "cpu" else str(ctx.device)
-            validator = Validator.from_files(val_specs, dataset.disp_scale, checkpoint_dir / "val.csv",
+            validator = Validator.from_files(val_specs, dataset.disp_scale, files.running_val,
                                              seed=train_cfg["seed"], power_device=power_device)
             print(f"srsim train: validating on {len(val_specs)} pair(s) every {train_cfg['val_every']} steps, "
                   f"P(k) bands {[round(float(k), 3) for k in validator.edges]} h/Mpc", file=sys.stderr)
         meta = {"redshift": float(args.redshift), "data": list(args.data), "cosmology": cosmology}
         if val_specs:
             meta["val"] = list(args.val)
-        trainer = Trainer(cfg, dataset, out, checkpoint_dir=args.checkpoint_dir, meta=meta, ctx=ctx,
+        trainer = Trainer(cfg, dataset, out, checkpoint_dir=files.checkpoint_dir, meta=meta, ctx=ctx,
                           progress=not args.no_progress, scaling=scaling, init_from=init_from,
                           validator=validator)
         install_signal_handlers(trainer)
@@ -117,8 +114,7 @@ def run(args: argparse.Namespace) -> int:
             if ctx.is_main:
                 print(f"srsim train: {exc}", file=sys.stderr)
             return EXIT_PREEMPTED
-        trainer.export(log_csv=log_csv, plot=plot,
-                       val_csv=(Path(args.val_csv) if args.val_csv else out.parent / "val.csv") if val_specs else None)
+        trainer.export(log_csv=files.losses, plot=files.curve, val_csv=files.val if val_specs else None)
         if ctx.is_main:
             print(f"srsim train: wrote {out} after {trainer.state.step} steps", file=sys.stderr)
         return 0

@@ -9,11 +9,19 @@ Layout (a dict saved with torch.save):
     rng:    {"torch", "cuda", "numpy", "python"}
     config: {"model": {...}, "train": {...}}                       (validated config sections)
     meta:   {"disp_scale", "redshift", "box_size", "n_lr", "n_hr", "data": [...], ...}
+
+Files of one training run (`TrainingFiles`), around the final model OUT (e.g. R/models/z0/model.pt):
+    OUT                          the final checkpoint (a workflow output)
+    OUT_DIR/checkpoints/last.pt  the latest intermediate checkpoint (resume; not a workflow output, so it
+                                 survives a failed or preempted job)
+    OUT_DIR/checkpoints/losses.csv, val.csv   the running per-step losses and validation scores
+    OUT_DIR/losses.csv, val.csv, curve.png    their copies and the training curve, written at the end
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,10 +29,43 @@ import torch
 from srsim.errors import SrsimError
 from srsim.io.atomic import atomic_path
 
-__all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "load_generator"]
+__all__ = ["FORMAT", "TrainingFiles", "save_checkpoint", "load_checkpoint", "load_generator"]
 
 FORMAT = "srsim-sr-model"
 VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrainingFiles:
+    """The files of one training run (layout in the module docstring); each may be placed elsewhere."""
+
+    model: Path  #: the final checkpoint (.pt)
+    checkpoint_dir: Path  #: last.pt and the running logs
+    losses: Path  #: the per-step loss CSV copied here at the end
+    curve: Path  #: the training-curve PNG
+    val: Path  #: the validation scores copied here at the end
+
+    @classmethod
+    def of(cls, model, *, checkpoint_dir=None, losses=None, curve=None, val=None) -> "TrainingFiles":
+        """The layout around `model`; an argument given (not None) replaces that file's default place."""
+        model = Path(model)
+        d = model.parent
+
+        def place(value, default: Path) -> Path:
+            return Path(value) if value else default
+
+        return cls(model, place(checkpoint_dir, d / "checkpoints"), place(losses, d / "losses.csv"),
+                   place(curve, d / "curve.png"), place(val, d / "val.csv"))
+
+    @property
+    def last(self) -> Path:
+        """The latest intermediate checkpoint."""
+        return self.checkpoint_dir / "last.pt"
+
+    @property
+    def running_val(self) -> Path:
+        """The validation scores while training runs."""
+        return self.checkpoint_dir / "val.csv"
 
 
 def save_checkpoint(path, state: dict) -> None:

@@ -8,16 +8,9 @@ slices      Fig. 1 (LR / HR / SR slab and zooms at z = 0) and Fig. 2 (HR and SR 
 power       Fig. 3 (Delta^2(k) with ratio panels)
 hmf         Fig. 4 (mass functions per redshift) and Fig. 6 (big box vs small HR box)
 bigbox      Fig. 5 (big-box SR slice, LR inset, zoom on the most massive halo)
-tables      readers of the power and HMF text tables
+tables      power and HMF tables as `Table` items, grouped and matched by redshift
+figures     one function per figure: input paths + the `figures` config section -> PNG + PDF
+curve       the training curve of `srsim train` (losses and validation scores vs step)
 common      Agg backend, colours, atomic PNG + PDF output
 """
 
-
-def figure_settings(config_arg: str | None) -> dict:
-    """The ``figures`` config section (defaults filled) from a subcommand's ``--config`` value, or defaults."""
-    from srsim.config import parse_config_arg, validate_sections
-
-    cfg = parse_config_arg(config_arg) if config_arg else {}
-    if "figures" in cfg:
-        return cfg["figures"]
-    return validate_sections({"figures": {}}, "defaults")["figures"]

@@ -35,8 +35,8 @@ def _mass_limits(ax, tables):
 
 def plot_fig4(groups: dict, out, *, tolerance: float | None = None, min_halos: int | None = None, dpi: int = 150,
               panel: tuple[float, float] = (3.6, 4.6)) -> list:
-    """Fig. 4. groups: {z: {'lr': item, 'hr': item, 'sr': item}} with items (table, meta, path) from
-    `load_hmf` (SR: the combined table over realizations), optionally 'trivial': item (the trivial predictor,
+    """Fig. 4. groups: {z: {'lr': item, 'hr': item, 'sr': item}} with `Table` items from
+    `srsim.plots.tables.hmf_item` (SR: the combined table over realizations), optionally 'trivial': item (the trivial predictor,
     a thin grey line without error bars). One column per redshift (high to low): dn/dlog10M
     of LR, HR, SR with Poisson errors above; SR/HR and LR/HR with propagated errors below, the +-tolerance band
     shaded and bins where HR has fewer than min_halos halos hatched.
@@ -49,8 +49,8 @@ def plot_fig4(groups: dict, out, *, tolerance: float | None = None, min_halos: i
     for j, z in enumerate(zs):
         g = groups[z]
         top, bot = axes[0, j], axes[1, j]
-        t_lr, t_hr, t_sr = g["lr"][0], g["hr"][0], g["sr"][0]
-        n_sr = int(g["sr"][1].get("n_catalogs", 1))
+        t_lr, t_hr, t_sr = g["lr"].table, g["hr"].table, g["sr"].table
+        n_sr = int(g["sr"].meta.get("n_catalogs", 1))
         _plot_hmf(top, t_lr, COLORS["lr"], "LR", offset=-0.015)
         _plot_hmf(top, t_hr, COLORS["hr"], "HR", lw=2.0)
         _plot_hmf(top, t_sr, COLORS["sr"], "SR" if n_sr == 1 else f"SR ({n_sr} realizations)", ls="--",
@@ -64,7 +64,7 @@ def plot_fig4(groups: dict, out, *, tolerance: float | None = None, min_halos: i
         _plot_ratio(bot, t_lr, t_hr, COLORS["lr"], "LR / HR", offset=-0.015)
         _plot_ratio(bot, t_sr, t_hr, COLORS["sr"], "SR / HR", offset=0.015)
         if g.get("trivial") is not None:
-            t_tr = g["trivial"][0]
+            t_tr = g["trivial"].table
             ok = t_tr["n_halos"] > 0
             top.plot(10 ** t_tr["log10M_mid"][ok], t_tr["dn_dlog10M"][ok], color=COLORS["trivial"], lw=0.8,
                      label="trivial")
@@ -99,24 +99,24 @@ def plot_fig4(groups: dict, out, *, tolerance: float | None = None, min_halos: i
 def plot_fig6(lr_big, sr_big, hr_small, out, *, dpi: int = 150, size: tuple[float, float] = (5.0, 5.2)) -> list:
     """Fig. 6: the big box's LR (blue) and SR (black) mass functions against the small HR box's (orange) at one
     redshift, Poisson errors; ratio panel to the big LR where it is resolved and to the small HR.
-    Items (table, meta, path) from `load_hmf`; all on the same mass bins. Figure `size` inches at dpi."""
-    t_lr, t_sr, t_hr = lr_big[0], sr_big[0], hr_small[0]
+    `Table` items from `srsim.plots.tables.hmf_item`; all on the same mass bins. Figure `size` inches at dpi."""
+    t_lr, t_sr, t_hr = lr_big.table, sr_big.table, hr_small.table
     fig, (top, bot) = plt.subplots(2, 1, figsize=size, sharex=True,
                                    gridspec_kw={"height_ratios": [2.6, 1], "hspace": 0.05, "left": 0.18,
                                                 "right": 0.96, "top": 0.93, "bottom": 0.11})
-    v_big = lr_big[1].get("volume")
-    v_hr = hr_small[1].get("volume")
+    v_big = lr_big.meta.get("volume")
+    v_hr = hr_small.meta.get("volume")
 
     def vol(v):
         return "" if not v else f" ({float(v) ** (1 / 3):g} Mpc/h)$^3$"
 
     _plot_hmf(top, t_lr, COLORS["hr"], "LR" + vol(v_big), offset=-0.015)
-    _plot_hmf(top, t_sr, COLORS["sr"], "SR" + vol(sr_big[1].get("volume")))
+    _plot_hmf(top, t_sr, COLORS["sr"], "SR" + vol(sr_big.meta.get("volume")))
     _plot_hmf(top, t_hr, COLORS["orange"], "HR" + vol(v_hr), offset=0.015)
     top.set_xscale("log")
     top.set_yscale("log")
     top.set_ylabel(r"$\mathrm{d}n/\mathrm{d}\log_{10}M_\mathrm{h}$ [$h^3\mathrm{Mpc}^{-3}$]")
-    top.set_title(f"large volume, {zlabel(lr_big[1]['redshift'])}", fontsize=11)
+    top.set_title(f"large volume, {zlabel(lr_big.meta['redshift'])}", fontsize=11)
     top.legend(loc="lower left", fontsize=8, frameon=False)
     _plot_ratio(bot, t_sr, t_hr, COLORS["orange"], "SR / HR")
     _plot_ratio(bot, t_sr, t_lr, COLORS["hr"], "SR / LR")

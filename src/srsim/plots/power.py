@@ -26,8 +26,8 @@ def _valid(t: dict) -> np.ndarray:
 
 def plot_fig3(groups: dict, out, *, k_max: float | None = None, tolerance: float | None = None, dpi: int = 150,
               panel: tuple[float, float] = (3.6, 5.4)) -> list:
-    """Fig. 3. groups: {z: {'lr': item, 'hr': item, 'sr': [items]}} with items (table, meta, path) from
-    `load_power` (Delta2 dimensionless, k in h/Mpc), optionally 'trivial': item (the trivial predictor, drawn as a
+    """Fig. 3. groups: {z: {'lr': item, 'hr': item, 'sr': [items]}} with `Table` items from
+    `srsim.plots.tables.power_item` (Delta2 dimensionless, k in h/Mpc), optionally 'trivial': item (the trivial predictor, drawn as a
     thin grey line in every panel). One column per redshift (high to low): Delta^2(k) above
     (SR realizations thin, their mean dashed), SR/HR and LR/HR in the middle, SR/HR magnified below; the mesh Nyquist k dashed, the LR and HR
     particle Nyquist k dotted, k_max and the +-tolerance band marked when given.
@@ -41,19 +41,20 @@ def plot_fig3(groups: dict, out, *, k_max: float | None = None, tolerance: float
     for j, z in enumerate(zs):
         g = groups[z]
         top, bot, fine = axes[0, j], axes[1, j], axes[2, j]
-        t_hr = g["hr"][0]
+        t_hr = g["hr"].table
         ok_hr = _valid(t_hr)
         k = t_hr["k"]
-        for idx, (t, _, _) in enumerate(g["sr"]):
+        for item in g["sr"]:
+            t = item.table
             ok = _valid(t)
             if len(g["sr"]) > 1:
                 top.loglog(t["k"][ok], t["Delta2"][ok], color=COLORS["sr"], lw=0.5, alpha=0.45)
                 fine.semilogx(t["k"][ok & ok_hr], t["P"][ok & ok_hr] / t_hr["P"][ok & ok_hr], color=COLORS["sr"],
                               lw=0.5, alpha=0.45)
-        sr_p = np.mean([t["P"] for t, _, _ in g["sr"]], axis=0)
-        sr_d = np.mean([t["Delta2"] for t, _, _ in g["sr"]], axis=0)
+        sr_p = np.mean([s.table["P"] for s in g["sr"]], axis=0)
+        sr_d = np.mean([s.table["Delta2"] for s in g["sr"]], axis=0)
         ok_sr = ok_hr & np.isfinite(sr_p) & (sr_p > 0)
-        t_lr = g["lr"][0]
+        t_lr = g["lr"].table
         ok_lr = _valid(t_lr)
         top.loglog(t_lr["k"][ok_lr], t_lr["Delta2"][ok_lr], color=COLORS["lr"], lw=1.4, label="LR")
         top.loglog(k[ok_hr], t_hr["Delta2"][ok_hr], color=COLORS["hr"], lw=2.2, label="HR")
@@ -61,7 +62,7 @@ def plot_fig3(groups: dict, out, *, k_max: float | None = None, tolerance: float
         top.loglog(k[ok_sr], sr_d[ok_sr], color=COLORS["sr"], lw=1.2, ls="--",
                    label="SR" if n_sr == 1 else f"SR (mean of {n_sr})")
         if g.get("trivial") is not None:
-            t_tr = g["trivial"][0]
+            t_tr = g["trivial"].table
             ok_tr = ok_hr & _valid(t_tr)
             top.loglog(k[ok_tr], t_tr["Delta2"][ok_tr], color=COLORS["trivial"], lw=0.8, label="trivial")
             for ax in (bot, fine):
@@ -74,12 +75,12 @@ def plot_fig3(groups: dict, out, *, k_max: float | None = None, tolerance: float
             ax.axhline(1.0, color="0.5", lw=0.7, zorder=0)
             if tolerance:
                 ax.axhspan(1 - tolerance, 1 + tolerance, color="0.88", zorder=0)
-        meta = g["hr"][1]
+        meta = g["hr"].meta
         kn = meta.get("k_nyquist")
         for ax in (top, bot, fine):
             if kn:
                 ax.axvline(float(kn), color="0.3", ls="--", lw=0.9)
-            for kind, m in (("lr", g["lr"][1]), ("hr", meta)):
+            for kind, m in (("lr", g["lr"].meta), ("hr", meta)):
                 kp = particle_nyquist(m)
                 if kp and (not kn or kp < float(kn) * 1.5):
                     ax.axvline(kp, color=COLORS[kind], ls=":", lw=0.9)

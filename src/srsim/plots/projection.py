@@ -26,6 +26,9 @@ from srsim.errors import SrsimError
 #: colours of the paper: a blue density background, FOF members in orange
 BLUES = ["#000000", "#04122e", "#0b3a7a", "#2a6fba", "#7fb4e6", "#e8f3ff"]
 ORANGE = np.array([1.0, 0.55, 0.10])
+#: member IDs (8 bytes each) a catalogue may hold for them to be loaded; a huge box's catalogue falls back
+#: to local FOF / halo centres
+MAX_MEMBERS = 300_000_000
 
 
 @dataclass
@@ -315,17 +318,19 @@ def render_particles(pos, box_size, regions, *, ids=None, n_particles=None, memb
 def render_snapshot(path, regions, *, fof_path=None, smoothing=0.0, adaptive_count=8.0, chunk_size=2**22,
                     collect_limit=4_000_000, b=None, min_members=None, progress=True):
     """Render regions of a bigfile snapshot (streamed), highlighting the FOF groups of the catalogue at fof_path
-    (member IDs if it stores them, else local FOF / halo centres). b and min_members default to the catalogue's
-    attributes (0.2 and 32 without a catalogue). Returns {region name: Projection}."""
+    (member IDs if it stores them and they number at most MAX_MEMBERS, else local FOF / halo centres; the
+    Projection's `method` says which). b and min_members default to the catalogue's attributes (0.2 and 32
+    without a catalogue). Returns {region name: Projection}."""
+    from srsim.io.catalog import read_catalog
     from srsim.io.snapshot import iter_particles, read_header
 
     header = read_header(path)
     member_ids, halos = None, None
     if fof_path is not None:
-        cat = read_fof(fof_path)
-        member_ids, halos = cat["members_id"], (cat["pos"], cat["npart"])
-        b = cat["b"] if b is None else b
-        min_members = cat["min_members"] if min_members is None else min_members
+        cat, attrs = read_catalog(fof_path, max_members=MAX_MEMBERS)
+        member_ids, halos = cat.get("members_id"), (cat["pos"], cat["npart"])
+        b = attrs.get("b") if b is None else b
+        min_members = attrs.get("min_members") if min_members is None else min_members
     b = 0.2 if b is None else b
     min_members = 32 if min_members is None else min_members
     rend = ProjectionRenderer(header.box_size, header.n_particles, regions, member_ids=member_ids, halos=halos,
@@ -340,41 +345,6 @@ def render_snapshot(path, regions, *, fof_path=None, smoothing=0.0, adaptive_cou
     for chunk in it:
         rend.add(chunk["Position"], chunk.get("ID"))
     return rend.finish(smoothing, adaptive_count)
-
-
-def read_fof(path, max_members: int = 300_000_000) -> dict:
-    """Read a FOF catalogue (HDF5, brief's format): {'npart' (h,), 'mass' (h,) Msun/h, 'pos' (h, 3) Mpc/h,
-    'members_id' (m,) uint64 or None, 'b', 'min_members', 'box_size', 'redshift'}. Member lists longer than
-    max_members (8 bytes each) are not loaded (None): a huge box then falls back to local FOF / halo centres."""
-    import sys
-
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            for key in ("npart", "mass", "pos"):
-                if key not in f:
-                    raise SrsimError(f"{path}: FOF catalogue lacks dataset '{key}'")
-            members = None
-            if "members_id" in f:
-                if f["members_id"].shape[0] <= max_members:
-                    members = f["members_id"][...].astype(np.uint64)
-                else:
-                    print(f"{path}: {f['members_id'].shape[0]} member IDs exceed {max_members}; not used",
-                          file=sys.stderr)
-            out = {
-                "npart": f["npart"][...].astype(np.int64),
-                "mass": f["mass"][...].astype(np.float64),
-                "pos": f["pos"][...].astype(np.float64).reshape(-1, 3),
-                "members_id": members,
-                "b": float(f.attrs.get("b", 0.2)),
-                "min_members": int(f.attrs.get("min_members", 32)),
-                "box_size": float(f.attrs["box_size"]) if "box_size" in f.attrs else None,
-                "redshift": float(f.attrs["redshift"]) if "redshift" in f.attrs else None,
-            }
-    except OSError as exc:
-        raise SrsimError(f"{path}: cannot read FOF catalogue ({exc})") from exc
-    return out
 
 
 def density_limits(images, lo_pct: float = 5.0, hi_pct: float = 99.9):

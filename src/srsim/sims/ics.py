@@ -188,7 +188,11 @@ def initial_conditions(spec, device="cpu", dtype=torch.float64, lpt_order: int |
         (psi1, psi2): (3, n, n, n) tensors in Mpc/h indexed [component, i, j, k] on the particle grid;
         psi2 is None for lpt_order 1. Positions: x = q + D1 psi1 + D2 psi2 (see lpt_state).
     """
-    order = int(lpt_order if lpt_order is not None else spec.options.get("lpt_order", 2))
+    if lpt_order is None:
+        from srsim.config import validated
+
+        lpt_order = validated("sims.pm", spec.options)["lpt_order"]
+    order = int(lpt_order)
     if order not in (1, 2):
         raise SrsimError(f"sims.pm.lpt_order must be 1 or 2, got {order}")
     n, box = int(spec.n_grid), float(spec.box_size)

@@ -81,16 +81,10 @@ def _log(msg: str) -> None:
 
 
 def options(spec: SimSpec) -> dict:
-    """The `sims.mpgadget` options of `spec` with the schema's defaults filled in."""
-    from srsim.config import schema
+    """The `sims.mpgadget` options of `spec`, validated and with the schema's defaults filled in."""
+    from srsim.config import validated
 
-    props = schema()["properties"]["sims"]["properties"]["mpgadget"]["properties"]
-    opts = {key: sub["default"] for key, sub in props.items() if "default" in sub}
-    unknown = set(spec.options) - set(props)
-    if unknown:
-        raise SrsimError(f"sims.mpgadget: unknown option(s) {sorted(unknown)} (known: {sorted(props)})")
-    opts.update(spec.options)
-    return opts
+    return validated("sims.mpgadget", spec.options)
 
 
 def scale_factors(redshifts) -> list[float]:
@@ -99,12 +93,14 @@ def scale_factors(redshifts) -> list[float]:
 
 
 def _cosmo_params(cosmo: dict) -> dict:
+    from srsim.cosmology import Cosmology
+
     return {
         "Omega0": float(cosmo["Omega_m"]),
         "OmegaLambda": float(cosmo["Omega_L"]),
         "OmegaBaryon": float(cosmo["Omega_b"]),
         "HubbleParam": float(cosmo["h"]),
-        "CMBTemperature": float(cosmo.get("T_cmb", 2.7255)),
+        "CMBTemperature": Cosmology.from_config(cosmo).T_cmb,
     }
 
 
@@ -491,10 +487,11 @@ def write_power_table(spec: SimSpec, path: Path) -> None:
     import numpy as np
 
     from srsim.cosmology import Cosmology, write_power_table as _write
+    from srsim.io.power import read_linear_power
 
     kmin, kmax = _power_table_range(spec, options(spec))
     _write(path, Cosmology.from_config(spec.cosmology), kmin, kmax, 2000)
-    table = np.loadtxt(path, comments="#", ndmin=2)
+    table = read_linear_power(path)
     if table.shape[1] != 2 or np.any(np.diff(table[:, 0]) <= 0) or np.any(table[:, 1] <= 0):
         raise SrsimError(f"{path}: power table is not two columns with increasing k and positive P")
     if table[0, 0] > kmin * (1 + 1e-6) or table[-1, 0] < kmax * (1 - 1e-6):

@@ -187,17 +187,10 @@ def _cosmology(spec) -> Cosmology:
 
 
 def _options(spec) -> dict:
-    opts = dict(mesh_factor=2, steps=20, lpt_order=2, device="auto", threads=0, gradient="fd2", laplace="exact")
-    opts.update(spec.options or {})
-    for key in ("mesh_factor", "steps", "lpt_order", "threads"):
-        if not isinstance(opts[key], (int, np.integer)) or isinstance(opts[key], bool):
-            raise SrsimError(f"sims.pm.{key}: expected an integer, got {opts[key]!r}")
-    if opts["mesh_factor"] < 1 or opts["steps"] < 1 or opts["threads"] < 0:
-        raise SrsimError(f"sims.pm: mesh_factor and steps must be >= 1 and threads >= 0, got {opts}")
-    if opts["gradient"] not in GRADIENTS or opts["laplace"] not in LAPLACIANS:
-        raise SrsimError(f"sims.pm: gradient must be one of {GRADIENTS} and laplace one of {LAPLACIANS}, "
-                         f"got {opts['gradient']!r}, {opts['laplace']!r}")
-    return opts
+    """The `sims.pm` options of `spec`, validated and with the schema's defaults filled in."""
+    from srsim.config import validated
+
+    return validated("sims.pm", spec.options)
 
 
 def evolve(pos: torch.Tensor, p: torch.Tensor, steps, force, cosmo: Cosmology, *, on_step=None,

@@ -49,13 +49,15 @@ def simulation_names(config: dict) -> dict[str, list[str]]:
 
 def spec_for(config: dict, sim: str, kind: str) -> SimSpec:
     """The SimSpec of simulation `sim` (a name from `simulation_names`) at resolution `kind`."""
+    from srsim.config import default
+
     suite = config["suite"]
     sims = config["sims"]
     backend = sims["backend"]
     common = dict(
-        z_init=float(config.get("z_init", 99)),
+        z_init=float(config["z_init"] if "z_init" in config else default("z_init")),
         cosmology=dict(config["cosmology"]),
-        softening=float(sims.get("softening", 1 / 30)),
+        softening=float(sims["softening"] if "softening" in sims else default("sims.softening")),
         backend=backend,
         options=dict(sims.get(backend, {})),
     )

@@ -1,0 +1,61 @@
+"""Power-spectrum text tables: what `srsim power` writes and the figures and metrics read, and the linear
+power table that `srsim linear-power` writes and MP-GenIC reads.
+
+Measured spectra. Layout (`srsim.io.table`): a `#` header with the metadata (box_size [Mpc/h], n_mesh, k_nyquist [h/Mpc],
+n_particles, redshift, shot_noise [(Mpc/h)^3], deconvolved, engine, source), then one row per k bin:
+k [h/Mpc], P [(Mpc/h)^3], n_modes, Delta2 = k^3 P / (2 pi^2) (dimensionless).
+
+Linear spectra (MP-GenIC's ``WhichSpectrum = 2`` input): `#` header lines (MP-GenIC skips them), then two
+columns k [h/Mpc], P [(Mpc/h)^3].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from srsim.io.atomic import atomic_path
+from srsim.io.table import read_table, write_table
+
+#: the metadata keys of a power result written to the header, in this order (others are dropped)
+HEADER_KEYS = ("box_size", "n_mesh", "k_nyquist", "n_particles", "redshift", "shot_noise", "deconvolved",
+               "engine", "source")
+COLUMNS = ("k", "P", "n_modes", "Delta2")
+
+
+def write_power(path, result) -> None:
+    """Write a power spectrum atomically. `result`: a `srsim.analysis.power.PowerResult` (k, P, n_modes,
+    Delta2: (nbins,) arrays; meta: dict)."""
+    meta = {key: result.meta[key] for key in HEADER_KEYS if key in result.meta}
+    rows = [f"{k:.10e} {p:.10e} {int(n)} {d:.10e}" for k, p, n, d in zip(result.k, result.P, result.n_modes, result.Delta2)]
+    write_table(path, "srsim matter power spectrum: CIC mass assignment, no shot-noise subtraction", meta,
+                [("k", "h/Mpc"), ("P", "(Mpc/h)^3"), ("n_modes", ""), ("Delta2", "")], rows)
+
+
+def read_power(path) -> tuple[dict, dict]:
+    """Read a table written by :func:`write_power` -> ({'k', 'P', 'Delta2': (nbins,) float64, 'n_modes':
+    (nbins,) int64}, meta dict)."""
+    cols, meta = read_table(path, COLUMNS, "power spectrum")
+    table = {**cols, "n_modes": cols["n_modes"].astype(np.int64)}
+    return table, meta
+
+
+def write_linear_power(path, k, p, *, cosmology: dict, redshift: float) -> None:
+    """Write a linear power table atomically: k (n,) h/Mpc increasing, p (n,) (Mpc/h)^3; the header names the
+    cosmology ({parameter: value}) and the redshift."""
+    header = [
+        "srsim linear matter power spectrum (CAMB, linear, normalised to sigma8)",
+        "cosmology: " + " ".join(f"{key}={val:g}" for key, val in cosmology.items()),
+        f"redshift = {redshift:g}",
+        "columns: k [h/Mpc]  P [(Mpc/h)^3]",
+    ]
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as fh:
+            for line in header:
+                fh.write(f"# {line}\n")
+            for ki, pi in zip(k, p):
+                fh.write(f"{ki:.8e} {pi:.8e}\n")
+
+
+def read_linear_power(path) -> np.ndarray:
+    """The rows of a linear power table (or any `#`-commented numeric table) as an (n, columns) float64 array."""
+    return np.loadtxt(path, comments="#", ndmin=2)
