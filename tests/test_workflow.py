@@ -29,10 +29,10 @@ def test_demo_dag_has_no_big_box():
     # 4 training + 1 validation + 1 test pair, LR and HR; their 3 redshifts' displacement fields
     assert c["simulate_pair"] == 12 and c["displacement"] == 36 and c["train"] == 3 and c["fig1"] == 1
     # one trivial-predictor snapshot per test box and redshift, analysed like an SR realization (issue 10):
-    # 5 pairs x (LR, HR) x 3 z + 1 test box x (3 SR + 1 trivial) x 3 z = 42 snapshots, each with power, FOF,
-    # HMF (the validation pair is scored by training, not analysed)
+    # 1 test box x (LR, HR, 3 SR, 1 trivial) x 3 z = 18 snapshots, each with power, FOF, HMF (the training
+    # pairs are not analysed; the validation pair is scored by training)
     assert c["generate_trivial"] == 3 and c["generate_test"] == 9
-    assert c["power"] == c["fof"] == c["hmf"] == 5 * 2 * 3 + 1 * (3 + 1) * 3
+    assert c["power"] == c["fof"] == c["hmf"] == 1 * (2 + 3 + 1) * 3
 
 
 def test_bad_config_fails_naming_the_key(tmp_path):
