@@ -16,7 +16,7 @@ import torch
 
 from srsim.device import available_host_bytes
 from srsim.errors import SrsimError
-from srsim.fields import grid_ids, lagrangian_positions, periodic_runs, read_periodic
+from srsim.fields import grid_ids, lagrangian_positions
 from srsim.generate import (GenerateSettings, auto_chunk_size, axis_windows, estimate_generator_bytes, finalize,
                             generate, output_paths, plan_chunks, region_from_cells, region_from_mpc)
 from srsim.io.displacement import read_displacement, write_displacement
@@ -133,18 +133,6 @@ def test_auto_chunk_size_fits_memory_and_tiles_evenly():
     pieces = -(-640 // paper)
     assert paper == -(-640 // pieces)  # balanced: no sliver of a last chunk
     assert estimate_generator_bytes((512, 256, 128, 64), paper, 3) < 0.6 * available_host_bytes()
-
-
-def test_read_periodic_from_hdf5_equals_wrapped_take(tmp_path):
-    field = np.arange(3 * 5**3, dtype=np.float32).reshape(3, 5, 5, 5)
-    with h5py.File(tmp_path / "f.h5", "w") as f:
-        f["disp"] = field
-    with h5py.File(tmp_path / "f.h5", "r") as f:
-        for origin, size in (((-3, 4, 1), 4), ((2, -1, 3), 12)):
-            block = read_periodic(f["disp"], origin, size, 5)
-            idx = [(np.arange(size) + o) % 5 for o in origin]
-            assert np.array_equal(block, field[:, idx[0]][:, :, idx[1]][:, :, :, idx[2]])
-    assert len(periodic_runs(-3, 4, 5)) == 2 and len(periodic_runs(2, 12, 5)) == 3
 
 
 # ----------------------------------------------------------------------------------- invariance
