@@ -96,8 +96,7 @@ def super_resolve_box(gen, lr: np.ndarray, disp_scale: float, *, seed: int = 0, 
         window = read_periodic(lr, [w - pad for w in c.window], plan.size + 2 * pad, n)[None]
         offset = np.array([[w - pad for w in c.window]], dtype=np.int64)
         y = super_resolve(gen, window, offset, seed, n, disp_scale, device)[0]
-        block = y[:, scale * c.lo[0]:scale * c.hi[0], scale * c.lo[1]:scale * c.hi[1],
-                  scale * c.lo[2]:scale * c.hi[2]]
+        block = plan.kept(c, y)
         i, j, k = (scale * v for v in c.local)
         a, b, d = block.shape[1:]
         out[:, i:i + a, j:j + b, k:k + d] = block.cpu().numpy()

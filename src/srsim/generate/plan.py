@@ -73,7 +73,17 @@ class Plan:
         return self.extent == (self.n_lr,) * 3
 
     def particles(self, chunk: Chunk) -> int:
+        """SR particles of the chunk's kept cells."""
         return chunk.cells * self.scale**3
+
+    def kept(self, chunk: Chunk, sr):
+        """The chunk's own cells of the SR output of its window: (C, scale*size, ...) -> (C, scale*a, ...).
+
+        sr: array or tensor over the window's SR cells (padding already dropped by the generator); returns a
+        view of the kept block, whose first cell is SR cell scale * (window + lo).
+        """
+        s = self.scale
+        return sr[:, s * chunk.lo[0]:s * chunk.hi[0], s * chunk.lo[1]:s * chunk.hi[1], s * chunk.lo[2]:s * chunk.hi[2]]
 
     def job_chunks(self, job: int, jobs: int) -> list[Chunk]:
         """The contiguous share of the chunks that job `job` of `jobs` generates."""

@@ -168,8 +168,7 @@ def _sr_blocks(m: Model, src: LRInput, plan: Plan, group: list[Chunk], s: Genera
         raise SrsimError(f"{m.name}: generator returned shape {tuple(y.shape)}, expected {expect}")
     blocks = []
     for c, yc in zip(group, y):
-        block = yc[:, scale * c.lo[0]:scale * c.hi[0], scale * c.lo[1]:scale * c.hi[1],
-                   scale * c.lo[2]:scale * c.hi[2]]
+        block = plan.kept(c, yc)
         if not bool(torch.isfinite(block).all()):
             raise SrsimError(f"{m.name}: generator produced NaN/inf in chunk {c.index} "
                              f"(LR window {c.window}, seed {s.seed})")
