@@ -154,9 +154,10 @@ def _open_store(m: Model, src: LRInput, plan: Plan, s: GenerateSettings, dev, ou
                       writers=s.writers, pin=dev.type == "cuda", progress=s.progress)
 
 
-def _sr_blocks(m: Model, src: LRInput, plan: Plan, group: list[Chunk], s: GenerateSettings, dev) -> list:
-    """SR displacement of each chunk's kept cells: (3, scale*a, ...) float32 torch tensors on `dev`, Mpc/h,
-    minimum-image wrapped; refuses a generator output of the wrong shape or with NaN/inf."""
+def _sr_blocks(m: Model, src: LRInput, plan: Plan, group: list[Chunk], s: GenerateSettings, dev) -> Iterator:
+    """SR displacement of each chunk's kept cells, in turn: (3, scale*a, ...) float32 torch tensors on `dev`,
+    Mpc/h, minimum-image wrapped; one generator call for the group. Refuses a generator output of the wrong
+    shape, and a chunk with NaN/inf (the chunks before it are queued for writing by then)."""
     import torch
 
     scale, pad = plan.scale, plan.pad
@@ -166,14 +167,12 @@ def _sr_blocks(m: Model, src: LRInput, plan: Plan, group: list[Chunk], s: Genera
     expect = (len(group), 3) + (scale * plan.size,) * 3
     if tuple(y.shape) != expect:
         raise SrsimError(f"{m.name}: generator returned shape {tuple(y.shape)}, expected {expect}")
-    blocks = []
     for c, yc in zip(group, y):
         block = plan.kept(c, yc)
         if not bool(torch.isfinite(block).all()):
             raise SrsimError(f"{m.name}: generator produced NaN/inf in chunk {c.index} "
                              f"(LR window {c.window}, seed {s.seed})")
-        blocks.append(minimum_image_(block.contiguous(), src.box_size))
-    return blocks
+        yield minimum_image_(block.contiguous(), src.box_size)
 
 
 def _file_identity(path: Path) -> dict:
