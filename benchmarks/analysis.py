@@ -22,18 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from srsim.device import available_host_bytes
+from srsim.testing import clustered
+
 BOX = 1000.0  # Mpc/h; only ratios matter
-
-
-def mem_available_gb() -> float:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) / 2**20
-    except OSError:
-        pass
-    return float("nan")
 
 
 def lattice_particles(n_side: int, box: float, seed: int = 0, chunk: int = 2**22):
@@ -47,27 +39,6 @@ def lattice_particles(n_side: int, box: float, seed: int = 0, chunk: int = 2**22
         p = np.stack([i, j, k], 1).astype(np.float64) * cell
         p += rng.normal(0.0, 0.7 * cell, p.shape)
         yield np.mod(p, box).astype(np.float32)
-
-
-def clustered(n_side: int, box: float, seed: int = 0, halo_fraction: float = 0.5) -> np.ndarray:
-    """Gaussian blobs with a power-law abundance + uniform background, (n_side^3, 3) float64 Mpc/h."""
-    rng = np.random.default_rng(seed)
-    n = n_side**3
-    nh = int(n * halo_fraction)
-    nhalo = max(1, n // 300)
-    w = rng.pareto(1.2, nhalo) + 1.0
-    counts = rng.multinomial(nh, w / w.sum())
-    centres = rng.uniform(0, box, (nhalo, 3))
-    sigma = 0.035 * box / n_side * np.cbrt(np.maximum(counts, 1))
-    pos = np.empty((n, 3))
-    pos[: n - nh] = rng.uniform(0, box, (n - nh, 3))
-    at = n - nh
-    for c, s, m in zip(centres, sigma, counts):
-        pos[at:at + m] = c + rng.normal(0.0, s, (m, 3))
-        at += m
-    np.mod(pos, box, out=pos)
-    pos[pos >= box] = 0.0
-    return pos
 
 
 def timed(fn, *a, **kw):
@@ -140,10 +111,11 @@ def bench_fof(n_side: int, scipy_max: int) -> dict:
     n = n_side**3
     need_gb = 200 * n / 2**30
     row = {"what": f"FOF {n_side}^3 clustered particles"}
-    if need_gb > 0.8 * mem_available_gb():
-        row["note"] = f"skipped: needs ~{need_gb:.0f} GB, {mem_available_gb():.0f} GB available"
+    free_gb = available_host_bytes() / 2**30
+    if need_gb > 0.8 * free_gb:
+        row["note"] = f"skipped: needs ~{need_gb:.0f} GB, {free_gb:.0f} GB available"
         return row
-    pos = clustered(n_side, BOX, seed=n_side)
+    pos, _ = clustered(n_side, BOX, seed=n_side, halo_fraction=0.5, per_halo=300, ids=False)
     link = linking_length(0.2, BOX, n)
     fof_groups(pos[:2000], link, box_size=BOX)  # load the numba kernels outside the timing
     g, t_ours = timed(fof_groups, pos, link, box_size=BOX, min_members=32)

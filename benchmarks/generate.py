@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from srsim.generate import (estimate_generator_bytes, generate, resolve_device, stored_crc, super_resolve)
+from srsim.device import resolve_device
+from srsim.generate import GenerateSettings, estimate_generator_bytes, generate, stored_crc, super_resolve
 from srsim.io.displacement import write_displacement
 from srsim.io.snapshot import SnapshotWriter, make_header
 from srsim.model.generator import Generator
@@ -158,8 +159,9 @@ def bench_end_to_end(gen, n_lr: int, chunk: int, batch: int, device, position_dt
             torch.cuda.reset_peak_memory_stats(device)
         with RSSPeak() as rss:
             t0 = time.perf_counter()
-            res = generate((gen, {}), lr, snap, seed=0, chunk=chunk, batch=batch, device=str(device), bf16=bf16,
-                           position_dtype=position_dtype, progress=False)
+            res = generate((gen, {}), lr, snap,
+                           GenerateSettings(seed=0, chunk=chunk, batch=batch, device=str(device), bf16=bf16,
+                                            position_dtype=position_dtype, progress=False))
             dt = time.perf_counter() - t0
         key = "bf16" if bf16 else "fp32"
         out[key] = {"seconds": dt, "particles_per_s": res.particles / dt, "n_chunks": res.n_chunks,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from srsim.augment import (ELEMENTS, IDENTITY, compose, inverse, read_periodic_block, transform_field,
+from srsim.augment import (ELEMENTS, IDENTITY, compose, inverse, transform_field,
                            transform_positions, transformed_block)
 from srsim.fields import displacement_to_positions, minimum_image
 from srsim.model.layers import interp_up
@@ -63,13 +63,6 @@ def test_block_of_transformed_box_equals_crop_of_transformed_field():
             idx = [np.arange(s, s + 4) % 7 for s in start]
             ref = whole[:, idx[0][:, None, None], idx[1][None, :, None], idx[2][None, None, :]]
             np.testing.assert_array_equal(blk, ref)
-
-
-def test_read_periodic_block_wraps():
-    f = _field(5, 4)
-    blk = read_periodic_block(f, (3, -1, 4), 4)
-    idx = [np.arange(s, s + 4) % 5 for s in (3, -1, 4)]
-    np.testing.assert_array_equal(blk, f[:, idx[0][:, None, None], idx[1][None, :, None], idx[2][None, None, :]])
 
 
 def _up_periodic(lr, s):

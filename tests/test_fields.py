@@ -1,5 +1,6 @@
 """Invariant 1 of DESIGN.md: positions -> displacements -> positions is exact modulo the box."""
 
+import h5py
 import numpy as np
 import pytest
 
@@ -10,7 +11,9 @@ from srsim.fields import (
     ids_to_index,
     lagrangian_positions,
     minimum_image,
+    periodic_runs,
     positions_to_displacement,
+    read_periodic,
     wrap,
 )
 
@@ -80,3 +83,22 @@ def test_bad_ids_fail_loudly():
     bad[3, 1] = np.nan
     with pytest.raises(SrsimError, match="NaN"):
         positions_to_displacement(bad, ids, n, 1.0, source="snapX")
+
+
+def test_read_periodic_from_hdf5_equals_wrapped_take(tmp_path):
+    field = np.arange(3 * 5**3, dtype=np.float32).reshape(3, 5, 5, 5)
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        f["disp"] = field
+    with h5py.File(tmp_path / "f.h5", "r") as f:
+        for origin, size in (((-3, 4, 1), 4), ((2, -1, 3), 12)):
+            block = read_periodic(f["disp"], origin, size, 5)
+            idx = [(np.arange(size) + o) % 5 for o in origin]
+            assert np.array_equal(block, field[:, idx[0]][:, :, idx[1]][:, :, :, idx[2]])
+    assert len(periodic_runs(-3, 4, 5)) == 2 and len(periodic_runs(2, 12, 5)) == 3
+
+
+def test_read_periodic_block_wraps():
+    f = np.random.default_rng(4).standard_normal((3, 5, 5, 5)).astype(np.float32)
+    blk = read_periodic(f, (3, -1, 4), 4)
+    idx = [np.arange(s, s + 4) % 5 for s in (3, -1, 4)]
+    np.testing.assert_array_equal(blk, f[:, idx[0][:, None, None], idx[1][None, :, None], idx[2][None, None, :]])

@@ -9,26 +9,9 @@ from srsim.analysis.domains import fof_domain, merge_catalogs
 from srsim.analysis.fof import fof_groups, fof_snapshot, linking_length
 from srsim.io.catalog import read_catalog, write_catalog
 from srsim.errors import SrsimError
+from srsim.testing import clustered
 
 DATA = Path(__file__).parent / "data" / "mpgadget"
-
-
-def clustered(n_side, box, seed=0, halo_fraction=0.6):
-    """Gaussian blobs (power-law abundance, centres anywhere, so some straddle the box edge) + uniform background."""
-    rng = np.random.default_rng(seed)
-    n = n_side**3
-    nh = int(n * halo_fraction)
-    nhalo = max(1, n // 150)
-    weights = rng.pareto(1.2, nhalo) + 1.0
-    counts = rng.multinomial(nh, weights / weights.sum())
-    centres = rng.uniform(0, box, (nhalo, 3))
-    sigma = 0.035 * box / n_side * np.cbrt(np.maximum(counts, 1))  # dense enough to percolate at b = 0.2
-    blobs = [c + rng.normal(0.0, s, (m, 3)) for c, s, m in zip(centres, sigma, counts)]
-    pos = np.concatenate(blobs + [rng.uniform(0, box, (n - nh, 3))])
-    pos = np.mod(pos, box)
-    pos[pos >= box] = 0.0
-    ids = rng.permutation(n).astype(np.uint64) + 1
-    return pos, ids
 
 
 @pytest.mark.parametrize("res,snap", [("n32", "002"), ("n32", "001"), ("n16", "002")])

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 
+from srsim.device import available_host_bytes
 from srsim.errors import SrsimError
 from srsim.fields import grid_ids, lagrangian_positions
-from srsim.generate import (_available_host_bytes, auto_chunk_size, axis_windows, estimate_generator_bytes, finalize,
-                            generate, output_paths, periodic_runs, plan_chunks, read_periodic, region_from_cells,
-                            region_from_mpc)
+from srsim.generate import (GenerateSettings, auto_chunk_size, axis_windows, estimate_generator_bytes, finalize,
+                            generate, output_paths, plan_chunks, region_from_cells, region_from_mpc)
 from srsim.io.displacement import read_displacement, write_displacement
 from srsim.io.snapshot import particle_mass, read_header, read_particles
 from srsim.model.generator import Generator
@@ -82,7 +82,8 @@ def block_bytes(snapshot: Path) -> dict:
 def full_sr(gen, lr_file, tmp_path_factory) -> dict:
     """Whole-box SR in one chunk (the reference), seed 7, with its displacement file."""
     d = tmp_path_factory.mktemp("full")
-    res = generate((gen, {}), lr_file, d / "sr", seed=7, chunk=N, disp_out=d / "sr.h5", progress=False)
+    res = generate((gen, {}), lr_file, d / "sr",
+                   GenerateSettings(seed=7, chunk=N, progress=False), disp_out=d / "sr.h5")
     assert res.complete and res.n_chunks == 1
     ids, pos = sorted_positions(d / "sr")
     return {"dir": d, "ids": ids, "pos": pos}
@@ -131,19 +132,7 @@ def test_auto_chunk_size_fits_memory_and_tiles_evenly():
     assert 1 <= paper < 640 and narrow == 12  # a narrow model takes the 12^3 box whole
     pieces = -(-640 // paper)
     assert paper == -(-640 // pieces)  # balanced: no sliver of a last chunk
-    assert estimate_generator_bytes((512, 256, 128, 64), paper, 3) < 0.6 * _available_host_bytes()
-
-
-def test_read_periodic_from_hdf5_equals_wrapped_take(tmp_path):
-    field = np.arange(3 * 5**3, dtype=np.float32).reshape(3, 5, 5, 5)
-    with h5py.File(tmp_path / "f.h5", "w") as f:
-        f["disp"] = field
-    with h5py.File(tmp_path / "f.h5", "r") as f:
-        for origin, size in (((-3, 4, 1), 4), ((2, -1, 3), 12)):
-            block = read_periodic(f["disp"], origin, size, 5)
-            idx = [(np.arange(size) + o) % 5 for o in origin]
-            assert np.array_equal(block, field[:, idx[0]][:, :, idx[1]][:, :, :, idx[2]])
-    assert len(periodic_runs(-3, 4, 5)) == 2 and len(periodic_runs(2, 12, 5)) == 3
+    assert estimate_generator_bytes((512, 256, 128, 64), paper, 3) < 0.6 * available_host_bytes()
 
 
 # ----------------------------------------------------------------------------------- invariance
@@ -151,8 +140,9 @@ def test_read_periodic_from_hdf5_equals_wrapped_take(tmp_path):
 
 @pytest.mark.parametrize("chunk,n_chunks", [(3, 8), (2, 27), (4, 8)])  # 4 does not divide 6
 def test_sr_independent_of_chunking_noise_included(gen, lr_file, full_sr, tmp_path, chunk, n_chunks):
-    res = generate((gen, {}), lr_file, tmp_path / "sr", seed=7, chunk=chunk, batch=2, writers=3,
-                   disp_out=tmp_path / "sr.h5", progress=False)
+    res = generate((gen, {}), lr_file, tmp_path / "sr",
+                   GenerateSettings(seed=7, chunk=chunk, batch=2, writers=3, progress=False),
+                   disp_out=tmp_path / "sr.h5")
     assert res.complete and res.n_chunks == n_chunks
     ids, pos = sorted_positions(tmp_path / "sr")
     assert np.array_equal(ids, full_sr["ids"])
@@ -163,7 +153,7 @@ def test_sr_independent_of_chunking_noise_included(gen, lr_file, full_sr, tmp_pa
 
 
 def test_other_seed_gives_other_small_scales(gen, lr_file, full_sr, tmp_path):
-    generate((gen, {}), lr_file, tmp_path / "sr", seed=8, chunk=3, progress=False)
+    generate((gen, {}), lr_file, tmp_path / "sr", GenerateSettings(seed=8, chunk=3, progress=False))
     ids, pos = sorted_positions(tmp_path / "sr")
     assert np.array_equal(ids, full_sr["ids"])
     diff = np.mod(pos - full_sr["pos"] + BOX / 2, BOX) - BOX / 2
@@ -174,8 +164,8 @@ def test_other_seed_gives_other_small_scales(gen, lr_file, full_sr, tmp_path):
 
 def test_region_equals_cut_from_full_box(gen, lr_file, full_sr, tmp_path):
     origin, extent = region_from_cells((-2, 1, 3), (1, 3, 8), N)  # wraps on x and z
-    res = generate((gen, {}), lr_file, tmp_path / "sub", seed=7, chunk=2, region=(origin, extent),
-                   progress=False)
+    res = generate((gen, {}), lr_file, tmp_path / "sub",
+                   GenerateSettings(seed=7, chunk=2, region=(origin, extent), progress=False))
     assert res.complete and res.particles == 3 * 2 * 5 * 512
     ids, pos = sorted_positions(tmp_path / "sub")
     want = np.sort(grid_ids(8 * N, origin=[8 * o for o in origin], shape=[8 * e for e in extent], n_total=8 * N))
@@ -213,8 +203,8 @@ def test_output_is_an_ordinary_snapshot(full_sr):
 
 
 def test_bf16_power_spectrum_close_to_fp32(gen, lr_file, full_sr, tmp_path):
-    generate((gen, {}), lr_file, tmp_path / "sr", seed=7, chunk=N, bf16=True, disp_out=tmp_path / "sr.h5",
-             progress=False)
+    generate((gen, {}), lr_file, tmp_path / "sr",
+             GenerateSettings(seed=7, chunk=N, bf16=True, progress=False), disp_out=tmp_path / "sr.h5")
     a, _ = read_displacement(tmp_path / "sr.h5")
     b, _ = read_displacement(full_sr["dir"] / "sr.h5")
     n = a.shape[1]
@@ -230,10 +220,11 @@ def test_bf16_power_spectrum_close_to_fp32(gen, lr_file, full_sr, tmp_path):
 
 
 def test_interrupted_run_resumes_to_identical_bytes(gen, lr_file, tmp_path):
-    ref = generate((gen, {}), lr_file, tmp_path / "ref", seed=3, chunk=2, writers=1, progress=False)
+    ref = generate((gen, {}), lr_file, tmp_path / "ref", GenerateSettings(seed=3, chunk=2, writers=1, progress=False))
     assert ref.complete
     out = tmp_path / "sr"
-    first = generate((gen, {}), lr_file, out, seed=3, chunk=2, max_chunks=10, writers=3, progress=False)
+    first = generate((gen, {}), lr_file, out,
+                     GenerateSettings(seed=3, chunk=2, max_chunks=10, writers=3, progress=False))
     assert not first.complete and first.generated == 10 and not out.exists()
     paths = output_paths(out)
     assert paths["partial"].is_dir() and paths["journal"].is_file()
@@ -241,7 +232,7 @@ def test_interrupted_run_resumes_to_identical_bytes(gen, lr_file, tmp_path):
     with open(paths["partial"] / "1" / "Position" / "000000", "r+b") as f:
         f.seek(100)
         f.write(b"\x00" * 16)
-    second = generate((gen, {}), lr_file, out, seed=3, chunk=2, writers=2, progress=False)
+    second = generate((gen, {}), lr_file, out, GenerateSettings(seed=3, chunk=2, writers=2, progress=False))
     assert second.complete and second.skipped == 9 and second.generated == 27 - 9
     assert block_bytes(out) == block_bytes(tmp_path / "ref")
     assert not paths["partial"].exists() and not paths["journal"].exists() and not paths["plan"].exists()
@@ -255,31 +246,32 @@ def test_stop_request_leaves_a_resumable_partial(gen, lr_file, tmp_path):
         return len(calls) > 4
 
     out = tmp_path / "sr"
-    first = generate((gen, {}), lr_file, out, seed=3, chunk=3, stop=stop, progress=False)
+    first = generate((gen, {}), lr_file, out, GenerateSettings(seed=3, chunk=3, progress=False), stop=stop)
     assert not first.complete and first.generated == 4 and not out.exists()
-    second = generate((gen, {}), lr_file, out, seed=3, chunk=3, progress=False)
+    second = generate((gen, {}), lr_file, out, GenerateSettings(seed=3, chunk=3, progress=False))
     assert second.complete and second.skipped == 4 and second.generated == 4
-    ref = generate((gen, {}), lr_file, tmp_path / "ref", seed=3, chunk=3, progress=False)
+    ref = generate((gen, {}), lr_file, tmp_path / "ref", GenerateSettings(seed=3, chunk=3, progress=False))
     assert ref.complete and block_bytes(out) == block_bytes(tmp_path / "ref")
 
 
 def test_changed_settings_restart_instead_of_mixing(gen, lr_file, tmp_path):
     out = tmp_path / "sr"
-    generate((gen, {}), lr_file, out, seed=3, chunk=2, max_chunks=5, progress=False)
-    res = generate((gen, {}), lr_file, out, seed=4, chunk=2, progress=False)  # another seed: nothing reused
+    generate((gen, {}), lr_file, out, GenerateSettings(seed=3, chunk=2, max_chunks=5, progress=False))
+    res = generate((gen, {}), lr_file, out,
+                   GenerateSettings(seed=4, chunk=2, progress=False))  # another seed: nothing reused
     assert res.complete and res.skipped == 0 and res.generated == 27
 
 
 def test_split_jobs_then_merge_equal_single_run(gen, lr_file, tmp_path):
     ref = tmp_path / "ref"
-    generate((gen, {}), lr_file, ref, seed=5, chunk=3, progress=False)
+    generate((gen, {}), lr_file, ref, GenerateSettings(seed=5, chunk=3, progress=False))
     out = tmp_path / "sr"
-    r0 = generate((gen, {}), lr_file, out, seed=5, chunk=3, job=0, jobs=3, progress=False)
+    r0 = generate((gen, {}), lr_file, out, GenerateSettings(seed=5, chunk=3, job=0, jobs=3, progress=False))
     assert r0.complete and r0.n_chunks in (2, 3) and not out.exists()
     with pytest.raises(SrsimError, match="incomplete jobs"):
         finalize(out, 3, progress=False)
     for j in (1, 2):
-        generate((gen, {}), lr_file, out, seed=5, chunk=3, job=j, jobs=3, progress=False)
+        generate((gen, {}), lr_file, out, GenerateSettings(seed=5, chunk=3, job=j, jobs=3, progress=False))
     finalize(out, 3, verify=True, progress=False)
     assert block_bytes(out) == block_bytes(ref)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ref", "sr"]
@@ -296,8 +288,8 @@ def test_lr_snapshot_input_equals_its_displacement_file(gen, mpgadget_dir, tmp_p
     snapshot_to_displacement_file(snap, tmp_path / "lr.h5")
     region = region_from_cells((14, 0, 5), (17, 2, 7), 16)  # wraps on x
     for name, src in (("a", snap), ("b", tmp_path / "lr.h5")):
-        res = generate((gen, {"redshift": 2.0, "box_size": 100.0, "n_lr": 16}), src, tmp_path / name, seed=2,
-                       chunk=2, region=region, progress=False)
+        res = generate((gen, {"redshift": 2.0, "box_size": 100.0, "n_lr": 16}), src, tmp_path / name,
+                       GenerateSettings(seed=2, chunk=2, region=region, progress=False))
         assert res.complete and res.particles == 3 * 2 * 2 * 512
     assert block_bytes(tmp_path / "a") == block_bytes(tmp_path / "b")
     hdr = read_header(tmp_path / "a")
@@ -312,14 +304,15 @@ def test_bad_inputs_fail_loudly(gen, lr_file, tmp_path):
         f["disp"] = bad
         f.attrs["box_size"], f.attrs["redshift"] = BOX, 2.0
     with pytest.raises(SrsimError, match="nan.h5.*NaN"):
-        generate((gen, {}), tmp_path / "nan.h5", tmp_path / "sr", chunk=3, progress=False)
+        generate((gen, {}), tmp_path / "nan.h5", tmp_path / "sr", GenerateSettings(chunk=3, progress=False))
     assert not (tmp_path / "sr").exists()
     with pytest.raises(SrsimError, match="trained at z = 0"):
-        generate((gen, {"redshift": 0.0}), lr_file, tmp_path / "sr", chunk=3, progress=False)
+        generate((gen, {"redshift": 0.0}), lr_file, tmp_path / "sr", GenerateSettings(chunk=3, progress=False))
     with pytest.raises(SrsimError, match="Mpc/h cells"):
-        generate((gen, {"box_size": 100.0, "n_lr": 64}), lr_file, tmp_path / "sr", chunk=3, progress=False)
+        generate((gen, {"box_size": 100.0, "n_lr": 64}), lr_file, tmp_path / "sr",
+                 GenerateSettings(chunk=3, progress=False))
     with pytest.raises(SrsimError, match="not found"):
-        generate((gen, {}), tmp_path / "missing.h5", tmp_path / "sr", chunk=3, progress=False)
+        generate((gen, {}), tmp_path / "missing.h5", tmp_path / "sr", GenerateSettings(chunk=3, progress=False))
 
 
 def test_cli_seeds_config_and_checkpoint(gen, lr_file, full_sr, tmp_path, capfd):
@@ -352,8 +345,8 @@ def test_cli_seeds_config_and_checkpoint(gen, lr_file, full_sr, tmp_path, capfd)
 def test_disp_scale_normalises_input_and_output_like_training(gen, lr_file, full_sr, tmp_path):
     """The network sees LR / disp_scale (as CropDataset feeds it) and its output is scaled back to Mpc/h."""
     s = 2.0
-    generate((gen, {"disp_scale": s}), lr_file, tmp_path / "sr", seed=7, chunk=N, disp_out=tmp_path / "sr.h5",
-             progress=False)
+    generate((gen, {"disp_scale": s}), lr_file, tmp_path / "sr",
+             GenerateSettings(seed=7, chunk=N, progress=False), disp_out=tmp_path / "sr.h5")
     sr, _ = read_displacement(tmp_path / "sr.h5")
     lr, _ = read_displacement(lr_file)
     x = torch.from_numpy(np.pad(lr / np.float32(s), ((0, 0),) + ((gen.pad, gen.pad),) * 3, mode="wrap"))[None]
@@ -375,7 +368,8 @@ def test_recorded_scaling_round_trips_and_is_checked_against_the_data(lr_file, t
     torch.manual_seed(0)
     fresh = Generator(widths=(6, 4, 4, 4)).eval()
     meta = {"disp_scale": scaling.disp_scale, "scaling": scaling.to_dict(), "redshift": 2.0}
-    generate((fresh, meta), lr_file, tmp_path / "sr", seed=3, chunk=N, disp_out=tmp_path / "sr.h5", progress=False)
+    generate((fresh, meta), lr_file, tmp_path / "sr",
+             GenerateSettings(seed=3, chunk=N, progress=False), disp_out=tmp_path / "sr.h5")
     sr, _ = read_displacement(tmp_path / "sr.h5")
     lr, _ = read_displacement(lr_file)
     x = torch.from_numpy(np.pad(lr, ((0, 0),) + ((3, 3),) * 3, mode="wrap"))[None]
@@ -384,7 +378,7 @@ def test_recorded_scaling_round_trips_and_is_checked_against_the_data(lr_file, t
     other = Scaling.for_data({"disp_scale": 6.0, "density": "log1p"}, dict(COSMO, Omega_m=0.35, Omega_L=0.65), 2.0)
     bad = {"disp_scale": other.disp_scale, "scaling": other.to_dict(), "redshift": 2.0}
     with pytest.raises(SrsimError, match=rf"growth D\(z\) {other.growth:.6g} vs {scaling.growth:.6g}"):
-        generate((fresh, bad), lr_file, tmp_path / "bad", seed=3, chunk=N, progress=False)
+        generate((fresh, bad), lr_file, tmp_path / "bad", GenerateSettings(seed=3, chunk=N, progress=False))
 
 
 # ----------------------------------------------------------------------------------- memory
@@ -396,13 +390,13 @@ _MEMORY_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     from test_generate import narrow_generator, lr_field, BOX, COSMO
     from srsim.io.displacement import write_displacement
-    from srsim.generate import generate
+    from srsim.generate import GenerateSettings, generate
     n, out = int(sys.argv[1]), sys.argv[2]
     torch.set_num_threads(1)
     write_displacement(out + "/lr.h5", lr_field(n), box_size=BOX * n / 6, redshift=2.0, cosmology=COSMO,
                        source="test")
-    res = generate((narrow_generator(), {{}}), out + "/lr.h5", out + "/sr", chunk=4, disp_out=out + "/sr.h5",
-                   progress=False)
+    res = generate((narrow_generator(), {{}}), out + "/lr.h5", out + "/sr",
+                   GenerateSettings(chunk=4, progress=False), disp_out=out + "/sr.h5")
     assert res.complete
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """)

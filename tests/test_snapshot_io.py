@@ -109,6 +109,27 @@ def test_streamed_displacement_writer(tmp_path, demo_cosmology):
     np.testing.assert_array_equal(read_displacement(tmp_path / "s.h5")[0], disp)
 
 
+def test_streamed_displacement_writer_resumes_or_discards(tmp_path, demo_cosmology):
+    disp = np.arange(3 * 4**3, dtype=np.float32).reshape(3, 4, 4, 4)
+    kw = dict(box_size=1.0, redshift=0.0, cosmology=demo_cosmology, source="t")
+    w = DisplacementWriter(tmp_path / "s.h5", 4, **kw)
+    crc = w.write((0, 0, 0), disp[:, :2])
+    w.suspend()  # an interrupted job: the partial file stays, nothing is in place
+    assert not (tmp_path / "s.h5").exists() and w.tmp.is_file()
+    w = DisplacementWriter(tmp_path / "s.h5", 4, resume=True, **kw)
+    assert w.crc((0, 0, 0), (2, 4, 4)) == crc
+    w.write((2, 0, 0), disp[:, 2:])
+    w.close()
+    np.testing.assert_array_equal(read_displacement(tmp_path / "s.h5")[0], disp)
+    w = DisplacementWriter(tmp_path / "t.h5", 4, **kw)
+    w.write((0, 0, 0), disp[:, :2])
+    w.suspend()
+    w = DisplacementWriter(tmp_path / "t.h5", 4, **kw)  # no resume: the old blocks are gone
+    assert w.crc((0, 0, 0), (2, 4, 4)) != crc
+    w.abort()
+    assert not w.tmp.exists() and not (tmp_path / "t.h5").exists()
+
+
 def test_bad_inputs_name_the_file(tmp_path, demo_cosmology):
     with pytest.raises(SrsimError, match="nowhere.*not found"):
         read_header(tmp_path / "nowhere")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from srsim.errors import SrsimError
-from srsim.generate import read_periodic
+from srsim.fields import read_periodic
 from srsim.io.displacement import write_displacement
 from srsim.model.generator import Generator
 from srsim.train import Trainer

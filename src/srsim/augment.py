@@ -18,8 +18,10 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from srsim.fields import read_periodic
+
 __all__ = ["Element", "ELEMENTS", "IDENTITY", "compose", "inverse", "transform_field", "transform_positions",
-           "transformed_block", "read_periodic_block"]
+           "transformed_block"]
 
 
 class Element(NamedTuple):
@@ -77,30 +79,6 @@ def _old_indices(g: Element, starts: Sequence[int], size: int, n: int) -> list[t
     return runs
 
 
-def read_periodic_block(field, starts: Sequence[int], size: int) -> np.ndarray:
-    """Block field[:, s0:s0+size, s1:s1+size, s2:s2+size] of a periodic (C, N, N, N) array or h5py dataset.
-
-    Indices wrap modulo N; reads at most 8 contiguous hyperslabs (cheap on h5py datasets and memmaps).
-    """
-    n = field.shape[1]
-    if size > n:
-        # a block larger than the box repeats it: index explicitly
-        idx = [np.arange(s, s + size) % n for s in starts]
-        full = np.asarray(field[...])
-        return full[:, idx[0][:, None, None], idx[1][None, :, None], idx[2][None, None, :]]
-    pieces = []
-    for s in starts:
-        s = int(s) % n
-        first = min(size, n - s)
-        pieces.append([(s, s + first, 0)] + ([(0, size - first, first)] if first < size else []))
-    out = np.empty((field.shape[0], size, size, size), dtype=np.float32)
-    for a0, a1, o0 in pieces[0]:
-        for b0, b1, p0 in pieces[1]:
-            for c0, c1, q0 in pieces[2]:
-                out[:, o0:o0 + a1 - a0, p0:p0 + b1 - b0, q0:q0 + c1 - c0] = field[:, a0:a1, b0:b1, c0:c1]
-    return out
-
-
 def transformed_block(field, g: Element, starts: Sequence[int], size: int, vector: bool = True) -> np.ndarray:
     """Block [starts, starts + size)^3 of the transformed periodic field g(field), read from ``field``.
 
@@ -116,7 +94,7 @@ def transformed_block(field, g: Element, starts: Sequence[int], size: int, vecto
     """
     n = field.shape[1]
     runs = _old_indices(g, starts, size, n)
-    block = read_periodic_block(field, [r[0] for r in runs], size)
+    block = read_periodic(field, [r[0] for r in runs], size)
     flips = [1 + b for b in range(3) if runs[b][1]]
     if flips:
         block = np.flip(block, axis=flips)

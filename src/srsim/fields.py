@@ -1,4 +1,5 @@
-"""Particles on a Lagrangian grid: IDs <-> grid cells, positions <-> displacements, periodic wrapping.
+"""Particles on a Lagrangian grid: IDs <-> grid cells, positions <-> displacements, periodic wrapping and
+periodic block reads of grid fields.
 
 Grid particle `(i, j, k)` of an N^3 grid has `ID = i*N^2 + j*N + k + 1` and Lagrangian position
 `(i, j, k) * box_size / N`. Displacement fields are (3, N, N, N) arrays in Mpc/h, indexed
@@ -6,6 +7,8 @@ Grid particle `(i, j, k)` of an N^3 grid has `ID = i*N^2 + j*N + k + 1` and Lagr
 """
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import numpy as np
 
@@ -43,13 +46,54 @@ def ids_to_index(ids: np.ndarray, n: int, *, source: str = "particles") -> np.nd
     return index
 
 
-def cube_root(n_particles: int, *, source: str = "particles") -> int:
-    """N such that N^3 == n_particles, else SrsimError."""
+def grid_side(n_particles: int) -> int | None:
+    """N such that N^3 == n_particles (particles per side of a grid simulation), else None."""
     n = round(n_particles ** (1 / 3))
     for m in (n - 1, n, n + 1):
         if m > 0 and m**3 == n_particles:
             return m
-    raise SrsimError(f"{source}: {n_particles} particles is not a cube N^3: not a grid simulation")
+    return None
+
+
+def cube_root(n_particles: int, *, source: str = "particles") -> int:
+    """N such that N^3 == n_particles, else SrsimError."""
+    n = grid_side(n_particles)
+    if n is None:
+        raise SrsimError(f"{source}: {n_particles} particles is not a cube N^3: not a grid simulation")
+    return n
+
+
+def periodic_runs(start: int, length: int, n: int) -> list[tuple[int, int, int]]:
+    """Contiguous pieces of the periodic index range start..start+length-1 (mod n).
+
+    Returns [(source start, source stop, destination start)]; two pieces when the range wraps once,
+    more when it is longer than the box.
+    """
+    runs = []
+    pos, s = 0, start % n
+    while pos < length:
+        m = min(length - pos, n - s)
+        runs.append((s, s + m, pos))
+        pos += m
+        s = 0
+    return runs
+
+
+def read_periodic(source, origin: Sequence[int], size: int, n: int | None = None) -> np.ndarray:
+    """A (C, size, size, size) float32 block of a periodic (C, n, n, n) field starting at cell `origin`.
+
+    source: a numpy array or an h5py dataset (only the needed slabs are read: at most 8 pieces when the
+    block wraps around once per axis, so a 640^3 HDF5 field is never loaded whole); origin: any integers
+    (cells, wrapped mod n); n: cells per side, default source.shape[1].
+    """
+    n = int(source.shape[1]) if n is None else int(n)
+    out = np.empty((source.shape[0], size, size, size), dtype=np.float32)
+    ri, rj, rk = (periodic_runs(int(o), size, n) for o in origin)
+    for i0, i1, di in ri:
+        for j0, j1, dj in rj:
+            for k0, k1, dk in rk:
+                out[:, di:di + i1 - i0, dj:dj + j1 - j0, dk:dk + k1 - k0] = source[:, i0:i1, j0:j1, k0:k1]
+    return out
 
 
 def lagrangian_positions(n: int, box_size: float) -> np.ndarray:

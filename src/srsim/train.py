@@ -37,6 +37,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from srsim.device import resolve_device
 from srsim.errors import SrsimError
 from srsim.model.checkpoint import FORMAT, VERSION, load_checkpoint, save_checkpoint
 from srsim.model.critic import Critic, assemble, critic_condition, critic_sample
@@ -45,7 +46,7 @@ from srsim.model.layers import lr_to_hr
 from srsim.model.losses import critic_wgan_loss, generator_wgan_loss, gradient_penalty, l2_loss
 from srsim.model.noise import hash32
 
-__all__ = ["DistContext", "init_distributed", "resolve_device", "average_gradients", "broadcast_parameters",
+__all__ = ["DistContext", "init_distributed", "average_gradients", "broadcast_parameters",
            "Models", "build_models", "step_seeds", "supervised_step", "critic_step", "generator_step",
            "adversarial_step", "LossLog", "Trainer", "TrainingPreempted", "NonFiniteLoss",
            "LossExploded", "ExplosionGuard", "RESUME_KEYS", "install_signal_handlers", "init_weights_from"]
@@ -85,23 +86,12 @@ class DistContext:
         return self.world > 1
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """'auto' -> cuda:<local_rank> if available else cpu; 'cuda' -> cuda:<local_rank>; else as given."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise SrsimError("train.device: 'cuda' requested but no CUDA device is available")
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
-
-
 def init_distributed(device_name: str = "auto") -> DistContext:
     """Join the process group set up by torchrun (env WORLD_SIZE, RANK, LOCAL_RANK), or run alone."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = resolve_device(device_name, local_rank)
+    device = resolve_device(device_name, local_rank=local_rank, what="train.device")
     if world > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
@@ -455,7 +445,8 @@ class Trainer:
                  init_from=None):
         self.model_cfg = dict(config["model"])
         self.train_cfg = dict(config["train"])
-        self.ctx = ctx or DistContext(device=resolve_device(self.train_cfg.get("device", "auto")))
+        self.ctx = ctx or DistContext(
+            device=resolve_device(self.train_cfg.get("device", "auto"), local_rank=0, what="train.device"))
         self.dataset = dataset
         self.out = Path(out)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else self.out.parent / "checkpoints"

@@ -60,7 +60,7 @@ def trivial_prediction(lr: np.ndarray, scale: int, pad: int = 1) -> np.ndarray:
     ``lr_to_hr`` of the periodically padded box: HR cell q gets the trilinear interpolation of the LR
     displacements at Lagrangian position q / scale (the generator's output rail before any rung adds to it).
     """
-    from srsim.generate import read_periodic
+    from srsim.fields import read_periodic
     from srsim.model.layers import lr_to_hr
 
     n = lr.shape[1]
@@ -78,7 +78,8 @@ def super_resolve_box(gen, lr: np.ndarray, disp_scale: float, *, seed: int = 0, 
     what fits in memory, ``srsim.generate.auto_chunk_size``) with ``gen.pad`` cells of periodic padding;
     the noise is keyed on global positions, so the result does not depend on ``chunk``.
     """
-    from srsim.generate import auto_chunk_size, plan_chunks, read_periodic, super_resolve
+    from srsim.fields import read_periodic
+    from srsim.generate import auto_chunk_size, plan_chunks, super_resolve
 
     scale, pad = int(gen.scale), int(gen.pad)
     n = lr.shape[1]
@@ -95,8 +96,7 @@ def super_resolve_box(gen, lr: np.ndarray, disp_scale: float, *, seed: int = 0, 
         window = read_periodic(lr, [w - pad for w in c.window], plan.size + 2 * pad, n)[None]
         offset = np.array([[w - pad for w in c.window]], dtype=np.int64)
         y = super_resolve(gen, window, offset, seed, n, disp_scale, device)[0]
-        block = y[:, scale * c.lo[0]:scale * c.hi[0], scale * c.lo[1]:scale * c.hi[1],
-                  scale * c.lo[2]:scale * c.hi[2]]
+        block = plan.kept(c, y)
         i, j, k = (scale * v for v in c.local)
         a, b, d = block.shape[1:]
         out[:, i:i + a, j:j + b, k:k + d] = block.cpu().numpy()

@@ -37,7 +37,7 @@ __all__ = [
     "power_from_positions",
     "power_spectrum_snapshot",
     "default_k_edges",
-    "resolve_device",
+    "power_engine",
 ]
 
 
@@ -136,31 +136,6 @@ def paint_numpy(chunks: Iterable[np.ndarray], n_mesh: int, box_size: float) -> t
 # CIC painting, torch
 
 
-def _torch_cic_add(mesh, pos_cells, weight=None) -> None:
-    """Add CIC of ``pos_cells`` ((N, 3) tensor, mesh-cell units) into ``mesh`` ((n, n, n) tensor) in place."""
-    import torch
-
-    n = mesh.shape[0]
-    flat = mesh.view(-1)
-    pos_cells = torch.remainder(pos_cells, n)
-    base = torch.floor(pos_cells)
-    frac = pos_cells - base
-    base = base.long()
-    for ox in (0, 1):
-        wx = frac[:, 0] if ox else 1.0 - frac[:, 0]
-        ix = torch.remainder(base[:, 0] + ox, n)
-        for oy in (0, 1):
-            wy = frac[:, 1] if oy else 1.0 - frac[:, 1]
-            iy = torch.remainder(base[:, 1] + oy, n)
-            for oz in (0, 1):
-                wz = frac[:, 2] if oz else 1.0 - frac[:, 2]
-                iz = torch.remainder(base[:, 2] + oz, n)
-                w = wx * wy * wz
-                if weight is not None:
-                    w = w * weight
-                flat.index_add_(0, (ix * n + iy) * n + iz, w.to(mesh.dtype))
-
-
 def paint_torch(chunks: Iterable[np.ndarray], n_mesh: int, box_size: float, device: str = "cpu"):
     """CIC-paint streamed position chunks ((n, 3) Mpc/h NumPy arrays) on a float64 torch mesh on ``device``.
 
@@ -171,13 +146,15 @@ def paint_torch(chunks: Iterable[np.ndarray], n_mesh: int, box_size: float, devi
     """
     import torch
 
+    from srsim.mesh import cic_paint_add_
+
     dev = torch.device(device)
     mesh = torch.zeros((n_mesh, n_mesh, n_mesh), dtype=torch.float64, device=dev)
     scale = n_mesh / float(box_size)
     n_tot = 0
     for pos in chunks:
         p = torch.as_tensor(np.ascontiguousarray(pos, dtype=np.float64), device=dev) * scale
-        _torch_cic_add(mesh, p)
+        cic_paint_add_(mesh, p)
         n_tot += len(pos)
     return mesh, n_tot
 
@@ -347,18 +324,15 @@ def _cpu_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def resolve_device(device: str | None) -> str:
-    """Engine name: 'auto' -> 'cuda' when torch sees a GPU, else 'numpy' (numba CPU); others unchanged."""
+def power_engine(device: str | None) -> str:
+    """The P(k) engine of a device setting: 'numpy' (numba CIC + scipy FFT) for None, '' or 'numpy' and for
+    'auto' without a GPU; otherwise the torch device (``srsim.device.resolve_device``) as a string."""
     if device in (None, "", "numpy"):
         return "numpy"
-    if device == "auto":
-        try:
-            import torch
+    from srsim.device import resolve_device
 
-            return "cuda" if torch.cuda.is_available() else "numpy"
-        except ImportError:
-            return "numpy"
-    return device
+    dev = resolve_device(device, what="power spectrum device")
+    return "numpy" if device == "auto" and dev.type == "cpu" else str(dev)
 
 
 def power_from_positions(
@@ -376,7 +350,7 @@ def power_from_positions(
     device  'numpy' (numba CIC + scipy FFT on the CPU), or a torch device string ('cpu', 'cuda', 'cuda:1');
             'auto' picks CUDA when available. Both engines agree to float64 rounding.
     """
-    device = resolve_device(device)
+    device = power_engine(device)
     edges = default_k_edges(n_mesh, box_size) if k_edges is None else np.asarray(k_edges, dtype=np.float64)
     if device == "numpy":
         mesh, n_tot = paint_numpy(chunks, n_mesh, box_size)

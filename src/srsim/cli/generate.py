@@ -68,7 +68,7 @@ def run(args) -> int:
 
     from srsim.config import apply_overrides, load_config, section
     from srsim.errors import SrsimError
-    from srsim.generate import LRInput, generate, region_from_cells, region_from_mpc
+    from srsim.generate import GenerateSettings, LRInput, generate, region_from_cells, region_from_mpc
     from srsim.io.atomic import atomic_path
 
     settings = apply_overrides(section(args.config, "generate"), args, OVERRIDES)
@@ -114,9 +114,9 @@ def run(args) -> int:
     for seed in args.seed:
         out = args.out.replace("{seed}", str(seed))
         disp_out = args.disp_out.replace("{seed}", str(seed)) if args.disp_out else None
-        res = generate(model, args.lr, out, seed=seed, disp_out=disp_out, region=region,
-                       resume=not args.no_resume, max_chunks=args.max_chunks, job=args.job, jobs=args.jobs,
-                       progress=not args.quiet, stop=lambda: bool(stopping), **opts)
+        settings = GenerateSettings(seed=seed, region=region, resume=not args.no_resume, max_chunks=args.max_chunks,
+                                    job=args.job, jobs=args.jobs, progress=not args.quiet, **opts)
+        res = generate(model, args.lr, out, settings, disp_out=disp_out, stop=lambda: bool(stopping))
         state = "complete" if res.complete else "incomplete (rerun to continue)"
         print(f"srsim generate: {out}: {state}; {res.generated} chunks generated, {res.skipped} reused of "
               f"{res.n_chunks}; {res.particles} SR particles in the output; {res.seconds:.1f} s", file=sys.stderr)

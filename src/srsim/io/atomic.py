@@ -1,4 +1,5 @@
-"""Write-then-rename helpers, so an interrupted job never leaves a file that looks complete."""
+"""Write-then-rename helpers, so an interrupted job never leaves a file that looks complete, and the checksum
+that resumable writers journal to verify what is on disk."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import contextlib
 import os
 import shutil
 import uuid
+import zlib
 from pathlib import Path
 from typing import Iterator
+
+import numpy as np
 
 
 def temporary_sibling(path: str | Path, tag: str = "tmp") -> Path:
@@ -48,3 +52,8 @@ def atomic_path(path: str | Path, *, directory: bool = False) -> Iterator[Path]:
             tmp.unlink()
         raise
     replace_path(tmp, path)
+
+
+def crc32(a: np.ndarray) -> int:
+    """CRC32 of an array's bytes in C order (for checking chunks read back from disk)."""
+    return zlib.crc32(np.ascontiguousarray(a).view(np.uint8).reshape(-1))

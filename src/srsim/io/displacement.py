@@ -6,14 +6,16 @@ cosmology section), `source` (what the field was made from), plus any extras.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from srsim.errors import SrsimError
-from srsim.io.atomic import atomic_path
+from srsim.io.atomic import atomic_path, crc32
 
 DATASET = "disp"
 
@@ -108,32 +110,63 @@ def open_displacement(path) -> h5py.File:
 
 
 class DisplacementWriter:
-    """Stream a (3, N, N, N) displacement field into HDF5 block by block; renamed into place by `close()`."""
+    """Stream a (3, N, N, N) float32 Mpc/h displacement field into HDF5 block by block, resumably.
+
+    Blocks go to the fixed partial name ``.<name>.partial`` next to `path` (same dataset and attributes as
+    `write_displacement`); `close()` renames it into place. With ``resume=True`` an existing partial file of
+    the same shape is reopened and kept (a rerun of an interrupted job rewrites only its missing blocks,
+    which it checks with `crc`); otherwise any old partial file is discarded. `suspend()` closes the file and
+    keeps the partial for a later resume; `abort()` deletes it.
+    """
 
     def __init__(self, path, n_grid: int, *, box_size: float, redshift: float, cosmology: dict, source: str,
-                 **extra_attrs):
+                 resume: bool = False, **extra_attrs):
         self.path = Path(path)
+        self.tmp = self.path.with_name(f".{self.path.name}.partial")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._ctx = atomic_path(self.path)
-        self.tmp = self._ctx.__enter__()
-        self._f = h5py.File(self.tmp, "w")
-        self._d = self._f.create_dataset(DATASET, shape=(3, n_grid, n_grid, n_grid), dtype=np.float32)
-        _set_attrs(self._f, box_size, redshift, n_grid, cosmology, source, extra_attrs)
+        shape = (3, n_grid, n_grid, n_grid)
+        self._f = None
+        if resume and self.tmp.exists():
+            try:
+                self._f = h5py.File(self.tmp, "r+")
+                if self._f[DATASET].shape != shape:
+                    self.suspend()
+            except (OSError, KeyError):
+                self.suspend()
+        if self._f is None:
+            self.tmp.unlink(missing_ok=True)
+            self._f = h5py.File(self.tmp, "w")
+            self._f.create_dataset(DATASET, shape=shape, dtype=np.float32)
+            _set_attrs(self._f, box_size, redshift, n_grid, cosmology, source, extra_attrs)
+        self._d = self._f[DATASET]
 
-    def write(self, origin: tuple[int, int, int], block: np.ndarray) -> None:
-        """Write `block` (3, a, b, c) Mpc/h at grid index `origin` (no wrap-around)."""
+    def write(self, origin: tuple[int, int, int], block: np.ndarray) -> int:
+        """Write `block` (3, a, b, c) Mpc/h at grid index `origin` (no wrap-around); returns `crc` of it."""
         i, j, k = origin
         _, a, b, c = block.shape
         self._d[:, i:i + a, j:j + b, k:k + c] = block
+        return self.crc(origin, block.shape[1:])
+
+    def crc(self, origin: tuple[int, int, int], shape: tuple[int, int, int]) -> int:
+        """CRC32 of the stored float32 bytes of the block of `shape` cells at grid index `origin`."""
+        i, j, k = origin
+        a, b, c = shape
+        return crc32(self._d[:, i:i + a, j:j + b, k:k + c])
 
     def close(self) -> Path:
+        """Finish: close the file and rename it into place."""
         self._f.close()
-        self._ctx.__exit__(None, None, None)
+        os.replace(self.tmp, self.path)
         return self.path
 
+    def suspend(self) -> None:
+        """Close the file, keeping the partial one for a resumed run."""
+        if self._f is not None:
+            with contextlib.suppress(Exception):
+                self._f.close()
+            self._f = None
+
     def abort(self) -> None:
-        self._f.close()
-        try:
-            self._ctx.__exit__(RuntimeError, RuntimeError("aborted"), None)
-        except RuntimeError:
-            pass
+        """Close and delete the partial file."""
+        self.suspend()
+        self.tmp.unlink(missing_ok=True)

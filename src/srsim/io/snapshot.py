@@ -21,6 +21,7 @@ import bigfile
 import numpy as np
 
 from srsim.errors import SrsimError
+from srsim.fields import grid_side
 from srsim.io.atomic import replace_path, temporary_sibling
 
 KPC_PER_MPC = 1000.0
@@ -58,11 +59,7 @@ class Header:
     @property
     def n_grid(self) -> int | None:
         """Particles per side when the particle count is a cube, else None."""
-        n = round(self.n_particles ** (1 / 3))
-        for m in (n - 1, n, n + 1):
-            if m > 0 and m**3 == self.n_particles:
-                return m
-        return None
+        return grid_side(self.n_particles)
 
 
 def _scalar(attrs: dict, key: str, path: Path, default=None):
@@ -109,7 +106,7 @@ def read_header(path: str | Path) -> Header:
     if mass_table.size > PTYPE and mass_table[PTYPE] > 0:
         mass = mass_table[PTYPE] * 1e10
     elif n_part:
-        mass = omega_m * RHO_CRIT_1E10 * 1e10 * box**3 / n_part
+        mass = particle_mass(box, n_part, omega_m)
     else:
         mass = 0.0
     return Header(

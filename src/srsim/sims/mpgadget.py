@@ -43,8 +43,6 @@ it to `Sigma8` at z = 0 and scales it to `Redshift` with its linear growth facto
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import shlex
@@ -55,6 +53,7 @@ import time
 from pathlib import Path
 
 from srsim.errors import SrsimError
+from srsim.lock import locked
 from srsim.sims.suite import SimSpec, zstr
 
 #: MP-Gadget's OutputDir, relative to outdir/run (MP-Gadget and MP-GenIC run with cwd = outdir/run)
@@ -446,19 +445,6 @@ def _expose(spec: SimSpec, outdir: Path, rundir: Path) -> dict:
 # the run
 
 
-@contextlib.contextmanager
-def _locked(rundir: Path):
-    fh = open(rundir / ".lock", "w")
-    try:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            raise SrsimError(f"{rundir}: another process is running this simulation (lock held)") from exc
-        yield
-    finally:
-        fh.close()
-
-
 def _write_text(path: Path, text: str) -> None:
     from srsim.io.atomic import atomic_path
 
@@ -535,7 +521,7 @@ def run(spec: SimSpec, outdir: Path, threads: int | None = None) -> None:
     texts = {GENIC_PARAMS: header + format_params(gparams), GADGET_PARAMS: header + format_params(sparams)}
     a_final = scale_factors(spec.redshifts)[-1]
 
-    with _locked(rundir):
+    with locked(rundir / ".lock", busy=f"{rundir}: another process is running this simulation (lock held)"):
         changed = [name for name, text in texts.items() if (rundir / name).is_file()
                    and parse_params((rundir / name).read_text()) != parse_params(text)]
         if changed:

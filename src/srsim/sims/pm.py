@@ -34,28 +34,15 @@ import numpy as np
 import torch
 
 from srsim.cosmology import Cosmology
+from srsim.device import resolve_device
 from srsim.errors import SrsimError
 from srsim.mesh import cic_paint_add_, cic_readout
 from srsim.sims.ics import initial_conditions, lpt_state
 
-__all__ = ["run", "simulate", "evolve", "time_steps", "resolve_device", "PMForce"]
+__all__ = ["run", "simulate", "evolve", "time_steps", "PMForce"]
 
 _CHUNK = 1 << 21  # particles per paint/readout chunk: bounds the temporary memory of the CIC stencil
 _VEL_UNIT = 100.0  # km/s per (Mpc/h) in H0 = 1 units: v_pec = 100 p / a
-
-
-def resolve_device(name: str | None) -> torch.device:
-    """'auto' -> cuda if available else cpu; 'cpu', 'cuda', 'cuda:N' as given (checked)."""
-    name = (name or "auto").strip()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError as exc:
-        raise SrsimError(f"sims.pm.device: invalid torch device '{name}': {exc}") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SrsimError(f"sims.pm.device: '{name}' requested but CUDA is not available (use 'auto' or 'cpu')")
-    return dev
 
 
 def time_steps(a_init: float, a_outputs, n_steps: int) -> np.ndarray:
@@ -248,7 +235,7 @@ def simulate(spec, outdir: Path | None = None, *, callback=None, progress: bool 
     t_start = time.perf_counter()
     opts = _options(spec)
     cosmo = _cosmology(spec)
-    device = resolve_device(opts["device"])
+    device = resolve_device(opts["device"], what="sims.pm.device")
     if opts["threads"] > 0:
         torch.set_num_threads(int(opts["threads"]))
     n, box = int(spec.n_grid), float(spec.box_size)

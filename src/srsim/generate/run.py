@@ -1,0 +1,186 @@
+"""The `generate` driver: plan the chunks, open the store, super-resolve batch after batch, finish.
+
+See the package docstring for the geometry, the output and how a run resumes.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from srsim.device import resolve_device
+from srsim.errors import SrsimError
+from srsim.generate.infer import (LRInput, Model, check_model_input, check_scaling, load_model, minimum_image_,
+                                  model_digest, super_resolve)
+from srsim.generate.memory import WRITERS, auto_chunk_size
+from srsim.generate.plan import Chunk, Plan, plan_chunks
+from srsim.generate.store import ChunkStore, snapshot_attrs
+
+__all__ = ["GenerateSettings", "GenerateResult", "generate"]
+
+
+@dataclass(frozen=True)
+class GenerateSettings:
+    """How `generate` runs: one SR realization of one LR input (the CLI's flags and `generate` config).
+
+    seed: noise seed (one SR realization per seed).
+    chunk: window side in LR cells (None: the largest that fits the free memory); batch: windows per
+        generator call.
+    device: 'auto', 'cpu', 'cuda', 'cuda:N'; bf16: bfloat16 autocast in the generator.
+    position_dtype: 'f8' or 'f4' storage of 1/Position.
+    writers: background writer threads (None: WRITERS; bigfile calls are serialised, see BIGFILE_LOCK).
+    region: (origin, extent) in LR cells (see region_from_cells / region_from_mpc); None = whole box.
+    resume: reuse verified chunks of an interrupted run with the same settings (else start afresh).
+    max_chunks: stop after generating this many chunks (time-limited jobs; a rerun continues).
+    job, jobs: generate only share `job` of `jobs`; with jobs > 1 the output is completed by `finalize`.
+    cosmology: cosmology entries missing from the LR input's attributes.
+    progress: progress bars on stderr.
+    """
+
+    seed: int = 0
+    chunk: int | None = None
+    batch: int = 1
+    device: str = "auto"
+    bf16: bool = False
+    position_dtype: str = "f8"
+    writers: int | None = None
+    region: tuple[Sequence[int], Sequence[int]] | None = None
+    resume: bool = True
+    max_chunks: int | None = None
+    job: int = 0
+    jobs: int = 1
+    cosmology: dict | None = None
+    progress: bool = True
+
+    def check(self, out: Path, disp_out) -> None:
+        """Refuse combinations that cannot work, before anything is read or written."""
+        if self.position_dtype not in ("f4", "f8"):
+            raise SrsimError(f"generate: position_dtype must be 'f4' or 'f8', got {self.position_dtype!r}")
+        if self.jobs > 1 and not self.resume:
+            raise SrsimError(f"{out}: resume=False would discard the other jobs' chunks (jobs = {self.jobs})")
+        if self.jobs > 1 and disp_out is not None:
+            raise SrsimError(f"{out}: the SR displacement file can only be written by a single job "
+                             f"(jobs = {self.jobs})")
+
+
+@dataclass
+class GenerateResult:
+    """What a call of `generate` did."""
+
+    path: Path  #: the final snapshot (exists only if complete and finalized)
+    complete: bool  #: every chunk of this job is written (and, for a single job, renamed into place)
+    n_chunks: int  #: chunks of this job
+    generated: int  #: chunks generated in this call
+    skipped: int  #: chunks found verified from an earlier run
+    particles: int  #: SR particles of the whole output
+    seconds: float
+    plan: dict = field(default_factory=dict)
+
+
+def generate(model, lr, out, settings: GenerateSettings = GenerateSettings(), *, disp_out=None,
+             stop=None) -> GenerateResult:
+    """Super-resolve an LR box (or a region of it) chunk by chunk into an SR snapshot.
+
+    model: checkpoint path, or a (Generator, meta) pair (meta may hold disp_scale, redshift, box_size, n_lr;
+        missing keys skip the corresponding consistency checks).
+    lr: LR displacement HDF5 file or LR snapshot directory.
+    out: output snapshot directory (bigfile, MP-Gadget layout; appears only when complete).
+    settings: see GenerateSettings.
+    disp_out: optional HDF5 path for the SR displacement field (whole box only, single job).
+    stop: optional callable; when it returns True the run stops after the current batch, leaving a
+        resumable partial output (the CLI sets it from SIGUSR1/SIGTERM, e.g. slurm's time-limit warning).
+    """
+    from tqdm import tqdm
+
+    t0, s, out = time.perf_counter(), settings, Path(out)
+    s.check(out, disp_out)
+    dev = resolve_device(s.device, what="generate")
+    m = load_model(model, dev)
+    with LRInput(lr) as src:
+        plan = _plan(m, src, s, dev)
+        if disp_out is not None and not plan.full_box:
+            raise SrsimError(f"{disp_out}: the SR displacement file needs the whole box, not a region")
+        with _open_store(m, src, plan, s, dev, out, disp_out) as store:
+            todo = store.schedule(s.batch, s.max_chunks)
+            with tqdm(total=len(store.chunks), initial=len(store.done), unit="chunk", desc=f"generate {out.name}",
+                      disable=not s.progress, file=sys.stderr, dynamic_ncols=True,
+                      mininterval=0.5 if sys.stderr.isatty() else 30) as bar:  # log files: a line every 30 s
+                t_loop = time.perf_counter()
+                for group in _batches(todo, s.batch):
+                    if stop is not None and stop():
+                        break
+                    for c, block in zip(group, _sr_blocks(m, src, plan, group, s, dev)):
+                        store.put(c, block)
+                    bar.update(len(group))
+                    rate = store.written / max(time.perf_counter() - t_loop, 1e-9)
+                    bar.set_postfix_str(f"{rate / 1e6:.2f} Mpart/s written", refresh=False)
+    return GenerateResult(path=out, complete=store.complete, n_chunks=len(store.chunks),
+                          generated=store.generated, skipped=len(store.done), particles=plan.n_particles,
+                          seconds=time.perf_counter() - t0, plan=plan.describe())
+
+
+def _plan(m: Model, src: LRInput, s: GenerateSettings, dev) -> Plan:
+    """The chunking of the run: the region (a whole-box region is the whole box) in windows that fit."""
+    check_model_input(m.meta, src, int(m.gen.scale))
+    n, region = src.n, s.region
+    if region is not None and tuple(int(e) for e in region[1]) == (n, n, n):
+        region = None  # the whole box, whatever the origin: store it in the standard chunk order
+    extent = n if region is None else max(int(e) for e in region[1])
+    scale, pad = int(m.gen.scale), int(m.gen.pad)
+    size = s.chunk or auto_chunk_size(getattr(m.gen, "widths", (64,)), scale, pad, extent, dev, s.batch,
+                                      int(s.writers or WRITERS))
+    return plan_chunks(n, size, scale, pad, region)
+
+
+def _open_store(m: Model, src: LRInput, plan: Plan, s: GenerateSettings, dev, out: Path, disp_out) -> ChunkStore:
+    """The ChunkStore of this run, with the settings fingerprint a resumed chunk must match."""
+    cosmo = {**(s.cosmology or {}), **src.cosmology}
+    if "scaling" in m.meta and cosmo:  # recorded scalings only: pre-scaling checkpoints used a fixed unit
+        check_scaling(m.scaling, cosmo, src)
+    attrs = snapshot_attrs(plan, src, seed=s.seed, model=m.name, cosmology=cosmo)
+    fingerprint = {"plan": plan.describe(), "seed": int(s.seed), "model": model_digest(m.gen),
+                   "lr": _file_identity(src.path), "position_dtype": s.position_dtype, "bf16": bool(s.bf16),
+                   "batch": int(s.batch), "device": dev.type, "disp": disp_out is not None,
+                   "disp_scale": m.disp_scale}
+    disp_attrs = {"box_size": src.box_size, "redshift": src.redshift, "cosmology": cosmo, "seed": int(s.seed),
+                  "source": f"srsim generate: model {m.name}, LR {src.path}"}
+    return ChunkStore(out, plan, attrs, fingerprint, box_size=src.box_size, job=s.job, jobs=s.jobs,
+                      resume=s.resume, position_dtype=s.position_dtype, disp_path=disp_out, disp_attrs=disp_attrs,
+                      writers=s.writers, pin=dev.type == "cuda", progress=s.progress)
+
+
+def _sr_blocks(m: Model, src: LRInput, plan: Plan, group: list[Chunk], s: GenerateSettings, dev) -> Iterator:
+    """SR displacement of each chunk's kept cells, in turn: (3, scale*a, ...) float32 torch tensors on `dev`,
+    Mpc/h, minimum-image wrapped; one generator call for the group. Refuses a generator output of the wrong
+    shape, and a chunk with NaN/inf (the chunks before it are queued for writing by then)."""
+    import torch
+
+    scale, pad = plan.scale, plan.pad
+    windows = np.stack([src.window(c.window, plan.size, pad) for c in group])
+    offsets = np.array([[w - pad for w in c.window] for c in group], dtype=np.int64)
+    y = super_resolve(m.gen, windows, offsets, s.seed, src.n, m.disp_scale, dev, s.bf16)
+    expect = (len(group), 3) + (scale * plan.size,) * 3
+    if tuple(y.shape) != expect:
+        raise SrsimError(f"{m.name}: generator returned shape {tuple(y.shape)}, expected {expect}")
+    for c, yc in zip(group, y):
+        block = plan.kept(c, yc)
+        if not bool(torch.isfinite(block).all()):
+            raise SrsimError(f"{m.name}: generator produced NaN/inf in chunk {c.index} "
+                             f"(LR window {c.window}, seed {s.seed})")
+        yield minimum_image_(block.contiguous(), src.box_size)
+
+
+def _file_identity(path: Path) -> dict:
+    """What identifies the LR input a resumed run must share: resolved path, size, modification time."""
+    st = path.stat()
+    return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _batches(chunks: list[Chunk], batch: int) -> Iterator[list[Chunk]]:
+    for i in range(0, len(chunks), max(1, batch)):
+        yield chunks[i:i + batch]
