@@ -55,3 +55,12 @@ def read_png_info(path) -> dict[str, str]:
 def zlabel(z: float) -> str:
     """'z = 2' for a panel title."""
     return f"z = {float(z):g}"
+
+
+def figure_note(fig, *parts: str, tolerance: float | None = None) -> None:
+    """One grey line of small print at the top of ``fig``: the given parts, then the tolerance band
+    (a fraction, drawn as +-100 x tolerance %) when one is set; empty parts are skipped."""
+    items = [p for p in parts if p]
+    if tolerance:
+        items.insert(1, f"grey band: +-{100 * tolerance:g}%")
+    fig.text(0.5, 0.99, "; ".join(items), ha="center", va="top", fontsize=7, color="0.3")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from srsim.metrics import hmf_ratio
-from srsim.plots.common import COLORS, plt, save_figure, zlabel
+from srsim.plots.common import COLORS, figure_note, plt, save_figure, zlabel
 
 
 def _plot_hmf(ax, table, color, label, lw=1.4, ls="-", offset=0.0):
@@ -87,12 +87,8 @@ def plot_fig4(groups: dict, out, *, tolerance: float | None = None, min_halos: i
             bot.set_ylabel("ratio to HR")
     axes[0, 0].legend(loc="lower left", fontsize=8, frameon=False)
     axes[1, 0].legend(loc="upper left", fontsize=7, frameon=False, ncol=2)
-    note = "Poisson errors"
-    if tolerance:
-        note += f"; grey band: +-{100 * tolerance:g}%"
-    if min_halos:
-        note += f"; hatched: HR bins with < {min_halos} halos (not tested)"
-    fig.text(0.5, 0.99, note, ha="center", va="top", fontsize=7, color="0.3")
+    figure_note(fig, "Poisson errors", f"hatched: HR bins with < {min_halos} halos (not tested)" if min_halos else "",
+                tolerance=tolerance)
     return save_figure(fig, out, dpi)
 
 

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from srsim.plots.common import COLORS, plt, save_figure, zlabel
+from srsim.plots.common import COLORS, figure_note, plt, save_figure, zlabel
 
 
 def particle_nyquist(meta: dict) -> float | None:
@@ -102,10 +102,6 @@ def plot_fig3(groups: dict, out, *, k_max: float | None = None, tolerance: float
             fine.set_ylabel("SR / HR")
     axes[0, 0].legend(loc="upper left", fontsize=8, frameon=False)
     axes[1, 0].legend(loc="lower left", fontsize=7, frameon=False)
-    note = "dashed: mesh Nyquist; dotted: LR / HR particle Nyquist"
-    if k_max:
-        note += f"; dash-dot: k_max = {k_max:g} h/Mpc"
-    if tolerance:
-        note += f"; grey band: +-{100 * tolerance:g}%"
-    fig.text(0.5, 0.99, note, ha="center", va="top", fontsize=7, color="0.3")
+    figure_note(fig, "dashed: mesh Nyquist; dotted: LR / HR particle Nyquist",
+                f"dash-dot: k_max = {k_max:g} h/Mpc" if k_max else "", tolerance=tolerance)
     return save_figure(fig, out, dpi)
