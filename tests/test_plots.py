@@ -446,3 +446,21 @@ def test_figure_cli_passes_trivial_tables_to_fig4(tmp_path, drawn, capsys):
     # a trivial table for only one of the redshifts fails loudly
     assert main(args + ["--trivial", str(hs[0]["lr"])]) == 2
     assert "no trivial table at z = 2" in capsys.readouterr().err
+
+
+def test_training_curve_says_when_a_phase_has_no_steps(tmp_path, monkeypatch):
+    """A fine-tuning run with the adversarial phase only: the supervised panel says it is empty."""
+    import srsim.plots.curve as curve
+
+    log = tmp_path / "losses.csv"
+    rows = ["step,epoch,phase,l2,critic,generator,wdist,gp,wall_s"]
+    rows += [f"{i},0,adversarial,0.01,-0.1,0.2,0.05,{'1.0' if i % 4 == 0 else 'nan'},{i}" for i in range(1, 41)]
+    log.write_text("\n".join(rows) + "\n")
+    figs = []
+    monkeypatch.setattr(curve.plt, "close", lambda fig=None: figs.append(fig))
+    curve.plot_curve(log, tmp_path / "curve.png", title="z = 0")
+    assert (tmp_path / "curve.png").stat().st_size > 0
+    (fig,) = figs
+    sup, adv = fig.axes[0], fig.axes[1]
+    assert [t.get_text() for t in sup.texts] == ["no steps of this phase in this run"]
+    assert not adv.texts and len(adv.lines) == 2  # W distance and generator loss are drawn

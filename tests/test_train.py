@@ -349,6 +349,12 @@ def test_checkpoint_records_scaling_and_init_from_fine_tunes(tmp_path):
     for k, v in tr2.models.gen.state_dict().items():
         torch.testing.assert_close(v, gen.state_dict()[k], rtol=0, atol=0)
     assert tr2.meta["init_from"]["step"] == 3
+    # preempted and resumed, the fine-tuned model still says where its weights came from
+    tr2.save()
+    tr2b = Trainer(cfg2, ds, tmp_path / "b" / "model.pt", progress=False, scaling=scaling, init_from=first)
+    tr2b.run(resume=True)
+    tr2b.export()
+    assert load_generator(tmp_path / "b" / "model.pt")[1]["init_from"] == tr2.meta["init_from"]
     # other data (z = 0: another growth factor) is refused, with both values named
     other = Scaling.for_data(cfg["model"], COSMO, 0.0)
     ds0 = CropDataset(pairs, 4, 3, 4, other.disp_scale, 0)

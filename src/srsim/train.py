@@ -533,6 +533,9 @@ class Trainer:
         m.opt_c.load_state_dict(ckpt["opt_critic"])
         self.state = TrainState(**ckpt["state"])
         _set_rng_state(ckpt["rng"])
+        if "init_from" in ckpt["meta"]:
+            # the provenance of a fine-tuning run survives preemption: resuming does not reload init_from
+            self.meta["init_from"] = ckpt["meta"]["init_from"]
 
     def save(self, path=None) -> None:
         """Checkpoint (main rank writes, every rank waits)."""

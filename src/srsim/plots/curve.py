@@ -33,6 +33,13 @@ def plot_curve(csv_path, png_path, title: str = "", val_csv=None) -> None:
         ones = np.ones(len(y))
         return np.convolve(y, np.ones(w), mode="same") / np.convolve(ones, np.ones(w), mode="same")
 
+    def empty(ax):
+        # a fine-tuning run may have one phase only: say so instead of drawing bare unit axes
+        ax.text(0.5, 0.5, "no steps of this phase in this run", transform=ax.transAxes, ha="center",
+                va="center", color="0.4")
+        ax.set_xticks([])
+        ax.set_yticks([])
+
     val_rows = []
     if val_csv is not None and Path(val_csv).is_file():
         with open(val_csv, newline="") as f:
@@ -45,6 +52,8 @@ def plot_curve(csv_path, png_path, title: str = "", val_csv=None) -> None:
         ax.plot(s[:, 0], smooth(s[:, 1], max(1, len(s) // 50)), color="C0", label="L2 (Eq. 2)")
         ax.set_yscale("log")
         ax.legend()
+    else:
+        empty(ax)
     ax.set_xlabel("step")
     ax.set_title("supervised warm-up")
     ax = axes[1]
@@ -56,6 +65,8 @@ def plot_curve(csv_path, png_path, title: str = "", val_csv=None) -> None:
     ax.set_title("WGAN-gp (Eq. 3)")
     if ax.lines:
         ax.legend(loc="upper left")
+    else:
+        empty(ax)
     gp = series("adversarial", "gp")
     gp = gp[np.isfinite(gp[:, 1])]
     if len(gp):  # the penalty (applied every gp_every critic steps) on its own axis
