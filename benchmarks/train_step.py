@@ -25,7 +25,8 @@ import torch
 
 from srsim.model.critic import assemble, critic_condition, critic_sample
 from srsim.model.layers import lr_to_hr
-from srsim.train import DistContext, adversarial_step, build_models
+from srsim.distributed import DistContext
+from srsim.train import adversarial_step, build_models
 
 PAPER = {"gen_widths": [512, 256, 128, 64], "critic_widths": [64, 128, 256, 512], "crop": 14}
 NARROW = {"gen_widths": [16, 12, 8, 8], "critic_widths": [8, 8, 16, 16], "crop": 6}

@@ -18,8 +18,8 @@ from srsim.model import load_generator
 from srsim.model.layers import interp_up, lr_to_hr
 from srsim.data import collate
 from srsim.model.scaling import Scaling
-from srsim.train import (ExplosionGuard, LossExploded, NonFiniteLoss, Trainer, TrainingPreempted,
-                         install_signal_handlers)
+from srsim.train import Trainer, TrainingPreempted, install_signal_handlers
+from srsim.train_guard import ExplosionGuard, LossExploded, NonFiniteLoss
 
 torch.set_num_threads(1)
 BOX = 12.5
@@ -375,7 +375,7 @@ def _ddp_worker(rank, world, port, specs, cfg, out, result):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    from srsim.train import init_distributed
+    from srsim.distributed import init_distributed
 
     ctx = init_distributed("cpu")
     tr = Trainer(cfg, make_dataset(specs, cfg), out, ctx=ctx, progress=False)

@@ -2,16 +2,15 @@
 
 Small pieces, composed by ``Trainer``:
 
-* ``init_distributed`` / ``average_gradients`` / ``broadcast_parameters``: data parallelism across
-  ``torchrun`` processes (NCCL on GPUs, gloo on CPUs). Gradients are all-reduced explicitly after each
-  backward instead of through DistributedDataParallel's reducer: DDP assumes one forward per backward and
-  does not support the double backward of the gradient penalty, while the critic here runs on real, fake
-  and interpolated samples before one backward. The arithmetic is DDP's (mean of the per-rank gradients,
-  same initial weights on every rank).
+* ``srsim.distributed``: data parallelism across ``torchrun`` processes (explicit gradient all-reduce,
+  since the gradient penalty's double backward rules out DistributedDataParallel's reducer).
+* ``srsim.train_guard``: NaN/inf batches and losses, exploding losses.
 * ``build_models``: generator, critic, Adam optimisers; optional channels-last and torch.compile.
 * ``supervised_step``, ``critic_step``, ``generator_step``: one optimisation step each.
 * ``LossLog``: per-step CSV (truncated to the checkpoint on resume; drawn by ``srsim.plots.curve``).
-* ``Trainer``: the epoch/step loop, checkpoints (every N steps, every epoch, on preemption), resume.
+* ``Trainer``: the epoch/step loop, checkpoints (every N steps, every epoch, on preemption), resume,
+  fine-tuning from ``train.init_from``, validation. It stays in this module with the step functions it
+  composes (about 600 lines): the steps, the loop and the checkpoint layout change together.
 
 Reproducibility: model initialisation is seeded; the data plan is a function of (seed, epoch); the noise
 seeds and the gradient-penalty mixing weights of step t are hashes of (seed, step, rank). Nothing depends
@@ -23,13 +22,12 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import random
 import signal
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -38,6 +36,7 @@ import torch
 import torch.distributed as dist
 
 from srsim.device import resolve_device
+from srsim.distributed import DistContext, any_rank, apply_update, broadcast_parameters, reduce_mean
 from srsim.errors import SrsimError
 from srsim.model.checkpoint import FORMAT, VERSION, load_checkpoint, save_checkpoint
 from srsim.model.critic import Critic, assemble, critic_condition, critic_sample
@@ -45,11 +44,11 @@ from srsim.model.generator import Generator
 from srsim.model.layers import lr_to_hr
 from srsim.model.losses import critic_wgan_loss, generator_wgan_loss, gradient_penalty, l2_loss
 from srsim.model.noise import hash32
+from srsim.train_guard import ExplosionGuard, LossExploded, NonFiniteLoss, check_batch, check_finite
 
-__all__ = ["DistContext", "init_distributed", "average_gradients", "broadcast_parameters",
-           "Models", "build_models", "step_seeds", "supervised_step", "critic_step", "generator_step",
-           "adversarial_step", "LossLog", "Trainer", "TrainingPreempted", "NonFiniteLoss",
-           "LossExploded", "ExplosionGuard", "RESUME_KEYS", "install_signal_handlers", "init_weights_from"]
+__all__ = ["Models", "build_models", "step_seeds", "supervised_step", "critic_step", "generator_step",
+           "adversarial_step", "LossLog", "Trainer", "TrainingPreempted", "RESUME_KEYS", "install_signal_handlers",
+           "init_weights_from"]
 
 # train-section keys that must not change when resuming (they change what the run computes)
 RESUME_KEYS = ("supervised_epochs", "adversarial_epochs", "batch_size", "lr", "betas", "gp_lambda", "gp_every",
@@ -58,95 +57,6 @@ RESUME_KEYS = ("supervised_epochs", "adversarial_epochs", "batch_size", "lr", "b
 
 class TrainingPreempted(Exception):
     """Raised after a checkpoint was written in response to SIGUSR1/SIGTERM."""
-
-
-class NonFiniteLoss(SrsimError):
-    """A loss or a batch became NaN or inf; the last good checkpoint is left in place."""
-
-
-class LossExploded(SrsimError):
-    """A loss grew far beyond its recent values; the last good checkpoint is left in place."""
-
-
-# ----------------------------------------------------------------------------------------- distribution
-
-@dataclass
-class DistContext:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world > 1
-
-
-def init_distributed(device_name: str = "auto") -> DistContext:
-    """Join the process group set up by torchrun (env WORLD_SIZE, RANK, LOCAL_RANK), or run alone."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = resolve_device(device_name, local_rank=local_rank, what="train.device")
-    if world > 1 and not dist.is_initialized():
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return DistContext(rank, world, local_rank, device)
-
-
-def average_gradients(module: torch.nn.Module, ctx: DistContext) -> None:
-    """All-reduce the mean of the parameter gradients across ranks (one flat buffer)."""
-    if not ctx.distributed:
-        return
-    params = [p for p in module.parameters() if p.requires_grad]
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= ctx.world
-    i = 0
-    for p in params:
-        n = p.numel()
-        p.grad = flat[i:i + n].view_as(p).clone()
-        i += n
-
-
-def apply_update(loss: torch.Tensor, module: torch.nn.Module, opt: torch.optim.Optimizer, ctx: DistContext) -> None:
-    """Backpropagate ``loss`` into ``module`` only, average its gradients over ranks, step ``opt``."""
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    average_gradients(module, ctx)
-    opt.step()
-
-
-def broadcast_parameters(module: torch.nn.Module, ctx: DistContext) -> None:
-    """Copy rank 0's parameters and buffers to every rank."""
-    if not ctx.distributed:
-        return
-    for t in list(module.parameters()) + list(module.buffers()):
-        dist.broadcast(t.data, 0)
-
-
-def reduce_mean(values: dict, ctx: DistContext) -> dict:
-    """Mean of scalar values across ranks (a NaN anywhere makes it NaN everywhere)."""
-    keys = sorted(values)
-    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=ctx.device)
-    if ctx.distributed:
-        dist.all_reduce(t)
-        t /= ctx.world
-    return dict(zip(keys, t.tolist()))
-
-
-def any_rank(flag: bool, ctx: DistContext) -> bool:
-    if not ctx.distributed:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=ctx.device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
 
 
 # ----------------------------------------------------------------------------------------- models
@@ -211,60 +121,6 @@ def _to_device(batch: dict, device, fmt) -> dict:
     return out
 
 
-def _check_finite(values: dict, step: int, phase: str) -> None:
-    bad = {k: v for k, v in values.items() if not math.isfinite(v)}
-    if bad:
-        raise NonFiniteLoss(f"step {step} ({phase}): non-finite loss {bad}; stopping. The last good checkpoint "
-                            "was kept: lower train.lr, check the data (disp_scale) or resume from it")
-
-
-def _check_batch(batch: dict, step: int, phase: str) -> None:
-    """NonFiniteLoss naming the step and phase when an input or target holds NaN or inf."""
-    for key in ("lr", "hr"):
-        if not bool(torch.isfinite(batch[key]).all()):
-            raise NonFiniteLoss(f"step {step} ({phase}): the batch's {key.upper()} displacement holds NaN or "
-                                "inf; stopping. The last good checkpoint was kept: check the training data")
-
-
-class ExplosionGuard:
-    """Stops a run whose loss explodes: |loss| above ``factor`` x the median |loss| of the last ``window``
-    steps of the same phase and key (after ``window // 4`` steps of history).
-
-    A ratio to the run's own recent values, not an absolute threshold: losses differ by orders of
-    magnitude between phases, redshifts and widths. Factor 0 switches the guard off.
-    """
-
-    KEYS = {"supervised": ("l2",), "adversarial": ("critic", "generator")}
-    FLOOR = 1e-3  # network units: the losses of O(1) normalised fields
-
-    def __init__(self, factor: float, window: int = 200):
-        self.factor = float(factor)
-        self.window = int(window)
-        self.history: dict = {}
-
-    def check(self, values: dict, step: int, phase: str, kind: str = "") -> None:
-        """kind: steps of one phase whose losses differ by construction (e.g. 'gp': critic steps carrying
-        the lazy gradient penalty, about gp_lambda x gp_every above the others while the critic's gradient
-        norm is far from 1) are compared only with their own kind."""
-        if self.factor <= 0:
-            return
-        for key in self.KEYS.get(phase, ()):
-            v = values.get(key)
-            if v is None or not math.isfinite(v):
-                continue
-            hist = self.history.setdefault((phase, kind, key), [])
-            if len(hist) >= max(4, self.window // 4):
-                # the floor keeps a WGAN loss that hovers about zero from reading as an explosion
-                ref = max(float(np.median(np.abs(hist))), self.FLOOR)
-                if abs(v) > self.factor * ref:
-                    raise LossExploded(
-                        f"step {step} ({phase}): {key} loss {v:.4g} is {abs(v) / ref:.3g} x its median "
-                        f"|{key}| = {ref:.4g} over the last {len(hist)} steps (train.explode = {self.factor:g}); "
-                        "stopping. The last good checkpoint was kept: lower train.lr or resume from it")
-            hist.append(v)
-            del hist[:-self.window]
-
-
 def _generate(m: Models, batch: dict, seeds, bf16: bool, device) -> torch.Tensor:
     with _autocast(device, bf16):
         sr = m.gen_fwd(batch["lr"], batch["offset"], seeds, batch["box"][0].tolist())
@@ -276,7 +132,7 @@ def supervised_step(m: Models, batch: dict, *, seeds, ctx: DistContext, bf16: bo
     sr = _generate(m, batch, seeds, bf16, ctx.device)
     loss = l2_loss(sr, batch["hr"])
     values = reduce_mean({"l2": loss.item()}, ctx)
-    _check_finite(values, step, "supervised")
+    check_finite(values, step, "supervised")
     apply_update(loss, m.gen, m.opt_g, ctx)
     return values
 
@@ -302,7 +158,7 @@ def critic_step(m: Models, sample_real: torch.Tensor, sample_fake: torch.Tensor,
         gp = gradient_penalty(score_fn, sample_real, sample_fake, eps)
         loss = loss + gp_weight * gp
     values = reduce_mean({"critic": loss.item(), "wdist": (real.mean() - fake.mean()).item(), "gp": gp.item()}, ctx)
-    _check_finite(values, step, "critic")
+    check_finite(values, step, "critic")
     apply_update(loss, m.critic, m.opt_c, ctx)
     return values
 
@@ -330,7 +186,7 @@ def generator_step(m: Models, sr: torch.Tensor, shift: torch.Tensor, cond: torch
             loss = adv + l2_weight * l2
             logged["l2"] = l2.item()
         values = reduce_mean(logged, ctx)
-        _check_finite(values, step, "generator")
+        check_finite(values, step, "generator")
         apply_update(loss, m.gen, m.opt_g, ctx)
     finally:
         for p in m.critic.parameters():
@@ -598,7 +454,7 @@ class Trainer:
         seeds = step_seeds(cfg["seed"], st.step, ctx.rank, B)
         bf16 = bool(cfg.get("bf16"))
         phase = self.phase(st.epoch)
-        _check_batch(batch, st.step + 1, phase)
+        check_batch(batch, st.step + 1, phase)
         self.models.gen.train()
         self.models.critic.train()
         penalty = False

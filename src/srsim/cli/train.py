@@ -58,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     from srsim.model.checkpoint import TrainingFiles
     from srsim.model.generator import generator_geometry
     from srsim.model.scaling import Scaling
-    from srsim.train import Trainer, TrainingPreempted, init_distributed, install_signal_handlers
+    from srsim.distributed import init_distributed
+    from srsim.train import Trainer, TrainingPreempted, install_signal_handlers
 
     # sections left out of --config take their schema defaults
     cfg = {"model": section(args.config, "model"),

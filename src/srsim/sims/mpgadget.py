@@ -1,5 +1,9 @@
 """MP-Gadget backend: MP-GenIC initial conditions + an MP-Gadget TreePM run, driven from the config.
 
+One module (about 600 lines) because its parts share one contract with the external binaries: the
+parameter files it writes, the outputs and restart files those runs produce, and the checks and moves that
+read them back; a change to one side of that contract is a change to the other.
+
 `run(spec, outdir)` works in `outdir/run/`:
 
 ```
