@@ -79,7 +79,8 @@ def test_suite_specs(repo_root):
     assert lr.seed == hr.seed == 104 and lr.noise_grid == hr.noise_grid == 512
     assert (lr.n_grid, hr.n_grid) == (64, 512) and lr.redshifts == (4.0, 2.0, 0.0)
     big = spec_for(cfg, "bigbox", "lr")
-    assert (big.box_size, big.n_grid, big.noise_grid) == (1000.0, 640, 640)
+    # the white noise of its 5120^3 SR grid, as the LR training boxes use their HR grid's (Nyquist planes zeroed)
+    assert (big.box_size, big.n_grid, big.noise_grid) == (1000.0, 640, 5120)
     with pytest.raises(SrsimError, match="train16"):
         spec_for(cfg, "train16", "lr")
     # the validation pair: a box like the training ones, from suite.val_seeds
