@@ -22,7 +22,7 @@ class SimSpec:
     box_size: float  #: Mpc/h
     n_grid: int  #: particles per side
     seed: int
-    noise_grid: int  #: white-noise grid shared by the pair (n_hr for pairs, n_lr for the big box)
+    noise_grid: int  #: white-noise grid (n_hr for the pairs; the big box's SR grid, bigbox.n_lr x n_hr / n_lr)
     redshifts: tuple  #: output redshifts, descending
     z_init: float
     cosmology: dict = field(hash=False)
