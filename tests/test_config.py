@@ -53,6 +53,9 @@ def _bad(tmp_path, repo_root, edit):
         (lambda c: c["suite"].update(test_seeds=[3001]), "suite.test_seeds"),
         (lambda c: c["suite"].update(val_seeds=[7, 7]), "suite.val_seeds"),
         (lambda c: c["analysis"].update(fof_bee=0.2), "analysis"),
+        # the domain FOF of a big box: 12.5 Mpc/h domains with (default) 10 Mpc/h ghosts do not fit in 25 Mpc/h
+        (lambda c: c.update(bigbox={"box_size": 25.0, "n_lr": 16, "seed": 1})
+         or c["analysis"].update(fof_domains=2), "analysis.fof_ghost"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path, repo_root, edit, key):
