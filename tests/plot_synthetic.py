@@ -66,13 +66,15 @@ def power_set(tmp, zs=(4, 2, 0), box=25.0, n_mesh=64, n_lr=16, n_hr=128, n_sr=2,
     return out
 
 
-def write_hmf_table(path, lo, hi, n_halos, *, volume, n_catalogs, redshift):
-    """Write an HMF table in `srsim hmf`'s format from per-bin halo counts (summed over n_catalogs)."""
+def write_hmf_table(path, lo, hi, n_halos, *, volume, n_catalogs, redshift, **meta):
+    """Write an HMF table in `srsim hmf`'s format from per-bin halo counts (summed over n_catalogs); `meta`: more
+    header entries (e.g. particle_mass, min_members)."""
     dlog = hi - lo
     dn = n_halos / (volume * n_catalogs * dlog)
     err = np.sqrt(n_halos) / (volume * n_catalogs * dlog)
     lines = ["# synthetic halo mass function", f"# volume = {volume}", f"# n_catalogs = {n_catalogs}",
-             f"# redshift = {redshift}", "# columns: log10M_lo log10M_hi log10M_mid n_halos dn_dlog10M err"]
+             f"# redshift = {redshift}", *(f"# {k} = {v}" for k, v in meta.items()),
+             "# columns: log10M_lo log10M_hi log10M_mid n_halos dn_dlog10M err"]
     for row in zip(lo, hi, (lo + hi) / 2, n_halos, dn, err):
         lines.append(f"{row[0]:.4f} {row[1]:.4f} {row[2]:.4f} {int(row[3])} {row[4]:.10e} {row[5]:.10e}")
     path.write_text("\n".join(lines) + "\n")

@@ -53,6 +53,9 @@ def _bad(tmp_path, repo_root, edit):
         (lambda c: c["suite"].update(test_seeds=[3001]), "suite.test_seeds"),
         (lambda c: c["suite"].update(val_seeds=[7, 7]), "suite.val_seeds"),
         (lambda c: c["analysis"].update(fof_bee=0.2), "analysis"),
+        # the domain FOF of a big box: 12.5 Mpc/h domains with (default) 10 Mpc/h ghosts do not fit in 25 Mpc/h
+        (lambda c: c.update(bigbox={"box_size": 25.0, "n_lr": 16, "seed": 1})
+         or c["analysis"].update(fof_domains=2), "analysis.fof_ghost"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path, repo_root, edit, key):
@@ -79,7 +82,8 @@ def test_suite_specs(repo_root):
     assert lr.seed == hr.seed == 104 and lr.noise_grid == hr.noise_grid == 512
     assert (lr.n_grid, hr.n_grid) == (64, 512) and lr.redshifts == (4.0, 2.0, 0.0)
     big = spec_for(cfg, "bigbox", "lr")
-    assert (big.box_size, big.n_grid, big.noise_grid) == (1000.0, 640, 640)
+    # the white noise of its 5120^3 SR grid, as the LR training boxes use their HR grid's (Nyquist planes zeroed)
+    assert (big.box_size, big.n_grid, big.noise_grid) == (1000.0, 640, 5120)
     with pytest.raises(SrsimError, match="train16"):
         spec_for(cfg, "train16", "lr")
     # the validation pair: a box like the training ones, from suite.val_seeds

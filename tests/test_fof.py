@@ -204,8 +204,19 @@ def test_ghost_too_small_raises():
     fil = np.stack([x, 20 + rng.normal(0, 0.01, 3000), 20 + rng.normal(0, 0.01, 3000)], 1)
     pos = np.concatenate([fil, rng.uniform(0, box, (5000, 3))])
     ids = np.arange(1, len(pos) + 1, dtype=np.uint64)
-    with pytest.raises(SrsimError, match="ghost"):
+    with pytest.raises(SrsimError, match="ghost") as err:
         for d in range(8):
             fof_domain(_chunks(pos, ids), box_size=box, index=d, n_domains=2, ghost=5.0, link=0.5, min_members=20)
+    # the 30 Mpc/h filament needs a wider ghost zone, which 2 domains of 50 Mpc/h allow (up to 24.75)
+    assert "increase analysis.fof_ghost (at most 24.75 Mpc/h" in str(err.value)
+    # a group spanning the box (as the untrained SR of a clustered big box, whose caustics percolate): no ghost
+    # zone of 2 domains holds it, and the message says so instead of asking for a wider one
+    x = np.linspace(0.0, box, 20000, endpoint=False)
+    wall = np.stack([x, 20 + rng.normal(0, 0.01, x.size), 20 + rng.normal(0, 0.01, x.size)], 1)
+    pos2 = np.concatenate([wall, rng.uniform(0, box, (5000, 3))])
+    ids2 = np.arange(1, len(pos2) + 1, dtype=np.uint64)
+    with pytest.raises(SrsimError, match="percolates") as err:
+        for d in range(8):
+            fof_domain(_chunks(pos2, ids2), box_size=box, index=d, n_domains=2, ghost=20.0, link=0.5, min_members=20)
     with pytest.raises(SrsimError, match="does not fit"):
         fof_domain(_chunks(pos, ids), box_size=box, index=0, n_domains=2, ghost=30.0, link=0.5)

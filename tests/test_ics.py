@@ -179,3 +179,25 @@ def test_lpt_fields_two_plane_waves_analytic():
 def test_bad_lpt_order():
     with pytest.raises(SrsimError, match="lpt_order"):
         initial_conditions(_spec(8, 8), lpt_order=3)
+
+
+def test_big_box_lr_ics_are_made_like_the_training_lr_boxes():
+    """The big box's white noise is that of its HR grid (n_lr x the SR factor), as for every LR training box, so its
+    LR run zeroes the Nyquist planes the model never saw. (Its first real run used noise_grid = n_lr: the LR big box
+    kept those modes and had more grid-scale power than any training LR box.)"""
+    from srsim.sims.suite import spec_for
+
+    cfg = {"suite": {"box_size": 12.5, "n_lr": 8, "n_hr": 64, "train_seeds": [11], "test_seeds": [21]},
+           "bigbox": {"box_size": 12.5, "n_lr": 8, "seed": 21}, "sims": {"backend": "pm"}, "redshifts": [0],
+           "z_init": 49, "cosmology": {"Omega_m": 0.3, "Omega_b": 0.05, "Omega_L": 0.7, "h": 0.7, "sigma8": 0.8,
+                                      "n_s": 0.96}}
+    big, test = spec_for(cfg, "bigbox", "lr"), spec_for(cfg, "test00", "lr")
+    assert big.noise_grid == test.noise_grid == 64
+    # same geometry and seed as the test box: the same LR initial conditions, Nyquist planes zero
+    d_big, d_test = linear_density(big), linear_density(test)
+    assert torch.equal(d_big, d_test)
+    modes = torch.fft.rfftn(d_big)
+    scale = float(modes.abs().max())
+    assert float(modes[4].abs().max()) < 1e-12 * scale and float(modes[:, :, 4].abs().max()) < 1e-12 * scale
+    cfg["bigbox"] = {"box_size": 25.0, "n_lr": 16, "seed": 3}
+    assert spec_for(cfg, "bigbox", "lr").noise_grid == 128

@@ -235,3 +235,88 @@ def test_metrics_cli_with_trivial_tables(tmp_path, capsys):
     capsys.readouterr()
     assert main(args + ["--power-trivial", str(ps[0]["lr"])]) == 2
     assert "no trivial power table at z = 2" in capsys.readouterr().err
+
+
+def _big_hmf(tmp_path, name, counts, volume, **meta):
+    lo = np.arange(len(counts)) * 0.5 + 11.0
+    return hmf_item(write_hmf_table(tmp_path / name, lo, lo + 0.5, np.asarray(counts), volume=volume, n_catalogs=1,
+                                    redshift=0.0, **meta))
+
+
+def test_bigbox_hmf_metrics_pass_and_fail(tmp_path):
+    """Fig. 6's claim on synthetic tables: a 20^3 big box (LR limit 20 x 1e11 = 10^12.3 Msun/h) against a 10^3 test
+    box. Bins [11, 11.5) and [11.5, 12) lie below the limit, [12, 12.5) straddles it, the rest lie above."""
+    from srsim.metrics import bigbox_hmf_metrics, lr_mass_limit
+
+    v_big, v_hr = 8000.0, 1000.0
+    res = {"particle_mass": 1e11, "min_members": 20}
+    lr = _big_hmf(tmp_path, "lr.txt", [0, 0, 300, 2000, 800, 30], v_big, **res)
+    hr = _hmf(tmp_path, "hr.txt", [5000, 2000, 300, 40, 10, 0], volume=v_hr)
+    # SR: HR's number densities below the limit (8x HR's counts: 8x the volume), LR's counts above it
+    good = _big_hmf(tmp_path, "sr_good.txt", [8 * 5100, 8 * 1960, 3000, 2040, 790, 45], v_big)
+    limit = lr_mass_limit(lr.meta, lr.path)
+    assert limit == pytest.approx(math.log10(2e12))
+    m = bigbox_hmf_metrics(lr, good, hr, tolerance=0.1, min_halos=50, log10m_lr_limit=limit)
+    assert [b["side"] for b in m["bins"]] == ["below", "below", "straddles", "above", "above", "above"]
+    # tested: below where HR has >= 50 halos, above where LR has; the straddling bin never
+    assert [b["tested"] for b in m["bins"]] == [True, True, False, True, True, False]
+    assert m["bins"][0]["ratio_sr_hr"] == pytest.approx(1.02)  # dn/dlog10M, not the (8x) counts
+    assert m["bins"][3]["ratio_sr_lr"] == pytest.approx(1.02) and m["bins"][4]["ratio_sr_lr"] == pytest.approx(0.9875)
+    assert m["n_tested_below"] == 2 and m["n_tested_above"] == 2
+    assert m["pass_below"] is True and m["pass_above"] is True and m["pass"] is True
+    # an SR that stays at LR resolution (no halos below the limit) and overshoots LR by 30% above it fails both
+    bad = _big_hmf(tmp_path, "sr_bad.txt", [0, 8 * 1000, 3000, 2600, 800, 45], v_big)
+    m = bigbox_hmf_metrics(lr, bad, hr, tolerance=0.1, min_halos=50, log10m_lr_limit=limit)
+    assert [b["pass"] for b in m["bins"]] == [False, False, None, False, True, None]
+    assert m["pass_below"] is False and m["pass_above"] is False and m["pass"] is False
+    # the 2-sigma rule of the test-box metrics: 30% off on 60 LR halos is consistent
+    few = bigbox_hmf_metrics(_big_hmf(tmp_path, "lr_few.txt", [0, 0, 0, 60, 0, 0], v_big, **res),
+                             _big_hmf(tmp_path, "sr_few.txt", [0, 0, 0, 78, 0, 0], v_big), hr, 0.1, 50, limit)
+    assert few["bins"][3]["within_tolerance"] is False and few["bins"][3]["within_errors"] is True
+    assert few["pass_above"] is True
+    # the big box's SR and LR must share bins and volume
+    with pytest.raises(SrsimError, match="sr_short.txt"):
+        bigbox_hmf_metrics(lr, _big_hmf(tmp_path, "sr_short.txt", [1, 2], v_big), hr, 0.1, 50, limit)
+    with pytest.raises(SrsimError, match="volume"):
+        bigbox_hmf_metrics(lr, _big_hmf(tmp_path, "sr_v.txt", [1] * 6, v_hr), hr, 0.1, 50, limit)
+    with pytest.raises(SrsimError, match="particle_mass or min_members"):
+        lr_mass_limit(hr.meta, hr.path)
+
+    # metrics.json: the 'bigbox' section, its verdict in 'pass' and the table's section
+    hs = hmf_set(tmp_path, zs=(0,), n_sr=1)
+    ps = power_set(tmp_path, zs=(0,), n_sr=1)
+    power = {0.0: {"lr": power_item(ps[0]["lr"]), "hr": power_item(ps[0]["hr"]), "sr": [power_item(ps[0]["sr"][0])]}}
+    hmf = {0.0: {k: hmf_item(p) for k, p in hs[0].items()}}
+    for sr, verdict in ((good, True), (bad, False)):
+        m = compute_metrics(power, hmf, figure_defaults(), bigbox_hmf={0.0: {"lr": lr, "sr": sr, "hr": hr}})
+        assert m["bigbox"]["hmf"]["0"]["pass"] is verdict and m["pass"]["bigbox"] is verdict
+        assert m["pass"]["all"] is (verdict and m["pass"]["power"] is not False and m["pass"]["hmf"] is not False)
+        text = summary_table(m)
+        assert "Big box HMF" in text and f"big box {'PASS' if verdict else 'FAIL'}" in text
+        json.dumps(m, allow_nan=False)
+    assert "bigbox" not in compute_metrics(power, hmf, figure_defaults())
+
+
+def test_metrics_cli_with_a_big_box(tmp_path, capsys):
+    from srsim.cli import main
+
+    ps = power_set(tmp_path, zs=(0,), n_sr=1)
+    hs = hmf_set(tmp_path, zs=(0,), n_sr=1)
+    lo = np.linspace(10.5, 14.5, 9)[:-1]
+    big = {kind: write_hmf_table(tmp_path / f"big_{kind}.txt", lo, lo + 0.5, np.full(8, 100), volume=50.0**3,
+                                 n_catalogs=1, redshift=0.0, particle_mass=3e11, min_members=20)
+           for kind in ("lr", "sr")}
+    out = tmp_path / "metrics.json"
+    args = ["metrics", "--power-lr", str(ps[0]["lr"]), "--power-hr", str(ps[0]["hr"]), "--power-sr",
+            str(ps[0]["sr"][0]), "--hmf-lr", str(hs[0]["lr"]), "--hmf-hr", str(hs[0]["hr"]), "--hmf-sr",
+            str(hs[0]["sr"]), "--out", str(out)]
+    assert main(args + ["--bigbox-hmf-lr", str(big["lr"]), "--bigbox-hmf-sr", str(big["sr"])]) == 0
+    m = json.loads(out.read_text())
+    bins = m["bigbox"]["hmf"]["0"]["bins"]
+    assert [b["side"] for b in bins] == ["below"] * 4 + ["straddles"] + ["above"] * 3
+    assert all(b["ratio_sr_lr"] == 1.0 for b in bins) and m["bigbox"]["hmf"]["0"]["pass_above"] is True
+    assert "Big box HMF" in out.with_suffix(".txt").read_text()
+    capsys.readouterr()
+    # a big-box redshift without an SR table fails naming the option
+    assert main(args + ["--bigbox-hmf-lr", str(big["lr"])]) == 2
+    assert "--bigbox-hmf-sr" in capsys.readouterr().err

@@ -66,9 +66,10 @@ def test_tiny_workflow_end_to_end(tmp_path):
         table, meta = read_power(results / f"analysis/test00/{kind}/z0/power.txt")
         assert len(table["k"]) > 10 and meta["n_mesh"] == 64
     assert (results / "models/z0/model.pt").is_file()
-    # training validated on the val pair (train.val_every 3 of 6 steps), which was simulated but not analysed
+    # training validated on the val pair (at step 0, then every train.val_every = 3 of 6 steps), which was
+    # simulated but not analysed
     val_rows = (results / "models/z0/val.csv").read_text().splitlines()
-    assert val_rows[0].startswith("step,l2_ratio") and [r.split(",")[0] for r in val_rows[1:]] == ["3", "6"]
+    assert val_rows[0].startswith("step,l2_ratio") and [r.split(",")[0] for r in val_rows[1:]] == ["0", "3", "6"]
     assert (results / "disp/val00/hr/z0.h5").is_file() and not (results / "analysis/val00").exists()
     for fig in ("fig1_projections", "fig2_realizations", "fig3_power", "fig4_hmf"):
         for ext in ("png", "pdf"):
@@ -96,6 +97,8 @@ def test_tiny_workflow_end_to_end(tmp_path):
     # the summary table is printed at the end of the run
     assert "Overall: power" in run.stdout + run.stderr
 
+    _check_bigbox(results, metrics)
+
     # the README's report command, on this finished run
     from test_readme import readme_snakemake_commands
 
@@ -107,3 +110,58 @@ def test_tiny_workflow_end_to_end(tmp_path):
                          timeout=WATCHDOG_S)
     assert out.returncode == 0, out.stderr[-3000:]
     assert html.stat().st_size > 10_000
+
+
+def _check_bigbox(results, metrics):
+    """The tiny big box (12.5 Mpc/h, 8^3 LR -> 64^3 SR) of the end-to-end run: the merged SR snapshot of the
+    two chunk jobs, its domain-merged FOF against a whole-box FOF, Figs. 5 and 6 and its metrics."""
+    import yaml
+
+    from srsim.analysis.fof import fof_snapshot
+    from srsim.io.catalog import read_catalog
+    from srsim.io.snapshot import read_header, read_particles
+
+    cfg = yaml.safe_load((REPO / ".test/config/config.yaml").read_text())
+    big, ana = cfg["bigbox"], cfg["analysis"]
+    factor = cfg["suite"]["n_hr"] // cfg["suite"]["n_lr"]
+    assert cfg["generate"]["bigbox_jobs"] >= 2 and ana["fof_domains"] >= 2
+    # every big-box rule ran: the chunk jobs' markers are consumed by the merge, the FOF slices are temp()
+    done = sorted((results / "generate/bigbox/sr0/z0").glob("job*of2.done"))
+    assert [p.name for p in done] == ["job0of2.done", "job1of2.done"]
+    snap = results / "snapshots/bigbox/sr0/z0"
+    header = read_header(snap)
+    assert header.n_particles == (factor * big["n_lr"]) ** 3 and header.box_size == pytest.approx(big["box_size"])
+    assert not list(snap.parent.glob(".*partial*")), "the merge left the partial output behind"
+    data = read_particles(snap, blocks=("Position", "ID"))
+    assert len(np.unique(data["ID"])) == header.n_particles
+    assert np.all((data["Position"] >= 0) & (data["Position"] < big["box_size"]))
+    assert read_header(results / "snapshots/bigbox/lr/z0").n_particles == big["n_lr"] ** 3
+
+    # the catalogue merged from 2^3 domains equals the library's whole-box FOF of the same snapshot
+    for kind in ("lr", "sr0"):
+        merged, attrs = read_catalog(results / f"analysis/bigbox/{kind}/z0/fof.h5")
+        assert len(list((results / f"analysis/bigbox/{kind}/z0/fof_domains").glob("d*of2.h5"))) == 8
+        assert not (results / f"analysis/bigbox/{kind}/z0/fof_parts/p0of2").exists()  # temp, removed
+        whole, _ = fof_snapshot(results / f"snapshots/bigbox/{kind}/z0", b=ana.get("fof_b", 0.2),
+                                min_members=ana["fof_min_members"])
+        assert attrs["n_domains"] == 2 and attrs["min_members"] == ana["fof_min_members"]
+        assert len(merged["npart"]) == len(whole["npart"]) >= (0 if kind == "lr" else 1), kind
+        np.testing.assert_array_equal(np.sort(merged["npart"]), np.sort(whole["npart"]))
+        np.testing.assert_allclose(np.sort(merged["mass"]), np.sort(whole["mass"]), rtol=1e-12)
+        # halos matched by their minimum-ID member: same members, same (periodic) centre
+        a, b = np.argsort(merged["min_id"]), np.argsort(whole["min_id"])
+        np.testing.assert_array_equal(merged["min_id"][a], whole["min_id"][b])
+        np.testing.assert_array_equal(merged["npart"][a], whole["npart"][b])
+        d = merged["pos"][a] - whole["pos"][b]
+        d -= big["box_size"] * np.round(d / big["box_size"])
+        assert np.abs(d).max(initial=0.0) < 1e-6 * big["box_size"], kind  # float32 precision of the box
+
+    for fig in ("fig5_bigbox", "fig6_bigbox_hmf"):
+        for ext in ("png", "pdf"):
+            assert (results / f"figures/{fig}.{ext}").stat().st_size > 1000, fig
+    # Fig. 6's claim in numbers: SR/LR above the LR resolution limit, SR/test-box-HR below it
+    bb = metrics["bigbox"]["hmf"]["0"]
+    lr_limit = ana["fof_min_members"] * read_header(results / "snapshots/bigbox/lr/z0").particle_mass
+    assert bb["log10M_lr_limit"] == pytest.approx(np.log10(lr_limit), abs=1e-9)
+    assert [b["side"] for b in bb["bins"]] and all(b["side"] in ("above", "below", "straddles") for b in bb["bins"])
+    assert "bigbox" in metrics["pass"] and "Big box" in (results / "metrics.txt").read_text()

@@ -110,6 +110,18 @@ def _check_consistency(cfg: dict, origin: str) -> None:
         extra = set(bigbox.get("redshifts", zs)) - set(zs)
         if extra:
             raise SrsimError(f"{origin}: invalid config at 'bigbox.redshifts': {sorted(extra)} not in 'redshifts' (no model for them)")
+    ana = cfg.get("analysis")
+    if bigbox and ana and ana.get("fof_domains", 1) > 1 and "fof_ghost" in ana:
+        # the domain FOF's geometry (srsim.analysis.domains), checked before any job runs: a domain of
+        # box / n Mpc/h with ghost zones must fit in the box, and the partition needs ghost < domain
+        n, ghost, box = ana["fof_domains"], ana["fof_ghost"], bigbox["box_size"]
+        width = box / n
+        if not (ghost < width and width + 2 * ghost < box):
+            raise SrsimError(
+                f"{origin}: invalid config at 'analysis.fof_ghost': {ghost} Mpc/h ghost zones around "
+                f"{width:.4g} Mpc/h domains (analysis.fof_domains = {n}) need ghost < {min(width, (box - width) / 2):.4g} "
+                f"Mpc/h to fit in the {box:g} Mpc/h big box; use fewer domains or a narrower ghost zone"
+            )
 
 
 def load_config(source: str | Path, *, partial: bool = False) -> dict:

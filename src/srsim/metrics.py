@@ -1,5 +1,6 @@
 """Quantitative SR-vs-HR comparison: power-spectrum ratios up to k_max and halo-mass-function ratios per mass bin,
-with a pass/fail against the paper's claims (power within a few percent, HMF within 10%).
+with a pass/fail against the paper's claims (power within a few percent, HMF within 10%), and for a big box
+Fig. 6's claim: its SR HMF matches its LR HMF above the LR resolution limit and the test box's HR below it.
 
 All power spectra compared at one redshift must share the k bins (same box and mesh); SR power is averaged over
 realizations before the ratio. HMF ratio errors propagate the tables' Poisson errors in quadrature.
@@ -201,6 +202,83 @@ def hmf_metrics(lr, hr, sr, tolerance: float, min_halos: int, n_sigma: float = 2
     return out
 
 
+def lr_mass_limit(lr_meta: dict, path: str = "LR HMF table") -> float:
+    """The LR resolution limit log10(min_members * m_LR / (Msun/h)) from an LR HMF table's header (the FOF
+    catalogue's analysis.fof_min_members and particle mass, which `srsim hmf` copies into it)."""
+    m_part, n_min = lr_meta.get("particle_mass"), lr_meta.get("min_members")
+    if not m_part or not n_min:
+        raise SrsimError(f"{path}: header lacks particle_mass or min_members (needed for the LR resolution limit)")
+    return math.log10(float(n_min) * float(m_part))
+
+
+def _bin_verdict(ratio: float, err: float, tested: bool, tolerance: float, n_sigma: float) -> dict:
+    """The test-box HMF rule for one bin: pass when |ratio - 1| < tolerance or < n_sigma x its error."""
+    dev = abs(ratio - 1.0) if np.isfinite(ratio) else math.inf
+    in_tol = bool(dev < tolerance)
+    in_sig = bool(np.isfinite(err) and dev < n_sigma * err)
+    return {"dev": dev, "within_tolerance": in_tol, "within_errors": in_sig,
+            "pass": (in_tol or in_sig) if tested else None}
+
+
+def bigbox_hmf_metrics(lr, sr, hr, tolerance: float, min_halos: int, log10m_lr_limit: float,
+                       n_sigma: float = 2.0) -> dict:
+    """Fig. 6's claim at one redshift: the big box's SR HMF matches its LR HMF above the LR resolution limit and
+    the (small) test box's HR HMF below it.
+
+    lr, sr: `Table` items of the big box's LR and SR mass functions (one volume); hr: the test box's HR table
+    (another volume), all on the same mass bins; log10m_lr_limit: log10(fof_min_members x m_LR / (Msun/h)).
+    A bin is 'above' the limit when its lower edge is >= it, 'below' when its upper edge is <= it, else it
+    'straddles' it (reported, never tested). Above: ratio n_SR/n_LR of the halo counts (same volume), tested
+    when LR has >= min_halos halos. Below: ratio of the number densities dn/dlog10M [(Mpc/h)^-3 dex^-1]
+    SR(big box)/HR(test box), tested when HR has >= min_halos halos. A tested bin passes as in
+    :func:`hmf_metrics`: |ratio - 1| < tolerance or < n_sigma x the Poisson error propagated in quadrature.
+    Returns {'log10M_lr_limit', 'tolerance', 'min_halos', 'n_sigma', 'bins' (per-bin dicts with 'side',
+    'ratio_sr_lr', 'err_sr_lr', 'ratio_sr_hr', 'err_sr_hr', 'tested', 'pass'), 'n_tested_above',
+    'n_tested_below', 'pass_above', 'pass_below', 'pass' (None when nothing is tested)}.
+    """
+    t_lr, t_sr, t_hr = lr.table, sr.table, hr.table
+    for t, path in ((t_sr, sr.path), (t_hr, hr.path)):
+        if t["log10M_lo"].shape != t_lr["log10M_lo"].shape or not (
+            np.allclose(t["log10M_lo"], t_lr["log10M_lo"]) and np.allclose(t["log10M_hi"], t_lr["log10M_hi"])
+        ):
+            raise SrsimError(f"{path}: mass bins differ from those of {lr.path}")
+    v_lr, v_sr = lr.meta.get("volume"), sr.meta.get("volume")
+    if v_lr and v_sr and not np.isclose(float(v_lr), float(v_sr), rtol=1e-6):
+        raise SrsimError(f"{sr.path}: volume {v_sr} differs from the big box's LR table {lr.path} ({v_lr})")
+    # counts of one volume: the dn/dlog10M ratio is the count ratio, its error sqrt(1/N_SR + 1/N_LR) relative
+    r_lr, e_lr = hmf_ratio(t_sr["dn_dlog10M"], t_sr["err"], t_lr["dn_dlog10M"], t_lr["err"])
+    r_hr, e_hr = hmf_ratio(t_sr["dn_dlog10M"], t_sr["err"], t_hr["dn_dlog10M"], t_hr["err"])
+    bins = []
+    for i in range(t_lr["log10M_lo"].size):
+        lo, hi = float(t_lr["log10M_lo"][i]), float(t_lr["log10M_hi"][i])
+        side = "above" if lo >= log10m_lr_limit else "below" if hi <= log10m_lr_limit else "straddles"
+        if side == "above":
+            tested = bool(t_lr["n_halos"][i] >= min_halos)
+            v = _bin_verdict(r_lr[i], e_lr[i], tested, tolerance, n_sigma)
+        elif side == "below":
+            tested = bool(t_hr["n_halos"][i] >= min_halos)
+            v = _bin_verdict(r_hr[i], e_hr[i], tested, tolerance, n_sigma)
+        else:
+            tested, v = False, {"within_tolerance": None, "within_errors": None, "pass": None}
+        bins.append({
+            "log10M_lo": lo, "log10M_hi": hi, "log10M_mid": float(t_lr["log10M_mid"][i]), "side": side,
+            "n_halos_sr": int(t_sr["n_halos"][i]), "n_halos_lr": int(t_lr["n_halos"][i]),
+            "n_halos_hr": int(t_hr["n_halos"][i]),
+            "ratio_sr_lr": _none(r_lr[i]), "err_sr_lr": _none(e_lr[i]),
+            "ratio_sr_hr": _none(r_hr[i]), "err_sr_hr": _none(e_hr[i]),
+            "within_tolerance": v["within_tolerance"], "within_errors": v["within_errors"], "tested": tested,
+            "pass": v["pass"],
+        })
+    out = {"log10M_lr_limit": float(log10m_lr_limit), "tolerance": float(tolerance), "min_halos": int(min_halos),
+           "n_sigma": float(n_sigma), "bins": bins, "sr": sr.path, "lr": lr.path, "hr": hr.path}
+    for side in ("above", "below"):
+        verdicts = [b["pass"] for b in bins if b["side"] == side and b["tested"]]
+        out[f"n_tested_{side}"] = len(verdicts)
+        out[f"pass_{side}"] = combine_pass(verdicts)
+    out["pass"] = combine_pass([out["pass_above"], out["pass_below"]])
+    return out
+
+
 def combine_pass(values) -> bool | None:
     """All tested verdicts pass -> True; any fails -> False; nothing tested (all None) -> None."""
     vals = [v for v in values if v is not None]
@@ -282,9 +360,37 @@ def summary_table(metrics: dict) -> str:
         bars = metrics["bars"]
         lines.append(f"Bars at z = {', '.join(bars['redshifts']) or '-'}: " + ", ".join(
             f"{name} {_yes(v)}" for name, v in bars.items() if name != "redshifts"))
+    if "bigbox" in metrics:
+        lines.extend(_bigbox_lines(metrics["bigbox"], fig))
     p = metrics["pass"]
-    lines.append(f"Overall: power {_verdict(p['power'])}, HMF {_verdict(p['hmf'])}, all {_verdict(p['all'])}")
+    big = f", big box {_verdict(p['bigbox'])}" if "bigbox" in p else ""
+    lines.append(f"Overall: power {_verdict(p['power'])}, HMF {_verdict(p['hmf'])}{big}, all {_verdict(p['all'])}")
     return "\n".join(lines) + "\n"
+
+
+def _bigbox_lines(big: dict, fig: dict) -> list[str]:
+    """The summary table's big-box HMF section (Fig. 6's claim)."""
+    lines = [f"Big box HMF (Fig. 6): SR/LR counts above the LR limit (tested where LR has >= {fig['hmf_min_halos']} "
+             f"halos), SR/test-box-HR dn/dlog10M below it (tested where HR has >= {fig['hmf_min_halos']}); "
+             f"pass: |ratio - 1| < {100 * fig['hmf_tolerance']:g}% or < 2 sigma"]
+    lines.append(f"{'z':>6} {'log10M':>12} {'side':>9} {'N_SR':>7} {'N_LR':>7} {'N_HR':>7} {'SR/LR':>14} "
+                 f"{'SR/HR':>14}  verdict")
+
+    def rat(r, e):
+        return "-" if r is None else (f"{r:.3f}+-{e:.3f}" if e is not None else f"{r:.3f}")
+
+    for z, m in big["hmf"].items():
+        for b in m["bins"]:
+            if b["n_halos_sr"] == 0 and b["n_halos_lr"] == 0 and b["n_halos_hr"] == 0:
+                continue
+            lines.append(
+                f"{z:>6} {b['log10M_lo']:5.2f}-{b['log10M_hi']:5.2f} {b['side']:>9} {b['n_halos_sr']:>7} "
+                f"{b['n_halos_lr']:>7} {b['n_halos_hr']:>7} {rat(b['ratio_sr_lr'], b['err_sr_lr']):>14} "
+                f"{rat(b['ratio_sr_hr'], b['err_sr_hr']):>14}  {_verdict(b['pass']) if b['tested'] else 'untested'}")
+        lines.append(f"{z:>6} big-box verdict: {_verdict(m['pass'])} (LR limit log10M = {m['log10M_lr_limit']:.2f}; "
+                     f"above: {m['n_tested_above']} bins tested, {_verdict(m['pass_above'])}; "
+                     f"below: {m['n_tested_below']} bins tested, {_verdict(m['pass_below'])})")
+    return lines
 
 
 def zkey(z: float) -> str:
@@ -296,7 +402,7 @@ BAR_KEYS = {"power": ("sr_beats_lr_power", "sr_beats_trivial_power"), "hmf": ("s
 
 
 def compute_metrics(power: dict, hmf: dict, criteria: dict, sim: str = "", trivial_power: dict | None = None,
-                    trivial_hmf: dict | None = None) -> dict:
+                    trivial_hmf: dict | None = None, bigbox_hmf: dict | None = None) -> dict:
     """Assemble metrics.json.
 
     power: {z: {'lr': item, 'hr': item, 'sr': [items]}}; hmf: {z: {'lr': item, 'hr': item, 'sr': item}} with
@@ -305,6 +411,9 @@ def compute_metrics(power: dict, hmf: dict, criteria: dict, sim: str = "", trivi
     trivial_power, trivial_hmf: {z: item} of the trivial predictor, or None (no trivial entries; then the
     'bars' hold only what needs no trivial column). 'bars' combines, over the redshifts of bar_redshifts
     present, the per-redshift booleans (SR beats LR / trivial) and the target bars.
+    bigbox_hmf: {z: {'lr': item, 'sr': item, 'hr': item}} (the big box's LR and SR HMFs, the test box's HR HMF)
+    or None (no big box): then 'bigbox' {'hmf': {z: `bigbox_hmf_metrics`}} is added, its verdict is
+    'pass'['bigbox'] and enters 'pass'['all']; the LR resolution limit comes from each LR table's header.
     """
     keys = ("k_max", "power_tolerance", "hmf_tolerance", "hmf_min_halos", "target_k_max", "target_power_tolerance",
             "target_hmf_tolerance", "bar_redshifts")
@@ -327,6 +436,16 @@ def compute_metrics(power: dict, hmf: dict, criteria: dict, sim: str = "", trivi
     p_pow = combine_pass(m["pass"] for m in out["power"].values())
     p_hmf = combine_pass(m["pass"] for m in out["hmf"].values())
     out["pass"] = {"power": p_pow, "hmf": p_hmf, "all": combine_pass([p_pow, p_hmf])}
+    if bigbox_hmf is not None:
+        big = {}
+        for z in sorted(bigbox_hmf, key=lambda v: -v):
+            g = bigbox_hmf[z]
+            big[zkey(z)] = bigbox_hmf_metrics(g["lr"], g["sr"], g["hr"], crit["hmf_tolerance"], crit["hmf_min_halos"],
+                                              lr_mass_limit(g["lr"].meta, g["lr"].path))
+        out["bigbox"] = {"hmf": big}
+        p_big = combine_pass(m["pass"] for m in big.values())
+        out["pass"]["bigbox"] = p_big
+        out["pass"]["all"] = combine_pass([p_pow, p_hmf, p_big])
     bar_z = [zkey(z) for z in crit["bar_redshifts"]]
     bars = {"redshifts": [z for z in bar_z if z in out["power"] or z in out["hmf"]]}
     for section, names in BAR_KEYS.items():

@@ -97,6 +97,11 @@ def fof_domain_catalog(kind, z, d):
     return analysis_path("bigbox", kind, z, f"fof_domains/d{d}of{ANA_DOMAINS}.h5")
 
 
+def bigbox_hmf_paths(kind):
+    """The big box's HMF tables of one kind ("lr" or "sr0") at every big-box redshift (none without a big box)."""
+    return [analysis_path("bigbox", kind, z, "hmf.txt") for z in BIGBOX_ZS]
+
+
 def figure_path(name, ext="png"):
     return f"{R}/figures/{name}.{ext}"
 
@@ -253,6 +258,13 @@ def fof_domain_mem_mb(wildcards):
 
 def fof_part_dirs(wildcards):
     return [fof_part_dir(wildcards.kind, wildcards.z, p) for p in range(ANA_PARTS)]
+
+
+def metrics_bigbox_arg(wildcards, input):
+    """`--bigbox-hmf-lr ... --bigbox-hmf-sr ...` for `srsim metrics` (Fig. 6's claim), or nothing without a big box."""
+    if not BIGBOX_ZS:
+        return ""
+    return f"--bigbox-hmf-lr {' '.join(input.bigbox_hmf_lr)} --bigbox-hmf-sr {' '.join(input.bigbox_hmf_sr)}"
 
 
 def fig_z(zs, target):

@@ -111,9 +111,17 @@ def fof_domain(
     bad = bad[bad >= 0]
     bad = bad[owned[bad]]
     if len(bad):
+        big = bad[np.argmax(g.npart[bad])]
+        members = pos[g.labels == big]
+        span = float((members.max(axis=0) - members.min(axis=0)).max())
+        room = (box_size - width - link) / 2  # the widest ghost zone these domains allow
+        hint = (f"increase analysis.fof_ghost (at most {room:.4g} Mpc/h with {n_domains} domains per side)"
+                if span < room else
+                f"no ghost zone of these domains holds it (at most {room:.4g} Mpc/h): the group percolates through "
+                f"the box or needs fewer analysis.fof_domains")
         raise SrsimError(
-            f"FOF domain {index} of {n_domains}^3: {len(bad)} halo(s) (largest {int(g.npart[bad].max())} particles) "
-            f"reach the edge of the {ghost} Mpc/h ghost zone; increase analysis.fof_ghost"
+            f"FOF domain {index} of {n_domains}^3: {len(bad)} halo(s) (largest {int(g.npart[big])} particles, "
+            f"spanning at least {span:.3g} Mpc/h) reach the edge of the {ghost} Mpc/h ghost zone; {hint}"
         )
     keep = owned & (g.npart >= min_members)
     sel = np.flatnonzero(keep)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 COMMAND = "metrics"
-HELP = "SR/HR and LR/HR power and mass-function ratios with pass/fail against the paper -> JSON + table"
+HELP = ("SR/HR and LR/HR power and mass-function ratios (and the big box's SR/LR, SR/HR HMF) with pass/fail "
+        "against the paper -> JSON + table")
 
 
 def add_arguments(parser) -> None:
@@ -16,6 +17,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--power-trivial", nargs="+",
                         help="power tables of the trivial predictor (srsim generate --trivial), one per redshift")
     parser.add_argument("--hmf-trivial", nargs="+", help="HMF tables of the trivial predictor, one per redshift")
+    parser.add_argument("--bigbox-hmf-lr", nargs="+",
+                        help="HMF tables of the big box's LR snapshot, one per big-box redshift (Fig. 6's claim)")
+    parser.add_argument("--bigbox-hmf-sr", nargs="+", help="HMF tables of the big box's SR snapshot, one per redshift "
+                        "of --bigbox-hmf-lr (compared with them above the LR limit, with --hmf-hr below it)")
     parser.add_argument("--sim", default="", help="name of the compared simulation (recorded in the JSON)")
     parser.add_argument("--out", required=True, help="output JSON; the table goes next to it as .txt")
     parser.add_argument("--config", default=None, help="JSON string or YAML file with a 'figures' section")
@@ -28,7 +33,8 @@ def run(args) -> int:
     from srsim.config import section
     from srsim.io.atomic import atomic_path
     from srsim.metrics import compute_metrics, summary_table
-    from srsim.plots.tables import hmf_item, matched_by_redshift, power_item, trivial_by_redshift
+    from srsim.plots.tables import (bigbox_by_redshift, hmf_item, matched_by_redshift, power_item,
+                                    trivial_by_redshift)
 
     fig = section(args.config, "figures")
     power = matched_by_redshift(args.power_lr, args.power_hr, args.power_sr, power_item, "metrics (power)",
@@ -36,7 +42,9 @@ def run(args) -> int:
     hmf = matched_by_redshift(args.hmf_lr, args.hmf_hr, args.hmf_sr, hmf_item, "metrics (hmf)", sr_many=False)
     trivial_power = trivial_by_redshift(args.power_trivial, power_item, "metrics (power)")
     trivial_hmf = trivial_by_redshift(args.hmf_trivial, hmf_item, "metrics (hmf)")
-    metrics = compute_metrics(power, hmf, fig, sim=args.sim, trivial_power=trivial_power, trivial_hmf=trivial_hmf)
+    bigbox = bigbox_by_redshift(args.bigbox_hmf_lr, args.bigbox_hmf_sr, args.hmf_hr, hmf_item, "metrics (big box)")
+    metrics = compute_metrics(power, hmf, fig, sim=args.sim, trivial_power=trivial_power, trivial_hmf=trivial_hmf,
+                              bigbox_hmf=bigbox)
     table = summary_table(metrics)
     out = Path(args.out)
     with atomic_path(out) as tmp:

@@ -92,6 +92,27 @@ def matched_by_redshift(lr, hr, sr, loader: Loader, figure: str, *, sr_many: boo
     return groups
 
 
+def bigbox_by_redshift(lr, sr, hr, loader: Loader, figure: str) -> dict[float, dict] | None:
+    """{z: {'lr': Table, 'sr': Table, 'hr': Table}} of the big box's LR and SR tables, one of each per redshift,
+    with the (small) test box's HR table at that redshift; None when no big-box tables are given. A big-box
+    redshift without an LR, SR or HR table raises SrsimError."""
+    if not lr and not sr:
+        return None
+    lr = by_redshift(lr, loader, "bigbox-hmf-lr", figure)
+    sr = by_redshift(sr, loader, "bigbox-hmf-sr", figure)
+    hr = by_redshift(hr, loader, "hmf-hr", figure)
+    groups = {}
+    for z in sorted(set(lr) | set(sr)):
+        for name, g in (("bigbox-hmf-lr", lr), ("bigbox-hmf-sr", sr), ("hmf-hr", hr)):
+            if z not in g:
+                raise SrsimError(f"{figure}: no --{name} table at z = {z:g} (the big box has one)")
+            if len(g[z]) != 1:
+                raise SrsimError(f"{figure}: {len(g[z])} --{name} tables at z = {z:g}: " +
+                                 ", ".join(i.path for i in g[z]))
+        groups[z] = {"lr": lr[z][0], "sr": sr[z][0], "hr": hr[z][0]}
+    return groups
+
+
 def trivial_by_redshift(paths, loader: Loader, figure: str, zs=None) -> dict[float, Table] | None:
     """{z: Table} of the trivial predictor's tables, one per redshift (None when no paths); with zs, every
     redshift of zs must have one."""

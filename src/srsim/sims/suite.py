@@ -22,7 +22,7 @@ class SimSpec:
     box_size: float  #: Mpc/h
     n_grid: int  #: particles per side
     seed: int
-    noise_grid: int  #: white-noise grid shared by the pair (n_hr for pairs, n_lr for the big box)
+    noise_grid: int  #: white-noise grid (n_hr for the pairs; the big box's SR grid, bigbox.n_lr x n_hr / n_lr)
     redshifts: tuple  #: output redshifts, descending
     z_init: float
     cosmology: dict = field(hash=False)
@@ -70,8 +70,12 @@ def spec_for(config: dict, sim: str, kind: str) -> SimSpec:
         if kind != "lr":
             raise SrsimError("the big box is LR only")
         zs = big.get("redshifts", config["redshifts"])
+        # the white noise of the HR grid the big box is super-resolved to, as for the LR training boxes: the LR
+        # run then zeroes its Nyquist planes like every LR box the model saw (with noise_grid = n_lr it would
+        # keep them, and its grid-scale power would exceed the training LR's)
+        noise = big["n_lr"] * (suite["n_hr"] // suite["n_lr"])
         return SimSpec(name=sim, kind=kind, box_size=float(big["box_size"]), n_grid=big["n_lr"], seed=big["seed"],
-                       noise_grid=big["n_lr"], redshifts=tuple(sorted(map(float, zs), reverse=True)), **common)
+                       noise_grid=noise, redshifts=tuple(sorted(map(float, zs), reverse=True)), **common)
     for prefix, key in (("train", "train_seeds"), ("val", "val_seeds"), ("test", "test_seeds")):
         if sim.startswith(prefix) and sim[len(prefix):].isdigit():
             index = int(sim[len(prefix):])
