@@ -336,19 +336,16 @@ def summary_table(metrics: dict) -> str:
     lines.append(f"{'z':>6} {'log10M':>12} {'N_HR':>7} {'N_SR':>7} {'N_LR':>7}{tr_head} {'SR/HR':>14} {'LR/HR':>14}"
                  f"{tr_rat}  verdict")
 
-    def rat(r, e):
-        return "-" if r is None else (f"{r:.3f}+-{e:.3f}" if e is not None else f"{r:.3f}")
-
     for z, m in metrics["hmf"].items():
         for b in m["bins"]:
             if b["n_halos_hr"] == 0 and b["n_halos_sr"] == 0 and b["n_halos_lr"] == 0:
                 continue
             n_tr = f" {b['n_halos_trivial']:>7}" if has_tr else ""
-            r_tr = f" {rat(b['ratio_trivial'], b['err_trivial']):>14}" if has_tr else ""
+            r_tr = f" {_ratio_text(b['ratio_trivial'], b['err_trivial']):>14}" if has_tr else ""
             lines.append(
                 f"{z:>6} {b['log10M_lo']:5.2f}-{b['log10M_hi']:5.2f} {b['n_halos_hr']:>7} {b['n_halos_sr']:>7} "
-                f"{b['n_halos_lr']:>7}{n_tr} {rat(b['ratio_sr'], b['err_sr']):>14} "
-                f"{rat(b['ratio_lr'], b['err_lr']):>14}{r_tr}  {_verdict(b['pass']) if b['tested'] else 'untested'}"
+                f"{b['n_halos_lr']:>7}{n_tr} {_ratio_text(b['ratio_sr'], b['err_sr']):>14} "
+                f"{_ratio_text(b['ratio_lr'], b['err_lr']):>14}{r_tr}  {_verdict(b['pass']) if b['tested'] else 'untested'}"
             )
         extra = f", SR closer to HR than trivial in every tested bin: {_yes(m['sr_beats_trivial_hmf'])}" if has_tr else ""
         if "target_hmf" in m:
@@ -368,6 +365,11 @@ def summary_table(metrics: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _ratio_text(r, e) -> str:
+    """A ratio and its 1-sigma error for the summary table ('-' where the ratio is undefined)."""
+    return "-" if r is None else (f"{r:.3f}+-{e:.3f}" if e is not None else f"{r:.3f}")
+
+
 def _bigbox_lines(big: dict, fig: dict) -> list[str]:
     """The summary table's big-box HMF section (Fig. 6's claim)."""
     lines = [f"Big box HMF (Fig. 6): SR/LR counts above the LR limit (tested where LR has >= {fig['hmf_min_halos']} "
@@ -376,17 +378,14 @@ def _bigbox_lines(big: dict, fig: dict) -> list[str]:
     lines.append(f"{'z':>6} {'log10M':>12} {'side':>9} {'N_SR':>7} {'N_LR':>7} {'N_HR':>7} {'SR/LR':>14} "
                  f"{'SR/HR':>14}  verdict")
 
-    def rat(r, e):
-        return "-" if r is None else (f"{r:.3f}+-{e:.3f}" if e is not None else f"{r:.3f}")
-
     for z, m in big["hmf"].items():
         for b in m["bins"]:
             if b["n_halos_sr"] == 0 and b["n_halos_lr"] == 0 and b["n_halos_hr"] == 0:
                 continue
             lines.append(
                 f"{z:>6} {b['log10M_lo']:5.2f}-{b['log10M_hi']:5.2f} {b['side']:>9} {b['n_halos_sr']:>7} "
-                f"{b['n_halos_lr']:>7} {b['n_halos_hr']:>7} {rat(b['ratio_sr_lr'], b['err_sr_lr']):>14} "
-                f"{rat(b['ratio_sr_hr'], b['err_sr_hr']):>14}  {_verdict(b['pass']) if b['tested'] else 'untested'}")
+                f"{b['n_halos_lr']:>7} {b['n_halos_hr']:>7} {_ratio_text(b['ratio_sr_lr'], b['err_sr_lr']):>14} "
+                f"{_ratio_text(b['ratio_sr_hr'], b['err_sr_hr']):>14}  {_verdict(b['pass']) if b['tested'] else 'untested'}")
         lines.append(f"{z:>6} big-box verdict: {_verdict(m['pass'])} (LR limit log10M = {m['log10M_lr_limit']:.2f}; "
                      f"above: {m['n_tested_above']} bins tested, {_verdict(m['pass_above'])}; "
                      f"below: {m['n_tested_below']} bins tested, {_verdict(m['pass_below'])})")
