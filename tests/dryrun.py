@@ -42,13 +42,19 @@ def rule_counts(stdout: str) -> dict[str, int]:
 
 
 def dry_run_jobs(stdout: str) -> list[dict]:
-    """[{rule, wildcards, output}] from what a (non-quiet) dry run prints."""
+    """[{rule, wildcards, output, threads, mem_mb}] from what a (non-quiet) dry run prints (threads 1 and
+    mem_mb None where the job states none)."""
     jobs, current = [], None
     for line in stdout.splitlines():
         m = re.match(r"^(?:local)?rule (\S+):$", line.strip())
         if m:
-            current = {"rule": m.group(1), "wildcards": {}, "output": []}
+            current = {"rule": m.group(1), "wildcards": {}, "output": [], "threads": 1, "mem_mb": None}
             jobs.append(current)
+        elif current and line.strip().startswith("threads:"):
+            current["threads"] = int(line.split(":", 1)[1])
+        elif current and line.strip().startswith("resources:"):
+            mem = re.search(r"\bmem_mb=(\d+)", line)
+            current["mem_mb"] = int(mem.group(1)) if mem else None
         elif current and line.strip().startswith("output:"):
             current["output"] = [p.strip() for p in line.split(":", 1)[1].split(",")]
         elif current and line.strip().startswith("wildcards:"):

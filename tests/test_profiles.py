@@ -185,6 +185,17 @@ def _dry_run_jobs(*args):
     return dry_run_jobs(snakemake(*args, "--profile", SLURM, "-n").stdout)
 
 
+def test_tiny_workflow_jobs_fit_the_ci_slurm_node():
+    """Every job of the tiny config asks slurm for at most CI's 2 cores and 16 GB: a request above the node
+    (the big-box generation's paper-sized 8 cores / 32 GB did) pends forever as PartitionConfig, and the
+    slurm end-to-end test hangs instead of failing."""
+    jobs = _dry_run_jobs("all", "--configfile", ".test/config/config.yaml", "--forceall")
+    assert {"generate_bigbox", "fof_domain", "fig5"} <= {j["rule"] for j in jobs}
+    too_big = [(j["rule"], j["threads"], j["mem_mb"]) for j in jobs
+               if j["threads"] > 2 or (j["mem_mb"] or 0) > 16384]
+    assert not too_big, too_big
+
+
 def test_per_redshift_target_asks_only_for_that_redshift(tmp_path):
     """`snakemake --profile profiles/slurm z0`: everything of z = 0 and nothing of the other redshifts,
     except the simulations, which write every redshift's snapshot in one run (and the linear P(k))."""

@@ -72,11 +72,11 @@ if BIGBOX and GEN_BIGBOX_JOBS == 1:
             log_path("generate", "bigbox_sr0_z{z}"),
         conda:
             "../../envs/torch.yaml"
-        threads: 8
+        threads: config["generate"]["bigbox_threads"]
         resources:
             gpu=GEN_GPU,
-            runtime=24 * 60,
-            mem_mb=32000,
+            runtime=config["generate"]["bigbox_runtime"],
+            mem_mb=config["generate"]["bigbox_mem_mb"],
         params:
             cfg=GEN_CFG,
         shell:
@@ -99,11 +99,11 @@ elif BIGBOX:
             job=r"\d+",
         conda:
             "../../envs/torch.yaml"
-        threads: 8
+        threads: config["generate"]["bigbox_threads"]
         resources:
             gpu=GEN_GPU,
-            runtime=24 * 60,
-            mem_mb=32000,
+            runtime=config["generate"]["bigbox_runtime"],
+            mem_mb=config["generate"]["bigbox_mem_mb"],
         params:
             cfg=GEN_CFG,
             out=lambda w: snapshot_dir("bigbox", "sr0", w.z),
