@@ -18,7 +18,8 @@ from srsim.device import available_host_bytes
 from srsim.errors import SrsimError
 from srsim.fields import grid_ids, lagrangian_positions
 from srsim.generate import (GenerateSettings, auto_chunk_size, axis_windows, estimate_generator_bytes, finalize,
-                            generate, output_paths, plan_chunks, region_from_cells, region_from_mpc)
+                            generate, output_paths, plan_chunks, region_from_cells, region_from_centre,
+                            region_from_mpc)
 from srsim.io.displacement import read_displacement, write_displacement
 from srsim.io.snapshot import particle_mass, read_header, read_particles
 from srsim.model.generator import Generator
@@ -123,6 +124,20 @@ def test_regions_in_cells_and_mpc():
     assert region_from_mpc((15, -5, 0), (31, 5, 60), 60.0, 6) == ((1, 5, 0), (3, 2, 6))
     with pytest.raises(SrsimError):
         region_from_cells((0, 0, 0), (7, 1, 1), 6)
+
+
+def test_region_from_centre_widens_wraps_and_refuses_bad_geometry():
+    # 10 Mpc/h cells: a 16 Mpc/h cube around (55, 20, 30) covers [47, 63) -> cells 4, 5, 0 on x (across the edge)
+    assert region_from_centre((55, 20, 30), 16, 60.0, 6) == ((4, 1, 2), (3, 2, 2))
+    assert region_from_centre((55, 25, 30), (16, 5, 60), 60.0, 6) == ((4, 2, 0), (3, 1, 6))
+    # a side of the whole box is the whole axis even off the cell edges (widening would make it 7 cells)
+    assert region_from_centre((3, 3, 3), 60, 60.0, 6)[1] == (6, 6, 6)
+    for centre, size, what in [((60, 0, 0), 10, "outside the box"), ((-1, 0, 0), 10, "outside the box"),
+                               ((1, 1, float("nan")), 10, "outside the box"), ((1, 1, 1), 0, "must be > 0"),
+                               ((1, 1, 1), (5, 5, -1), "must be > 0"), ((1, 1, 1), 61, "at most the box"),
+                               ((1, 1), 5, "3 values"), ((1, 1, 1), (5, 5), "1 or 3")]:
+        with pytest.raises(SrsimError, match=what):
+            region_from_centre(centre, size, 60.0, 6)
 
 
 def test_auto_chunk_size_fits_memory_and_tiles_evenly():
@@ -277,6 +292,72 @@ def test_split_jobs_then_merge_equal_single_run(gen, lr_file, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ref", "sr"]
 
 
+def test_killed_chunk_job_reruns_only_its_unfinished_chunks_and_merge_names_the_job(gen, tmp_path):
+    """One of two chunk jobs is SIGKILLed mid-run (no signal handler runs), then rerun: it regenerates only the
+    chunks its journal does not hold. The merge refuses while a job is unfinished, or when a chunk's bytes
+    disagree with its journal's checksums, naming the job; the repaired result equals a single run."""
+    import signal
+    import time
+
+    from srsim.generate import read_journal
+    from srsim.model.checkpoint import FORMAT, save_checkpoint
+
+    n = 12  # 216 chunks of 2^3 LR cells: job 0 has 108, so the kill below lands mid-run
+    lr = tmp_path / "lr.h5"
+    write_displacement(lr, lr_field(n, seed=4), box_size=BOX * 2, redshift=2.0, cosmology=COSMO, source="test")
+    model = tmp_path / "model.pt"
+    save_checkpoint(model, {"format": FORMAT, "version": 1,
+                            "generator": {"hyperparameters": gen.hyperparameters(), "state_dict": gen.state_dict()},
+                            "state": {"step": 0, "epoch": 0},
+                            "meta": {"disp_scale": 1.0, "redshift": 2.0, "box_size": 2 * BOX, "n_lr": n,
+                                     "n_hr": 8 * n}})
+    out = tmp_path / "sr"
+    cli = [sys.executable, "-c", "import sys; from srsim.cli import main; sys.exit(main(sys.argv[1:]))"]
+
+    def job(j, **kw):
+        return [*cli, "generate", "--model", str(model), "--lr", str(lr), "--out", str(out), "--seed", "5",
+                "--chunk", "2", "--writers", "1", "--jobs", "2", "--job", str(j), "--quiet"]
+
+    journal0 = output_paths(out, 2, 0)["journal"]
+    fingerprint = lambda: json.loads(output_paths(out)["plan"].read_text())  # noqa: E731
+    proc = subprocess.Popen(job(0), stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 900  # a watchdog, not a verdict
+    while not (journal0.is_file() and len(journal0.read_text().splitlines()) > 5):
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, "job 0 journaled no chunks"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    kept = read_journal(journal0, fingerprint())
+    assert proc.returncode == -signal.SIGKILL and 4 <= len(kept) < 108, len(kept)
+
+    # job 1 has not run: the merge refuses, naming it
+    with pytest.raises(SrsimError, match=r"job 0: \d+ of 108 chunks not finished.*job 1: 108 of 108"):
+        finalize(out, 2, progress=False)
+    rerun = subprocess.run(job(0), capture_output=True, text=True, timeout=900)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert f"{108 - len(kept)} chunks generated, {len(kept)} reused of 108" in rerun.stderr
+    done1 = subprocess.run(job(1), capture_output=True, text=True, timeout=900)
+    assert done1.returncode == 0 and "108 chunks generated, 0 reused of 108" in done1.stderr
+
+    # a chunk of job 1 damaged on disk after it was journaled: the verifying merge names job 1 and the chunk
+    entries1 = read_journal(output_paths(out, 2, 1)["journal"], fingerprint())
+    victim = min(entries1.values(), key=lambda e: e["start"])
+    with open(output_paths(out)["partial"] / "1" / "ID" / "000000", "r+b") as f:
+        f.seek(8 * victim["start"])
+        f.write(b"\xff" * 8)
+    with pytest.raises(SrsimError, match=rf"job 1: chunks \[{victim['chunk']}\] whose data disagree with the "
+                       r"journal's checksums") as err:
+        finalize(out, 2, verify=True, progress=False)
+    assert "job 0" not in str(err.value) and not out.exists()
+    again = subprocess.run(job(1), capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0 and "1 chunks generated, 107 reused of 108" in again.stderr
+    finalize(out, 2, verify=True, progress=False)
+    ref = tmp_path / "ref"
+    generate((gen, {}), lr, ref, GenerateSettings(seed=5, chunk=2, progress=False))
+    assert block_bytes(out) == block_bytes(ref)
+
+
 # ----------------------------------------------------------------------------------- bad input, CLI
 
 
@@ -338,6 +419,19 @@ def test_cli_seeds_config_and_checkpoint(gen, lr_file, full_sr, tmp_path, capfd)
     code = main(["generate", "--model", str(model), "--lr", str(lr_file), "--out", str(tmp_path / "sub"),
                  "--seed", "7", "--region", "-10", "10", "20", "10", "30", "40", "--chunk", "2", "--quiet"])
     assert code == 0 and read_header(tmp_path / "sub").n_particles == 2 * 2 * 2 * 512
+    # the same cells by centre and size: the same particles
+    code = main(["generate", "--model", str(model), "--lr", str(lr_file), "--out", str(tmp_path / "sub_c"),
+                 "--seed", "7", "--region-centre", "0", "20", "30", "--region-size", "20", "--chunk", "2", "--quiet"])
+    assert code == 0
+    assert np.array_equal(sorted_positions(tmp_path / "sub_c")[0], sorted_positions(tmp_path / "sub")[0])
+    # bad regions fail before any output is written
+    for bad in (["--region-centre", "0", "20", "35"], ["--region-size", "20"],
+                ["--region-centre", "0", "20", "35", "--region-size", "20", "20"],
+                ["--region-centre", "0", "20", "35", "--region-size", "0"],
+                ["--region-centre", "0", "20", "35", "--region-size", "20", "--region", *["0"] * 3, *["10"] * 3]):
+        assert main(["generate", "--model", str(model), "--lr", str(lr_file), "--out", str(tmp_path / "bad"),
+                     "--quiet", *bad]) == 2, bad
+        assert not (tmp_path / "bad").exists() and not list(tmp_path.glob(".bad*")), bad
     assert main(["generate", "--model", str(model), "--lr", str(lr_file), "--out", str(tmp_path / "x"),
                  "--seed", "1", "2", "--quiet"]) == 2  # several seeds need {seed} in --out
 

@@ -53,7 +53,7 @@ def test_slurm_profile_takes_account_and_partitions_from_the_environment(monkeyp
     assert not any(r.startswith(("slurm_account=", "slurm_partition=")) for r in bare["default-resources"])
     assert not any(":slurm_partition=" in r for r in bare["set-resources"])
     # the time-limit signal for the resumable stages: SIGTERM, 5 minutes ahead
-    for rule in ("train", "generate_test", "generate_bigbox"):
+    for rule in ("train", "generate_test", "generate_bigbox", "generate_region"):
         assert f"{rule}:slurm_extra='--signal=TERM@300'" in bare["set-resources"]
 
     site = profile_args(f"{SLURM}/config.yaml", monkeypatch, SRSIM_SLURM_ACCOUNT="astro42", SRSIM_SLURM_PARTITION="cpu",
@@ -62,6 +62,7 @@ def test_slurm_profile_takes_account_and_partitions_from_the_environment(monkeyp
     assert "slurm_partition=cpu" in site["default-resources"]
     assert "train:slurm_partition=gpu-a100" in site["set-resources"]
     assert "generate_bigbox:slurm_partition=gpu-a100" in site["set-resources"]
+    assert "generate_region:slurm_partition=gpu-a100" in site["set-resources"]
 
     # sbatch's own variables are the fallback; the GPU partition falls back to the CPU one
     fallback = profile_args(f"{SLURM}/config.yaml", monkeypatch, SBATCH_ACCOUNT="acc", SBATCH_PARTITION="batch")
@@ -106,6 +107,7 @@ def expected_paper_counts(cfg: dict) -> dict[str, int]:
         "generate_trivial": n_test * n_z,                  # the trivial baseline of each test box (issue 10)
         "generate_bigbox": n_big_z * (n_jobs if n_jobs > 1 else 1),
         "merge_bigbox": n_big_z if n_jobs > 1 else 0,
+        "generate_region": n_big_z * len(big.get("regions", [])) if big else 0,  # sub-regions of the big box
         "power": n_snap,
         "hmf": n_snap,
         "hmf_sr": n_test * n_z,                            # HMF of all SR realizations together

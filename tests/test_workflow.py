@@ -137,6 +137,25 @@ def _check_bigbox(results, metrics):
     assert np.all((data["Position"] >= 0) & (data["Position"] < big["box_size"]))
     assert read_header(results / "snapshots/bigbox/lr/z0").n_particles == big["n_lr"] ** 3
 
+    # the sub-region across the periodic edge, super-resolved on its own: exactly its cells' particles, and
+    # the full-box SR's positions for them to float32 precision (chunk invariance across the region boundary)
+    from srsim.generate.plan import region_from_centre
+
+    (reg,) = big["regions"]
+    origin, extent = region_from_centre(reg["centre"], reg["size"], big["box_size"], big["n_lr"])
+    assert origin[0] + extent[0] > big["n_lr"], "the test region should cross the box edge"
+    sub = read_particles(results / f"snapshots/bigbox/regions/{reg['name']}/z0", blocks=("Position", "ID"))
+    n_hr = factor * big["n_lr"]
+    axes = [(factor * o + np.arange(factor * e)) % n_hr for o, e in zip(origin, extent)]
+    cells = np.stack(np.meshgrid(*axes, indexing="ij")).reshape(3, -1)
+    want_ids = np.sort(cells[0] * n_hr**2 + cells[1] * n_hr + cells[2] + 1)
+    np.testing.assert_array_equal(np.sort(sub["ID"]), want_ids)
+    order = np.argsort(data["ID"])
+    at = order[np.searchsorted(data["ID"], sub["ID"], sorter=order)]
+    d = sub["Position"] - data["Position"][at]
+    d -= big["box_size"] * np.round(d / big["box_size"])
+    assert np.abs(d).max() < 1e-5 * big["box_size"], np.abs(d).max()
+
     # the catalogue merged from 2^3 domains equals the library's whole-box FOF of the same snapshot
     for kind in ("lr", "sr0"):
         merged, attrs = read_catalog(results / f"analysis/bigbox/{kind}/z0/fof.h5")

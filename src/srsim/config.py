@@ -110,6 +110,8 @@ def _check_consistency(cfg: dict, origin: str) -> None:
         extra = set(bigbox.get("redshifts", zs)) - set(zs)
         if extra:
             raise SrsimError(f"{origin}: invalid config at 'bigbox.redshifts': {sorted(extra)} not in 'redshifts' (no model for them)")
+    if bigbox and bigbox.get("regions"):
+        _check_regions(bigbox, origin)
     ana = cfg.get("analysis")
     if bigbox and ana and ana.get("fof_domains", 1) > 1 and "fof_ghost" in ana:
         # the domain FOF's geometry (srsim.analysis.domains), checked before any job runs: a domain of
@@ -122,6 +124,23 @@ def _check_consistency(cfg: dict, origin: str) -> None:
                 f"{width:.4g} Mpc/h domains (analysis.fof_domains = {n}) need ghost < {min(width, (box - width) / 2):.4g} "
                 f"Mpc/h to fit in the {box:g} Mpc/h big box; use fewer domains or a narrower ghost zone"
             )
+
+
+def _check_regions(bigbox: dict, origin: str) -> None:
+    """bigbox.regions: unique names, and each region's geometry (inside the box, positive size) as
+    `srsim generate --region-centre` will plan it, so a bad region fails before any job runs."""
+    from srsim.generate.plan import region_from_centre  # geometry only: does not import torch
+
+    seen = set()
+    for i, reg in enumerate(bigbox["regions"]):
+        key = f"bigbox.regions[{i}]"
+        if reg["name"] in seen:
+            raise SrsimError(f"{origin}: invalid config at '{key}.name': region name {reg['name']!r} repeated")
+        seen.add(reg["name"])
+        try:
+            region_from_centre(reg["centre"], reg["size"], bigbox["box_size"], bigbox["n_lr"])
+        except SrsimError as err:
+            raise SrsimError(f"{origin}: invalid config at '{key}' ({reg['name']}): {err}") from None
 
 
 def load_config(source: str | Path, *, partial: bool = False) -> dict:

@@ -23,6 +23,8 @@ SR_KINDS = [f"sr{r}" for r in REALIZATIONS]
 # metric and Figs. 3 and 4 show beside LR, SR and HR
 TRIVIAL = "trivial"
 GEN_BIGBOX_JOBS = config["generate"]["bigbox_jobs"]
+# sub-regions of the big box super-resolved on their own (bigbox.regions), by name
+REGIONS = {reg["name"]: reg for reg in (config["bigbox"].get("regions", []) if BIGBOX else [])}
 ANA = config["analysis"]
 ANA_DOMAINS = ANA["fof_domains"]
 ANA_PARTS = ANA["fof_partition_jobs"]
@@ -74,6 +76,11 @@ def disp_path(sim, kind, z):
 def model_file(z, name="model.pt"):
     """model.pt, losses.csv, val.csv or curve.png of the model of redshift z."""
     return f"{R}/models/z{z}/{name}"
+
+
+def region_snapshot_dir(name, z):
+    """SR snapshot of the big box's sub-region `name` (bigbox.regions) at redshift z."""
+    return f"{R}/snapshots/bigbox/regions/{name}/z{z}"
 
 
 def bigbox_job_done(z, job):
@@ -148,6 +155,7 @@ def generate_targets(z=None):
                 out += [snapshot_dir(sim, kind, zz), disp_path(sim, kind, zz)]
             out.append(snapshot_dir(sim, TRIVIAL, zz))
     out += [snapshot_dir("bigbox", "sr0", zz) for zz in _select(BIGBOX_ZS, z)]
+    out += [region_snapshot_dir(name, zz) for name in REGIONS for zz in _select(BIGBOX_ZS, z)]
     return out
 
 
@@ -258,6 +266,14 @@ def fof_domain_mem_mb(wildcards):
 
 def fof_part_dirs(wildcards):
     return [fof_part_dir(wildcards.kind, wildcards.z, p) for p in range(ANA_PARTS)]
+
+
+def region_args(wildcards):
+    """`--region-centre X Y Z --region-size S [S S]` (Mpc/h) of the sub-region named by the wildcard."""
+    reg = REGIONS[wildcards.region]
+    size = reg["size"] if isinstance(reg["size"], list) else [reg["size"]]
+    words = ["--region-centre", *map(float, reg["centre"]), "--region-size", *map(float, size)]
+    return " ".join(map(str, words))
 
 
 def metrics_bigbox_arg(wildcards, input):

@@ -123,8 +123,40 @@ elif BIGBOX:
             "../../envs/torch.yaml"
         resources:
             runtime=60,
+        params:
+            verify="--verify" if config["generate"]["bigbox_merge_verify"] else "",
         shell:
-            f"exec srsim generate-merge {{output.snapshot}} --jobs {GEN_BIGBOX_JOBS} > {{log}} 2>&1"
+            f"exec srsim generate-merge {{output.snapshot}} --jobs {GEN_BIGBOX_JOBS} {{params.verify}} > {{log}} 2>&1"
+
+
+if REGIONS:
+
+    # A sub-region of the big box on its own (the paper: "only a region, e.g. around a cluster"), with the
+    # full box's model and noise seed and periodic context from the whole LR box: its particles are those
+    # of the full-box SR (chunk invariance), at a fraction of the cost.
+    rule generate_region:
+        input:
+            lr=disp_path("bigbox", "lr", "{z}"),
+            model=model_file("{z}"),
+        output:
+            snapshot=directory(region_snapshot_dir("{region}", "{z}")),
+        log:
+            log_path("generate", "bigbox_region_{region}_z{z}"),
+        wildcard_constraints:
+            region="|".join(REGIONS),
+        conda:
+            "../../envs/torch.yaml"
+        threads: 2
+        resources:
+            gpu=GEN_GPU,
+            runtime=120,
+            mem_mb=8000,
+        params:
+            cfg=GEN_CFG,
+            where=region_args,
+        shell:
+            "exec srsim generate --model {input.model} --lr {input.lr} --out {output.snapshot} --seed 0 "
+            "{params.where} --config {params.cfg} > {log} 2>&1"
 
 
 TARGETS["generate"] = generate_targets

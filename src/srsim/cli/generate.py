@@ -38,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "with periodic context from the full LR box")
     parser.add_argument("--region-units", choices=("mpc", "cells"), default="mpc",
                         help="units of --region: Mpc/h (widened to whole LR cells) or LR cells (default mpc)")
+    parser.add_argument("--region-centre", type=float, nargs=3, metavar=("X", "Y", "Z"),
+                        help="instead of --region: the centre of the region, Mpc/h in [0, BoxSize) (with --region-size)")
+    parser.add_argument("--region-size", type=float, nargs="+", metavar="S",
+                        help="with --region-centre: the region's side (1 value) or sides (3 values), Mpc/h; widened "
+                        "to whole LR cells, periodic across the box edge")
     parser.add_argument("--config", help="JSON string or YAML file with a 'generate' section (defaults for the "
                         "options below; command-line values win)")
     parser.add_argument("--chunk", type=int, help="LR cells per chunk side (default generate.chunk)")
@@ -68,7 +73,8 @@ def run(args) -> int:
 
     from srsim.config import apply_overrides, load_config, section
     from srsim.errors import SrsimError
-    from srsim.generate import GenerateSettings, LRInput, generate, region_from_cells, region_from_mpc
+    from srsim.generate import (GenerateSettings, LRInput, generate, region_from_cells, region_from_centre,
+                                 region_from_mpc)
     from srsim.io.atomic import atomic_path
 
     settings = apply_overrides(section(args.config, "generate"), args, OVERRIDES)
@@ -92,7 +98,16 @@ def run(args) -> int:
     if args.jobs > 1 and len(args.seed) > 1:
         raise SrsimError("--jobs > 1 takes a single --seed")
     region = None
-    if args.region is not None:
+    if (args.region_centre is None) != (args.region_size is None):
+        raise SrsimError("generate: --region-centre and --region-size go together")
+    if args.region_centre is not None:
+        if args.region is not None:
+            raise SrsimError("generate: give --region or --region-centre/--region-size, not both")
+        if len(args.region_size) not in (1, 3):
+            raise SrsimError(f"--region-size {args.region_size}: give 1 or 3 sides (Mpc/h)")
+        with LRInput(args.lr) as src:
+            region = region_from_centre(args.region_centre, args.region_size, src.box_size, src.n)
+    elif args.region is not None:
         lo, hi = args.region[:3], args.region[3:]
         if args.region_units == "cells":
             if any(v != int(v) for v in args.region):

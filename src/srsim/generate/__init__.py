@@ -34,7 +34,8 @@ from srsim.generate.infer import (LRInput, Model, check_model_input, check_scali
 from srsim.generate.journal import Journal, output_paths, read_journal
 from srsim.generate.memory import (HOST_BYTES_PER_PARTICLE, WRITERS, auto_chunk_size, estimate_generator_bytes,
                                    host_slots)
-from srsim.generate.plan import Chunk, Plan, axis_windows, plan_chunks, region_from_cells, region_from_mpc
+from srsim.generate.plan import (Chunk, Plan, axis_windows, plan_chunks, region_from_cells, region_from_centre,
+                                 region_from_mpc)
 from srsim.generate.run import GenerateResult, GenerateSettings, generate
 from srsim.generate.store import BIGFILE_LOCK, ChunkStore, finalize, read_stored, snapshot_attrs, stored_crc
 
@@ -42,5 +43,5 @@ __all__ = ["LRInput", "Model", "check_model_input", "check_scaling", "chunk_part
            "minimum_image_", "model_digest", "super_resolve", "trivial_generator", "trivial_predictor", "Journal",
            "output_paths", "read_journal", "HOST_BYTES_PER_PARTICLE", "WRITERS", "auto_chunk_size",
            "estimate_generator_bytes", "host_slots", "Chunk", "Plan", "axis_windows", "plan_chunks",
-           "region_from_cells", "region_from_mpc", "GenerateResult", "GenerateSettings", "generate",
-           "BIGFILE_LOCK", "ChunkStore", "finalize", "read_stored", "snapshot_attrs", "stored_crc"]
+           "region_from_cells", "region_from_centre", "region_from_mpc", "GenerateResult", "GenerateSettings",
+           "generate", "BIGFILE_LOCK", "ChunkStore", "finalize", "read_stored", "snapshot_attrs", "stored_crc"]

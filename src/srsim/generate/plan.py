@@ -18,7 +18,8 @@ import numpy as np
 
 from srsim.errors import SrsimError
 
-__all__ = ["Chunk", "Plan", "axis_windows", "plan_chunks", "region_from_cells", "region_from_mpc"]
+__all__ = ["Chunk", "Plan", "axis_windows", "plan_chunks", "region_from_cells", "region_from_centre",
+           "region_from_mpc"]
 
 
 @dataclass(frozen=True)
@@ -159,12 +160,37 @@ def region_from_cells(lo: Sequence[int], hi: Sequence[int], n_lr: int) -> tuple[
 def region_from_mpc(lo: Sequence[float], hi: Sequence[float], box_size: float, n_lr: int) -> tuple[tuple, tuple]:
     """(origin, extent) of the LR cells whose particles' Lagrangian positions cover [lo, hi) Mpc/h.
 
-    The region is widened outward to whole LR cells; lo may be negative and hi may exceed the box.
+    The region is widened outward to whole LR cells; lo may be negative and hi may exceed the box. A span of
+    at most the box that widens past it (not on cell edges) is the whole axis; a wider span is refused.
     """
     cell = box_size / n_lr
     eps = 1e-9
     lo_c = [math.floor(float(v) / cell + eps) for v in lo]
     hi_c = [math.ceil(float(v) / cell - eps) for v in hi]
     hi_c = [max(h, l + 1) for l, h in zip(lo_c, hi_c)]
+    hi_c = [l + n_lr if h - l > n_lr and float(b) - float(a) <= box_size * (1 + eps) else h
+            for a, b, l, h in zip(lo, hi, lo_c, hi_c)]
     return region_from_cells(lo_c, hi_c, n_lr)
 
+
+
+def region_from_centre(centre: Sequence[float], size, box_size: float, n_lr: int) -> tuple[tuple, tuple]:
+    """(origin, extent) of the LR cells of a cube (or box) of side ``size`` Mpc/h around ``centre`` Mpc/h.
+
+    centre: 3 values in [0, box_size) Mpc/h; size: one side or 3 sides in (0, box_size] Mpc/h. The region is
+    periodic (it may cross the box edge) and widened outward to whole LR cells, at most the whole box per axis.
+    Raises SrsimError, naming the value, for a centre outside the box or a size that is not positive or larger
+    than the box, so that a bad region fails before any output is written.
+    """
+    centre = [float(c) for c in np.atleast_1d(np.asarray(centre, dtype=float))]
+    sizes = [float(s) for s in np.atleast_1d(np.asarray(size, dtype=float))]
+    if len(sizes) == 1:
+        sizes *= 3
+    if len(centre) != 3 or len(sizes) != 3:
+        raise SrsimError(f"region: centre {centre} needs 3 values and size {sizes} 1 or 3 (Mpc/h)")
+    if not all(math.isfinite(c) and 0.0 <= c < box_size for c in centre):
+        raise SrsimError(f"region: centre {centre} Mpc/h lies outside the box [0, {box_size}) Mpc/h")
+    if not all(math.isfinite(s) and 0.0 < s <= box_size for s in sizes):
+        raise SrsimError(f"region: size {sizes} Mpc/h must be > 0 and at most the box side {box_size} Mpc/h")
+    return region_from_mpc([c - s / 2 for c, s in zip(centre, sizes)],
+                           [c + s / 2 for c, s in zip(centre, sizes)], box_size, n_lr)

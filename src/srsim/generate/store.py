@@ -374,9 +374,15 @@ def finalize(out, jobs: int, *, verify: bool = False, progress: bool = True) -> 
             good = {c.index for c in chunks if c.index in entries
                     and entries[c.index].get("count") == plan.particles(c)
                     and entries[c.index].get("start") == c.start}
-        lost = [c.index for c in chunks if c.index not in good]
-        if lost:
-            missing.append(f"job {job}: {len(lost)} of {len(chunks)} chunks missing ({jp})")
+        lost = [c.index for c in chunks if c.index not in entries]
+        bad = sorted(c.index for c in chunks if c.index in entries and c.index not in good)
+        if lost or bad:
+            what = [f"{len(lost)} of {len(chunks)} chunks not finished"] if lost else []
+            if bad:
+                check = "checksums" if verify else "particle slots"
+                what.append(f"chunks {bad[:8]}{' ...' if len(bad) > 8 else ''} whose data disagree with the "
+                            f"journal's {check}")
+            missing.append(f"job {job}: {', '.join(what)} ({jp}; rerun that job)")
     if missing:
         raise SrsimError(f"{out}: cannot merge, incomplete jobs: " + "; ".join(missing))
     with BIGFILE_LOCK:
