@@ -128,32 +128,36 @@ PARTITION_CHUNK = 2**22  # partition_snapshot's default chunk: its memory is bou
 NODE_GB = 256
 
 
-class PeakRSS:
-    """Peak resident memory (bytes) of this process while open, sampled every 5 ms; `base` at the start."""
+def _child(target, args, kwargs, conn):
+    import time as _time
 
-    def __enter__(self):
-        import threading
+    fn = getattr(__import__(target[0], fromlist=[target[1]]), target[1])
+    t0 = _time.perf_counter()  # the job's work, not the imports
+    fn(*args, **kwargs)
+    dt = _time.perf_counter() - t0
+    # VmHWM: this process's own peak (getrusage's ru_maxrss survives exec, so it would report the parent's)
+    with open("/proc/self/status") as f:
+        hwm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+    conn.send((dt, hwm))
 
-        self.base = self.peak = self._rss()
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-        return self
 
-    @staticmethod
-    def _rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def in_child(target: tuple[str, str], *args, **kwargs) -> tuple[float, int]:
+    """Run module.function `target` in a fresh process: (seconds, peak resident bytes of that process).
 
-    def _run(self):
-        while not self._stop.wait(0.005):
-            self.peak = max(self.peak, self._rss())
+    A fresh process per job, as the workflow runs them, so one job's freed heap does not hide another's peak;
+    `in_child(("os", "getpid"))` gives the baseline of an interpreter with nothing loaded.
+    """
+    import multiprocessing as mp
 
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join()
-        self.peak = max(self.peak, self._rss())
-        return False
+    ctx = mp.get_context("spawn")
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(target, args, kwargs, send))
+    proc.start()
+    out = recv.recv()
+    proc.join()
+    if proc.exitcode != 0:
+        raise RuntimeError(f"{target}: child process failed ({proc.exitcode})")
+    return out
 
 
 def paper_analysis_config() -> dict:
@@ -165,10 +169,15 @@ def paper_analysis_config() -> dict:
             ("power_mesh", "fof_domains", "fof_ghost", "fof_partition_jobs", "fof_b", "fof_min_members")}}
 
 
+def frac_ghost(paper: dict) -> float:
+    """The paper's ghost zone as a fraction of its domain width (kept when the domains are scaled down)."""
+    return paper["fof_ghost"] / (paper["box_size"] / paper["fof_domains"])
+
+
 def bench_bigbox(n_side: int, threads: int, tmp: Path) -> dict:
     """Measured per-particle rates and memory of the big-box analysis jobs, projected to the paper's box."""
     from srsim.analysis.domains import fof_domain_snapshot, partition_snapshot
-    from srsim.analysis.power import paint_numpy, power_from_positions, power_spectrum_snapshot
+    from srsim.analysis.power import paint_numpy, power_spectrum_snapshot
     from srsim.io.snapshot import iter_particles, make_header, write_snapshot
 
     paper = paper_analysis_config()
@@ -181,24 +190,29 @@ def bench_bigbox(n_side: int, threads: int, tmp: Path) -> dict:
                    position_dtype="f4")
     del pos, ids
     mesh = int(paper["power_mesh"])
-    power_from_positions([np.zeros((8, 3))], box, 8, workers=threads)  # numba compile outside the timing
-    with PeakRSS() as m_pk:
-        _, t_pk = timed(power_spectrum_snapshot, snap, mesh, progress=False)
+    # the same jobs on a tiny box first: numba compiles into its on-disk cache, the timed children load it
+    tiny_pos, tiny_ids = clustered(24, 24 * spacing, seed=1, halo_fraction=0.5, per_halo=300)
+    write_snapshot(tmp / "tiny", make_header(box_size=24 * spacing, redshift=0.0, n_particles=24**3,
+                                             cosmology=cosmo), tiny_pos, tiny_ids, position_dtype="f4")
+    power_spectrum_snapshot(tmp / "tiny", 16, progress=False)
+    partition_snapshot(tmp / "tiny", tmp / "tiny_part", n_domains=2, ghost=frac_ghost(paper) * 12 * spacing)
+    fof_domain_snapshot(tmp / "tiny", 0, 2, frac_ghost(paper) * 12 * spacing, partitions=[tmp / "tiny_part"])
+    _, base = in_child(("os", "getpid"))
+    t_pk, peak_pk = in_child(("srsim.analysis.power", "power_spectrum_snapshot"), snap, mesh, progress=False)
     # the per-particle part (read + CIC paint) timed alone; the rest (FFT, shells) does not grow with N
     _, t_paint = timed(paint_numpy, (c["Position"] for c in iter_particles(snap, ("Position",))), mesh, box)
     pk_rate = n / t_paint
     t_fixed = max(t_pk - t_paint, 0.0)
-    n_dom, frac = 2, paper["fof_ghost"] / (paper["box_size"] / paper["fof_domains"])
-    ghost = frac * box / n_dom
-    with PeakRSS() as m_part:
-        _, t_part = timed(partition_snapshot, snap, tmp / "part0", n_domains=n_dom, ghost=ghost)
+    n_dom = 2
+    ghost = frac_ghost(paper) * box / n_dom
+    t_part, peak_part = in_child(("srsim.analysis.domains", "partition_snapshot"), snap, tmp / "part0",
+                                 n_domains=n_dom, ghost=ghost)
     region = (tmp / "part0" / "d0.id").stat().st_size // 8
-    fof_domain_snapshot(snap, 0, n_dom, ghost, b=paper["fof_b"], partitions=[tmp / "part0"])  # numba compile
-    with PeakRSS() as m_fof:
-        _, t_fof = timed(fof_domain_snapshot, snap, 0, n_dom, ghost, b=paper["fof_b"],
-                         min_members=paper["fof_min_members"], partitions=[tmp / "part0"])
-    fof_bytes = (m_fof.peak - m_fof.base) / region
-    part_bytes = (m_part.peak - m_part.base) / min(n, PARTITION_CHUNK)  # per particle of one streamed chunk
+    t_fof, peak_fof = in_child(("srsim.analysis.domains", "fof_domain_snapshot"), snap, 0, n_dom, ghost,
+                               b=paper["fof_b"], min_members=paper["fof_min_members"], partitions=[tmp / "part0"])
+    _, peak_imports = in_child(("srsim.analysis.domains", "linking_length"), 0.2, 1.0, 8)  # numpy + numba loaded
+    fof_bytes = (peak_fof - peak_imports) / region
+    part_bytes = (peak_part - peak_imports) / min(n, PARTITION_CHUNK)  # per particle of one streamed chunk
 
     n_big = BIG_N**3
     nd = int(paper["fof_domains"])
@@ -214,20 +228,22 @@ def bench_bigbox(n_side: int, threads: int, tmp: Path) -> dict:
     pk_h = (t_fixed + n_big / pk_rate) / 3600
     proj = [
         {"job": f"power (P(k) {mesh}^3 mesh), 1 job", "jobs": 1, "hours": pk_h, "core_hours": pk_h * threads,
-         "peak_gb": m_pk.peak / 1e9, "note": "mesh-bound memory, streamed particles"},
+         "peak_gb": peak_pk / 1e9, "note": "mesh-bound memory, streamed particles"},
         {"job": f"fof-partition, {paper['fof_partition_jobs']} jobs", "jobs": int(paper["fof_partition_jobs"]),
          "hours": per_part_job / (n / t_part) / 3600,
          "core_hours": int(paper["fof_partition_jobs"]) * per_part_job / (n / t_part) / 3600 * threads,
-         "peak_gb": (m_part.base + part_bytes * min(per_part_job, PARTITION_CHUNK)) / 1e9,
+         "peak_gb": (peak_imports + part_bytes * min(per_part_job, PARTITION_CHUNK)) / 1e9,
          "note": f"streams {PARTITION_CHUNK} particles at a time"},
         {"job": f"fof-domain, {nd}^3 jobs", "jobs": nd**3, "hours": region_big / (region / t_fof) / 3600,
          "core_hours": nd**3 * region_big / (region / t_fof) / 3600 * threads,
-         "peak_gb": (m_fof.base + fof_bytes * region_big) / 1e9, "note": f"{region_big:.2e} particles per domain"},
+         "peak_gb": (peak_imports + fof_bytes * region_big) / 1e9,
+         "note": f"{region_big:.2e} particles per domain"},
     ]
     return {"what": f"big-box analysis rates from {n_side}^3 particles", "n_side": n_side, "box": box,
             "threads": threads, "paper": paper,
             "measured": {"power_s": t_pk, "power_fixed_s": t_fixed, "power_particles_per_s": pk_rate,
-                         "power_peak_gb": m_pk.peak / 1e9, "power_paint_s": t_paint,
+                         "power_peak_gb": peak_pk / 1e9, "power_paint_s": t_paint,
+                         "interpreter_peak_gb": base / 1e9, "imports_peak_gb": peak_imports / 1e9,
                          "partition_s": t_part, "partition_particles_per_s": n / t_part,
                          "partition_bytes_per_particle": part_bytes, "fof_domain_s": t_fof,
                          "fof_domain_particles": int(region), "fof_domain_particles_per_s": region / t_fof,

@@ -385,6 +385,26 @@ def test_lr_snapshot_input_equals_its_displacement_file(gen, mpgadget_dir, tmp_p
     assert hdr.particle_mass == pytest.approx(particle_mass(100.0, 128**3, 0.2814))
 
 
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_generator_nan_or_inf_is_refused_naming_the_chunk(lr_file, tmp_path, value):
+    from srsim.generate import trivial_predictor
+
+    base = trivial_predictor(3)
+
+    class Broken(type(base)):
+        def forward(self, x, offset=None, seed=0, box_cells=None):
+            y = super().forward(x, offset, seed, box_cells)
+            if int(offset[0, 0]) + self.pad == 3:  # the chunks at LR x = 3 only
+                y[0, 1, 5, 6, 7] = float(value)
+            return y
+
+    broken = base
+    broken.__class__ = Broken
+    with pytest.raises(SrsimError, match=r"NaN/inf in chunk \d+ \(LR window \(3, "):
+        generate((broken, {}), lr_file, tmp_path / "sr", GenerateSettings(chunk=3, progress=False))
+    assert not (tmp_path / "sr").exists()
+
+
 def test_bad_inputs_fail_loudly(gen, lr_file, tmp_path):
     bad = lr_field(N)
     bad[1, 2, 3, 4] = np.nan
