@@ -458,6 +458,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="output JSON path (default: results/generate.json, with --profile "
                     "results/generate_profile.json)")
     ap.add_argument("--profile", action="store_true", help="stage profile, host side before/after, projection")
+    ap.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's; on a shared machine "
+                    "1 avoids threads waiting for a busy core on every small operation)")
     ap.add_argument("--host-shape", type=int, nargs=3, default=[128, 128, 256],
                     help="SR cells of the --profile host-side chunk")
     ap.add_argument("--writers", type=int, default=2, help="writer threads of the --profile run")
@@ -470,6 +472,8 @@ def main(argv=None) -> int:
 
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
+    if args.threads:
+        torch.set_num_threads(args.threads)
     widths = tuple(args.widths or (PAPER_WIDTHS if cuda else CPU_WIDTHS))
     chunks = args.chunks or ([8, 12, 16, 24, 32] if cuda else [2, 4, 6])
     n_e2e = args.e2e_n_lr or (64 if cuda else 12)
