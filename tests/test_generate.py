@@ -405,6 +405,29 @@ def test_generator_nan_or_inf_is_refused_naming_the_chunk(lr_file, tmp_path, val
     assert not (tmp_path / "sr").exists()
 
 
+def test_stage_timer_counts_every_particle_once_and_changes_nothing(lr_file, tmp_path):
+    from srsim.generate import STAGES, StageTimer, trivial_predictor
+
+    model = (trivial_predictor(3), {})
+    settings = GenerateSettings(chunk=4, position_dtype="f4", progress=False)  # 4 does not divide 6
+    plain = generate(model, lr_file, tmp_path / "plain", settings)
+    timer = StageTimer()
+    timed = generate(model, lr_file, tmp_path / "timed", settings, timer=timer)
+    assert block_bytes(tmp_path / "timed") == block_bytes(tmp_path / "plain")
+    assert timed.particles == plain.particles == (8 * N) ** 3
+    for stage in ("particles", "d2h", "write", "checksum"):
+        assert timer.particles[stage] == timed.particles, stage
+    # the generator's work: whole windows of 4 LR cells, of which the overlapping tiles keep less
+    assert timer.particles["generator"] == timer.particles["lr_read"] == 8 * (8 * 4) ** 3 > timed.particles
+    assert timer.calls["lr_read"] == timed.n_chunks == 8
+    report = timer.report(timer.loop_seconds)
+    assert set(report) == set(STAGES) and all(r["seconds"] >= 0 for r in report.values())
+    assert sum(r["seconds"] for k, r in report.items() if k not in ("write", "checksum")) <= timer.loop_seconds
+    with pytest.raises(KeyError, match="unknown generation stage"):
+        with timer.stage("gpu"):
+            pass
+
+
 def test_bad_inputs_fail_loudly(gen, lr_file, tmp_path):
     bad = lr_field(N)
     bad[1, 2, 3, 4] = np.nan

@@ -211,3 +211,38 @@ def test_chunk_checksum_is_zlibs_crc32():
 
     a = np.random.default_rng(2).normal(size=(1000, 3)).astype(np.float32)
     assert crc32(a) == zlib.crc32(a.tobytes()) and crc32(a[::2]) == zlib.crc32(a[::2].tobytes())
+
+
+def _raw_writer_process(path, data, rows):
+    from srsim.io.rawblock import RawBlock
+
+    block = RawBlock(path)
+    for a in rows:
+        block.write(a, data[a:a + 10])
+    block.close()
+
+
+def test_raw_block_header_checksum_adds_up_across_processes(tmp_path):
+    """Jobs writing one partial snapshot at once: no header update is lost (bigfile's own write races)."""
+    import multiprocessing as mp
+
+    import bigfile
+
+    from srsim.io.rawblock import _read_header, byte_sum
+
+    n = 2000
+    data = np.random.default_rng(3).integers(0, 2**63, n, dtype=np.uint64)
+    with bigfile.File(str(tmp_path / "s"), create=True) as f:
+        f.create("b", dtype="u8", size=n, Nfile=2)
+    byte_sum(data[:1])  # compiled (or loaded from numba's cache) once, before the fork
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_raw_writer_process, args=(tmp_path / "s" / "b", data, range(p * 10, n, 40)))
+             for p in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    assert all(p.exitcode == 0 for p in procs)
+    assert np.array_equal(bigfile.File(str(tmp_path / "s"))["b"][:], data)
+    _, files = _read_header(tmp_path / "s" / "b" / "header")
+    assert [f[1] for f in files] == [byte_sum(data[:n // 2]), byte_sum(data[n // 2:])]

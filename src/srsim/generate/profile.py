@@ -4,7 +4,9 @@ A `StageTimer` is passed to `generate` only when profiling; without one the chun
 one on CUDA every stage boundary synchronises the device, so each stage is charged its own kernels and
 copies (this serialises what would otherwise overlap: profile totals are an upper bound of a plain run).
 Writer-thread stages (``write``, ``checksum``) run beside the main thread's, so shares of the wall time
-may add up to more than 1.
+may add up to more than 1. The particles of ``lr_read``, ``h2d`` and ``generator`` are the SR cells the
+generator produced (whole windows, overlaps of uneven tilings included); the other stages count the
+particles written.
 """
 
 from __future__ import annotations
