@@ -3,12 +3,20 @@
     OMP_NUM_THREADS=2 python benchmarks/analysis.py                # full: P(k) 128^3, 512^3 on 512^3; FOF 128^3, 256^3
     python benchmarks/analysis.py --quick                          # small sizes, a smoke run
     python benchmarks/analysis.py --fof 128 256 512 --json out.json
+    python benchmarks/analysis.py --bigbox 128                     # per-particle rates -> the paper's 5120^3 box
 
 P(k): ours (numba CIC in chunks + scipy FFT; and torch on the GPU when there is one) against Pylians3
 (`MAS_library.MA` CIC + `Pk_library.Pk` with MAS='None', i.e. no deconvolution, the same estimator and
 the same shells of width k_F). FOF (b = 0.2, >= 32 particles, periodic) of clustered particles against
 kdcount's `cluster.fof` and scipy's cKDTree pairs + connected components. Comparators are optional: a
 missing one is skipped with a note. Prints a table (seconds, ratios, agreement) and writes JSON.
+
+--bigbox N: the per-particle rates of the big-box analysis jobs on a snapshot of N^3 clustered particles at
+the paper's big-box particle spacing (f4 positions, as generated): `srsim power` (P(k) on the paper's
+mesh, its fixed mesh + FFT cost measured apart), the FOF partition job and one `fof-domain` job (2^3
+domains, ghost zone the paper's fraction of a domain), each with its peak resident memory. It projects
+core-hours and peak memory per job for the paper's 5120^3 box with config/paper.yaml's power_mesh,
+fof_domains, fof_ghost and fof_partition_jobs, and names the domain count a 256 GB node needs.
 """
 from __future__ import annotations
 
@@ -26,6 +34,17 @@ from srsim.device import available_host_bytes
 from srsim.testing import clustered
 
 BOX = 1000.0  # Mpc/h; only ratios matter
+DEFAULT_JSON = str(Path(__file__).parent / "results" / "analysis.json")
+
+
+def machine_name() -> str:
+    """CPU model and logical cores (/proc/cpuinfo): the machine the rates were measured on."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        model = platform.processor() or "CPU"
+    return f"{model}, {os.cpu_count()} cores"
 
 
 def lattice_particles(n_side: int, box: float, seed: int = 0, chunk: int = 2**22):
@@ -102,6 +121,155 @@ def bench_power(n_side: int, n_mesh: int, threads: int) -> dict:
     return row
 
 
+# ------------------------------------------------------------------------------------------------- big box
+
+BIG_N = 5120
+PARTITION_CHUNK = 2**22  # partition_snapshot's default chunk: its memory is bound by this, not by its share
+NODE_GB = 256
+
+
+def _child(target, args, kwargs, conn):
+    import time as _time
+
+    fn = getattr(__import__(target[0], fromlist=[target[1]]), target[1])
+    t0 = _time.perf_counter()  # the job's work, not the imports
+    fn(*args, **kwargs)
+    dt = _time.perf_counter() - t0
+    # VmHWM: this process's own peak (getrusage's ru_maxrss survives exec, so it would report the parent's)
+    with open("/proc/self/status") as f:
+        hwm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+    conn.send((dt, hwm))
+
+
+def in_child(target: tuple[str, str], *args, **kwargs) -> tuple[float, int]:
+    """Run module.function `target` in a fresh process: (seconds, peak resident bytes of that process).
+
+    A fresh process per job, as the workflow runs them, so one job's freed heap does not hide another's peak;
+    `in_child(("os", "getpid"))` gives the baseline of an interpreter with nothing loaded.
+    """
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(target, args, kwargs, send))
+    proc.start()
+    out = recv.recv()
+    proc.join()
+    if proc.exitcode != 0:
+        raise RuntimeError(f"{target}: child process failed ({proc.exitcode})")
+    return out
+
+
+def paper_analysis_config() -> dict:
+    """The analysis and big-box sections of config/paper.yaml (the numbers the projection is for)."""
+    import yaml
+
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "paper.yaml").read_text())
+    return {"box_size": float(cfg["bigbox"]["box_size"]), **{k: cfg["analysis"][k] for k in
+            ("power_mesh", "fof_domains", "fof_ghost", "fof_partition_jobs", "fof_b", "fof_min_members")}}
+
+
+def frac_ghost(paper: dict) -> float:
+    """The paper's ghost zone as a fraction of its domain width (kept when the domains are scaled down)."""
+    return paper["fof_ghost"] / (paper["box_size"] / paper["fof_domains"])
+
+
+def bench_bigbox(n_side: int, threads: int, tmp: Path) -> dict:
+    """Measured per-particle rates and memory of the big-box analysis jobs, projected to the paper's box."""
+    from srsim.analysis.domains import fof_domain_snapshot, partition_snapshot
+    from srsim.analysis.power import paint_numpy, power_spectrum_snapshot
+    from srsim.io.snapshot import iter_particles, make_header, write_snapshot
+
+    paper = paper_analysis_config()
+    spacing = paper["box_size"] / BIG_N
+    box, n = n_side * spacing, n_side**3
+    cosmo = {"Omega_m": 0.2814, "Omega_b": 0.0464, "Omega_L": 0.7186, "h": 0.697, "sigma8": 0.82, "n_s": 0.971}
+    pos, ids = clustered(n_side, box, seed=n_side, halo_fraction=0.5, per_halo=300)
+    snap = tmp / "snap"
+    write_snapshot(snap, make_header(box_size=box, redshift=0.0, n_particles=n, cosmology=cosmo), pos, ids,
+                   position_dtype="f4")
+    del pos, ids
+    mesh = int(paper["power_mesh"])
+    # the same jobs on a tiny box first: numba compiles into its on-disk cache, the timed children load it
+    tiny_pos, tiny_ids = clustered(24, 24 * spacing, seed=1, halo_fraction=0.5, per_halo=300)
+    write_snapshot(tmp / "tiny", make_header(box_size=24 * spacing, redshift=0.0, n_particles=24**3,
+                                             cosmology=cosmo), tiny_pos, tiny_ids, position_dtype="f4")
+    power_spectrum_snapshot(tmp / "tiny", 16, progress=False)
+    partition_snapshot(tmp / "tiny", tmp / "tiny_part", n_domains=2, ghost=frac_ghost(paper) * 12 * spacing)
+    fof_domain_snapshot(tmp / "tiny", 0, 2, frac_ghost(paper) * 12 * spacing, partitions=[tmp / "tiny_part"])
+    _, base = in_child(("os", "getpid"))
+    t_pk, peak_pk = in_child(("srsim.analysis.power", "power_spectrum_snapshot"), snap, mesh, progress=False)
+    # the per-particle part (read + CIC paint) timed alone; the rest (FFT, shells) does not grow with N
+    _, t_paint = timed(paint_numpy, (c["Position"] for c in iter_particles(snap, ("Position",))), mesh, box)
+    pk_rate = n / t_paint
+    t_fixed = max(t_pk - t_paint, 0.0)
+    n_dom = 2
+    ghost = frac_ghost(paper) * box / n_dom
+    t_part, peak_part = in_child(("srsim.analysis.domains", "partition_snapshot"), snap, tmp / "part0",
+                                 n_domains=n_dom, ghost=ghost)
+    region = (tmp / "part0" / "d0.id").stat().st_size // 8
+    t_fof, peak_fof = in_child(("srsim.analysis.domains", "fof_domain_snapshot"), snap, 0, n_dom, ghost,
+                               b=paper["fof_b"], min_members=paper["fof_min_members"], partitions=[tmp / "part0"])
+    _, peak_imports = in_child(("srsim.analysis.domains", "linking_length"), 0.2, 1.0, 8)  # numpy + numba loaded
+    fof_bytes = (peak_fof - peak_imports) / region
+    part_bytes = (peak_part - peak_imports) / min(n, PARTITION_CHUNK)  # per particle of one streamed chunk
+
+    n_big = BIG_N**3
+    nd = int(paper["fof_domains"])
+    width = paper["box_size"] / nd
+    region_big = n_big / nd**3 * ((width + 2 * paper["fof_ghost"]) / width) ** 3
+    per_part_job = n_big / int(paper["fof_partition_jobs"])
+
+    def fof_job_gb(domains: int) -> float:
+        w = paper["box_size"] / domains
+        return fof_bytes * n_big / domains**3 * ((w + 2 * paper["fof_ghost"]) / w) ** 3 / 1e9
+
+    fits = next((d for d in range(nd, 4 * nd + 1) if fof_job_gb(d) < NODE_GB), None)
+    pk_h = (t_fixed + n_big / pk_rate) / 3600
+    proj = [
+        {"job": f"power (P(k) {mesh}^3 mesh), 1 job", "jobs": 1, "hours": pk_h, "core_hours": pk_h * threads,
+         "peak_gb": peak_pk / 1e9, "note": "mesh-bound memory, streamed particles"},
+        {"job": f"fof-partition, {paper['fof_partition_jobs']} jobs", "jobs": int(paper["fof_partition_jobs"]),
+         "hours": per_part_job / (n / t_part) / 3600,
+         "core_hours": int(paper["fof_partition_jobs"]) * per_part_job / (n / t_part) / 3600 * threads,
+         "peak_gb": (peak_imports + part_bytes * min(per_part_job, PARTITION_CHUNK)) / 1e9,
+         "note": f"streams {PARTITION_CHUNK} particles at a time"},
+        {"job": f"fof-domain, {nd}^3 jobs", "jobs": nd**3, "hours": region_big / (region / t_fof) / 3600,
+         "core_hours": nd**3 * region_big / (region / t_fof) / 3600 * threads,
+         "peak_gb": (peak_imports + fof_bytes * region_big) / 1e9,
+         "note": f"{region_big:.2e} particles per domain"},
+    ]
+    return {"what": f"big-box analysis rates from {n_side}^3 particles", "n_side": n_side, "box": box,
+            "threads": threads, "paper": paper,
+            "measured": {"power_s": t_pk, "power_fixed_s": t_fixed, "power_particles_per_s": pk_rate,
+                         "power_peak_gb": peak_pk / 1e9, "power_paint_s": t_paint,
+                         "interpreter_peak_gb": base / 1e9, "imports_peak_gb": peak_imports / 1e9,
+                         "partition_s": t_part, "partition_particles_per_s": n / t_part,
+                         "partition_bytes_per_particle": part_bytes, "fof_domain_s": t_fof,
+                         "fof_domain_particles": int(region), "fof_domain_particles_per_s": region / t_fof,
+                         "fof_bytes_per_particle": fof_bytes},
+            "projection_5120": proj, "fof_domains_for_256gb_node": fits}
+
+
+def print_bigbox(r: dict, machine: str) -> None:
+    m = r["measured"]
+    print(f"\nbig-box analysis rates on {machine}, {r['threads']} threads, from {r['n_side']}^3 clustered "
+          f"particles ({r['box']:.1f} Mpc/h, the paper's spacing):")
+    print(f"  power: {m['power_particles_per_s']:.3e} particles/s read + painted (+ {m['power_fixed_s']:.2f} s FFT "
+          f"and shells), "
+          f"peak {m['power_peak_gb']:.2f} GB")
+    print(f"  fof-partition: {m['partition_particles_per_s']:.3e} particles/s, "
+          f"{m['partition_bytes_per_particle']:.0f} B/particle peak")
+    print(f"  fof-domain: {m['fof_domain_particles_per_s']:.3e} particles/s over {m['fof_domain_particles']} "
+          f"particles, {m['fof_bytes_per_particle']:.0f} B/particle peak")
+    print(f"\nprojected for the paper's {BIG_N}^3 box (config/paper.yaml):")
+    print(f"{'job':34s} {'jobs':>5s} {'h/job':>8s} {'core-h':>9s} {'peak GB/job':>11s}")
+    for p in r["projection_5120"]:
+        print(f"{p['job']:34s} {p['jobs']:>5d} {p['hours']:>8.2f} {p['core_hours']:>9.1f} {p['peak_gb']:>11.1f}")
+    fits = r["fof_domains_for_256gb_node"]
+    print(f"fof_domains for a {NODE_GB} GB node: {fits} (config: {r['paper']['fof_domains']})")
+
+
 # ------------------------------------------------------------------------------------------------- FOF
 
 
@@ -160,10 +328,23 @@ def main(argv=None) -> int:
     ap.add_argument("--scipy-max", type=int, default=128, help="largest FOF size given to scipy")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
-    ap.add_argument("--json", default=str(Path(__file__).parent / "results" / "analysis.json"))
+    ap.add_argument("--bigbox", type=int, metavar="N",
+                    help="only the big-box rates from N^3 particles (projected to the paper's 5120^3 box)")
+    ap.add_argument("--json", default=DEFAULT_JSON)
     args = ap.parse_args(argv)
     if args.quick:
         args.power, args.mesh, args.fof = [64], 128, [64]
+    if args.bigbox:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            r = bench_bigbox(args.bigbox, args.threads, Path(tmp))
+        print_bigbox(r, machine_name())
+        out = Path(args.json if args.json != DEFAULT_JSON else str(Path(DEFAULT_JSON).with_name("analysis_bigbox.json")))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"machine": machine_name(), **r}, indent=2))
+        print(f"\nwritten {out}")
+        return 0
     rows = []
     for n in args.power:
         rows.append(bench_power(n, args.mesh, args.threads))

@@ -12,8 +12,16 @@ Measures, on the chosen device:
 Paper widths (512, 256, 128, 64) on CUDA; a narrow model on CPU (random weights: speed does not depend on
 them). Prints a table and writes JSON.
 
+With --profile, instead: one `generate` run timed stage by stage (LR read, host-to-device copy, generator,
+displacement to stored positions + IDs, device-to-host copy, wait for a free host slot, bigfile write,
+journal checksum: seconds, particles/s, share of the loop's wall time); the host side (positions + IDs +
+writer) today against the float64 host path it replaced, both against numpy `tofile` of the same bytes on
+the same disk; and the projected wall time of the paper's 640^3 -> 5120^3 box per stage (read, generate,
+write, merge) for --jobs parallel jobs, every input a rate measured in this run on the machine named.
+
     python benchmarks/generate.py                       # auto device
     python benchmarks/generate.py --device cuda --chunks 8 16 24 32 --e2e-n-lr 64 --json gen.json
+    python benchmarks/generate.py --profile             # stage profile, host side before/after, projection
 """
 
 from __future__ import annotations
@@ -26,13 +34,16 @@ import sys
 import tempfile
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from srsim.device import resolve_device
-from srsim.generate import GenerateSettings, estimate_generator_bytes, generate, stored_crc, super_resolve
+from srsim.generate import (BIGFILE_LOCK, STAGES, GenerateSettings, StageTimer, chunk_particles,
+                            estimate_generator_bytes, finalize, generate, read_stored, stored_crc, super_resolve)
+from srsim.io.atomic import crc32
 from srsim.io.displacement import write_displacement
 from srsim.io.snapshot import SnapshotWriter, make_header
 from srsim.model.generator import Generator
@@ -67,6 +78,16 @@ class RSSPeak:
         self._t.join()
         self.peak = max(self.peak, self._rss())
         return False
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo) and logical core count: the machine a CPU rate was measured on."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        model = "CPU"
+    return f"{model}, {os.cpu_count()} cores"
 
 
 def make_generator(widths, device) -> Generator:
@@ -178,6 +199,249 @@ def bench_end_to_end(gen, n_lr: int, chunk: int, batch: int, device, position_dt
     return out
 
 
+# ------------------------------------------------------------------------------------------- --profile
+
+
+def legacy_chunk_particles(disp, hr_origin, n_hr: int, box_size: float):
+    """The host path `generate` used before positions were computed in their stored form (the baseline):
+    (N, 3) float64 Mpc/h wrapped with a whole-array remainder, IDs (N,) int64; SnapshotWriter.write then
+    converts to kpc/h and the stored dtype in another float64 pass."""
+    idx = [torch.remainder(torch.arange(s, dtype=torch.int64) + int(o), n_hr) for o, s in zip(hr_origin, disp.shape[1:])]
+    A, B, C = disp.shape[1:]
+    cell = box_size / n_hr
+    pos = torch.empty((A, B, C, 3), dtype=torch.float64)
+    q = [i.double() * cell for i in idx]
+    pos[..., 0] = disp[0].double() + q[0][:, None, None]
+    pos[..., 1] = disp[1].double() + q[1][None, :, None]
+    pos[..., 2] = disp[2].double() + q[2][None, None, :]
+    pos = torch.remainder(pos, box_size)
+    pos = torch.where(pos >= box_size, pos - box_size, pos)
+    ids = (idx[0][:, None, None] * (n_hr * n_hr) + idx[1][None, :, None] * n_hr + idx[2][None, None, :] + 1)
+    return pos.reshape(-1, 3), ids.reshape(-1)
+
+
+def _best(fn, repeats: int) -> float:
+    """Fastest of `repeats` calls (seconds): the machine is shared, the minimum is the least disturbed."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def bench_host_side(shape, tmp: Path, repeats: int, threads: int = 2, pipeline: int = 6) -> dict:
+    """Host side of one chunk of SR particles on the CPU, before and after, and the disk it writes to.
+
+    before: legacy_chunk_particles + copy into a float64 host slot + SnapshotWriter.write (f4) + the chunk
+    read back and checksummed with zlib; after: chunk_particles (f4 kpc/h) + copy into the stored-dtype slot +
+    write_stored + CRC32 of the buffer (srsim.io.atomic.crc32, ISA-L when installed);
+    writer_*: the writer part alone; bigfile_write: the same bytes through bigfile's own write (an
+    element-wise cast and a byte sum into a 64 MB buffer, then fwrite), what write_stored replaced;
+    writer_threads: `threads` writer threads as in ChunkStore writing `pipeline` chunks; disk: numpy tofile of the same bytes (positions f4 + IDs u8), no fsync (bigfile does not fsync
+    either), and with fsync.
+    """
+    box, n_hr = 1000.0, 5120
+    n = int(np.prod(shape))
+    rng = np.random.default_rng(0)
+    disp = torch.from_numpy(rng.normal(0, 0.3, (3, *shape)).astype(np.float32))
+    origin = (n_hr - shape[0] // 2, 100, 200)  # wraps on x, as chunks at the box edge do
+    attrs = make_header(box_size=box, redshift=0.0, n_particles=n, cosmology=COSMO)
+    w = SnapshotWriter(tmp / "host_bench", attrs, n, position_dtype="f4")
+    import bigfile
+
+    reader = bigfile.File(str(w.tmp))
+    slot64, slot32, slot_ids = (torch.empty((n, 3), dtype=torch.float64), torch.empty((n, 3), dtype=torch.float32),
+                                torch.empty(n, dtype=torch.int64))
+
+    def before_particles():
+        pos, ids = legacy_chunk_particles(disp, origin, n_hr, box)
+        slot64.copy_(pos)
+        slot_ids.copy_(ids)
+
+    def before_writer():  # as it was: bigfile's write, the chunk read back, zlib's CRC32 of it
+        w.write(0, slot64.numpy(), slot_ids.numpy().view(np.uint64))
+        with BIGFILE_LOCK:
+            raw = read_stored(reader, 0, n)
+        {k: zlib.crc32(np.ascontiguousarray(v).view(np.uint8).reshape(-1)) for k, v in raw.items()}
+
+    def after_particles():
+        pos, ids = chunk_particles(disp, origin, n_hr, box, "f4")
+        slot32.copy_(pos)
+        slot_ids.copy_(ids)
+
+    def after_writer():
+        p, i = slot32.numpy(), slot_ids.numpy().view(np.uint64)
+        w.write_stored(0, p, i)
+        crc32(p), crc32(i)
+
+    def disk(fsync: bool):
+        p, i = slot32.numpy(), slot_ids.numpy()
+        with open(tmp / "tofile.bin", "wb") as f:
+            p.tofile(f)
+            i.tofile(f)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+
+    def bigfile_write():
+        w._file["1/Position"].write(0, slot32.numpy())
+        w._file["1/ID"].write(0, slot_ids.numpy().view(np.uint64))
+
+    t = {"before_particles": _best(before_particles, repeats), "before_writer": _best(before_writer, repeats),
+         "after_particles": _best(after_particles, repeats), "after_writer": _best(after_writer, repeats),
+         "bigfile_write": _best(bigfile_write, repeats),
+         "disk_tofile": _best(lambda: disk(False), repeats), "disk_tofile_fsync": _best(lambda: disk(True), repeats)}
+    w.abort()
+    t["writer_threads"] = _best(lambda: writer_threads(slot32.numpy(), slot_ids.numpy().view(np.uint64), tmp,
+                                                       threads, pipeline), repeats) / pipeline
+    (tmp / "tofile.bin").unlink()
+    out = {"particles": n, "shape": list(shape), "bytes_per_particle": 20, "torch_threads": torch.get_num_threads(),
+           "seconds": t, "particles_per_s": {k: n / v for k, v in t.items()}}
+    r = out["particles_per_s"]
+    r["before_host_side"] = n / (t["before_particles"] + t["before_writer"])
+    r["after_host_side"] = n / (t["after_particles"] + t["after_writer"])
+    out["disk_gb_per_s"] = {k: 20 * n / t[k] / 1e9 for k in ("disk_tofile", "disk_tofile_fsync")}
+    out["writer_speedup"] = r["after_writer"] / r["before_writer"]
+    out["host_side_speedup"] = r["after_host_side"] / r["before_host_side"]
+    out["writer_threads_speedup"] = r["writer_threads"] / r["before_writer"]
+    out["writer_over_disk"] = r["after_writer"] / r["disk_tofile"]
+    out["writer_threads_over_disk"] = r["writer_threads"] / r["disk_tofile"]
+    out["threads"], out["pipeline_chunks"] = threads, pipeline
+    return out
+
+
+def writer_threads(pos: np.ndarray, ids: np.ndarray, tmp: Path, threads: int, chunks: int) -> None:
+    """`chunks` copies of one chunk written at successive slots by `threads` threads, as ChunkStore's writers
+    do: write_stored (raw block writes) and the journal checksums, all of which release the GIL."""
+    import queue
+    import threading
+
+    n = len(ids)
+    attrs = make_header(box_size=1000.0, redshift=0.0, n_particles=n * chunks, cosmology=COSMO)
+    w = SnapshotWriter(tmp / "threads_bench", attrs, n * chunks, position_dtype=str(pos.dtype.str[1:]))
+    q: queue.Queue = queue.Queue()
+    for i in range(chunks):
+        q.put(i)
+
+    def run():
+        while True:
+            try:
+                i = q.get_nowait()
+            except queue.Empty:
+                return
+            w.write_stored(i * n, pos, ids)
+            crc32(pos), crc32(ids)
+
+    ts = [threading.Thread(target=run) for _ in range(threads)]
+    for th in ts:
+        th.start()
+    for th in ts:
+        th.join()
+    w.abort()
+
+
+def profile_generate(gen, n_lr: int, chunk: int, device, tmp: Path, writers: int) -> dict:
+    """One `generate` run (f4, as the paper config) with a StageTimer; also times `finalize` of a 2-job run."""
+    box = 100.0 * n_lr / 64
+    lr = tmp / f"lr{n_lr}.h5"
+    write_displacement(lr, smooth_field(n_lr, box), box_size=box, redshift=0.0, cosmology=COSMO, source="bench")
+    timer = StageTimer(device)
+    settings = dict(seed=0, chunk=chunk, device=str(device), position_dtype="f4", writers=writers, progress=False)
+    res = generate((gen, {}), lr, tmp / "profiled", GenerateSettings(**settings), timer=timer)
+    wall = timer.loop_seconds
+    # merge: the rename after N jobs, and the optional full read-back (--verify) that re-checksums everything
+    for job in range(2):
+        generate((gen, {}), lr, tmp / "merged", GenerateSettings(**settings, job=job, jobs=2))
+    t0 = time.perf_counter()
+    finalize(tmp / "merged", 2, verify=True, progress=False)
+    verify_s = time.perf_counter() - t0
+    return {"n_lr": n_lr, "n_hr": gen.scale * n_lr, "chunk": chunk, "n_chunks": res.n_chunks, "writers": writers,
+            "particles": res.particles, "loop_seconds": wall, "particles_per_s": res.particles / wall,
+            "stages": timer.report(wall), "merge_verify_particles_per_s": res.particles / verify_s}
+
+
+def project_bigbox(prof: dict, host: dict, jobs: int, gpu_rate: float | None) -> dict:
+    """Projected wall time (hours) per stage of the paper's 640^3 -> 5120^3 box over `jobs` parallel jobs.
+
+    Every rate is one measured in this run. LR read: profile's lr_read (SR particles/s of windows read);
+    generate: the profile's generator rate (or --gpu-voxels-per-s, a rate measured on a GPU); write: the
+    writer rate per job (the better of one and the run's writer threads), capped by the disk bandwidth
+    measured with tofile (the jobs share one disk);
+    merge: the read-back checksum rate of `finalize --verify` (the plain merge is a rename).
+    """
+    n = BIG_N_HR**3
+    st = prof["stages"]
+    read = st["lr_read"]["particles_per_s"]
+    gen_rate = gpu_rate or st["generator"]["particles_per_s"]
+    r = host["particles_per_s"]
+    write = min(jobs * max(r["after_writer"], r["writer_threads"]), r["disk_tofile"])
+    rows = {"read": n / (jobs * read), "generate": n / (jobs * gen_rate), "write": n / write,
+            "merge_verify": n / prof["merge_verify_particles_per_s"]}
+    # read, generate and write of one job overlap (writer threads); a job's wall is its slowest stage
+    rows["jobs_wall_overlapped"] = max(rows["read"] + rows["generate"], rows["write"])
+    return {"jobs": jobs, "hours": {k: v / 3600 for k, v in rows.items()},
+            "generator_rate_source": "--gpu-voxels-per-s" if gpu_rate else "this run's profile (CPU, narrow widths)",
+            "rates": {"lr_read": read, "generator": gen_rate, "write_all_jobs": write,
+                      "merge_verify": prof["merge_verify_particles_per_s"]}}
+
+
+def main_profile(args, device, gen, name: str) -> int:
+    n_lr = args.e2e_n_lr or (64 if device.type == "cuda" else 12)
+    chunk = args.e2e_chunk or (16 if device.type == "cuda" else 6)
+    shape = tuple(args.host_shape)
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmpdir:
+        tmp = Path(tmpdir)
+        host = bench_host_side(shape, tmp, args.repeats, args.writers)
+        prof = profile_generate(gen, n_lr, chunk, device, tmp, args.writers)
+    print(f"\nstage profile: generate {n_lr}^3 -> {prof['n_hr']}^3, chunk {chunk} ({prof['n_chunks']} chunks), "
+          f"{prof['writers']} writer threads, f4; loop {prof['loop_seconds']:.2f} s, "
+          f"{prof['particles_per_s']:.3e} particles/s")
+    print(f"{'stage':>11} {'s':>8} {'s/chunk':>9} {'particles/s':>12} {'share':>6}")
+    for s in STAGES:
+        r = prof["stages"][s]
+        rate = f"{r['particles_per_s']:.3e}" if r["particles_per_s"] else "-"
+        print(f"{s:>11} {r['seconds']:>8.3f} {r['seconds'] / prof['n_chunks']:>9.4f} {rate:>12} "
+              f"{r['share_of_wall']:>6.1%}")
+    print("(write and checksum run in the writer threads, beside the other stages)")
+    r = host["particles_per_s"]
+    print(f"\nhost side of a {'x'.join(map(str, shape))} chunk ({host['particles']} particles, f4 positions + u8 IDs, "
+          f"{host['torch_threads']} torch threads), best of {args.repeats}:")
+    print(f"{'':>24} {'before':>11} {'after':>11} {'after/before':>12}")
+    for what, b, a in (("positions + IDs", "before_particles", "after_particles"),
+                       ("writer (write + CRC)", "before_writer", "after_writer"),
+                       (f"writer, {host['threads']} threads", "before_writer", "writer_threads"),
+                       ("host side total", "before_host_side", "after_host_side")):
+        print(f"{what:>24} {r[b]:>11.3e} {r[a]:>11.3e} {r[a] / r[b]:>12.2f}")
+    print(f"{'bigfile own write':>24} {'':>11} {r['bigfile_write']:>11.3e}  (what write_stored replaced)")
+    print(f"{'disk: numpy tofile':>24} {r['disk_tofile']:>11.3e} particles/s = {host['disk_gb_per_s']['disk_tofile']:.2f} "
+          f"GB/s ({host['disk_gb_per_s']['disk_tofile_fsync']:.2f} GB/s with fsync)")
+    best = max(r["after_writer"], r["writer_threads"])
+    goals = [g for g, ok in (("5x the old writer", best >= 5 * r["before_writer"]),
+                             ("within 2x of tofile", best >= 0.5 * r["disk_tofile"])) if ok]
+    host["goals_met"] = goals
+    host["limit"] = ("the disk (within 2x of tofile)" if best >= 0.5 * r["disk_tofile"]
+                     else "the checksums (byte sum + CRC32) and pwrite on this CPU")
+    print(f"writer after/before {host['writer_speedup']:.2f}x ({host['writer_threads_speedup']:.2f}x with "
+          f"{host['threads']} threads); writer/tofile {best / r['disk_tofile']:.2f}; goals met: "
+          f"{', '.join(goals) or 'none'}; limit: {host['limit']} (bigfile's own write / tofile = "
+          f"{r['bigfile_write'] / r['disk_tofile']:.2f})")
+    proj = project_bigbox(prof, host, args.jobs, args.gpu_voxels_per_s)
+    print(f"\nprojected 640^3 -> 5120^3 on {name}, {args.jobs} jobs (generator: {proj['generator_rate_source']}):")
+    print(f"{'stage':>22} {'hours':>10} {'rate (particles/s)':>19}")
+    for k, rk in (("read", "lr_read"), ("generate", "generator"), ("write", "write_all_jobs"),
+                  ("merge_verify", "merge_verify")):
+        print(f"{k:>22} {proj['hours'][k]:>10.2f} {proj['rates'][rk]:>19.3e}")
+    print(f"{'jobs wall (overlapped)':>22} {proj['hours']['jobs_wall_overlapped']:>10.2f}")
+    result = {"device": name, "widths": list(gen.widths), "scale": gen.scale, "pad": gen.pad, "host_side": host,
+              "profile": prof, "bigbox_projection": proj,
+              "maxrss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {args.json}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto")
@@ -191,19 +455,35 @@ def main(argv=None) -> int:
     ap.add_argument("--writer-particles", type=int, default=2**22)
     ap.add_argument("--power-mesh", type=int, default=256)
     ap.add_argument("--tmp", help="scratch directory (default: system temp)")
-    ap.add_argument("--json", default=str(Path(__file__).parent / "results" / "generate.json"), help="output JSON path")
+    ap.add_argument("--json", help="output JSON path (default: results/generate.json, with --profile "
+                    "results/generate_profile.json)")
+    ap.add_argument("--profile", action="store_true", help="stage profile, host side before/after, projection")
+    ap.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's; on a shared machine "
+                    "1 avoids threads waiting for a busy core on every small operation)")
+    ap.add_argument("--host-shape", type=int, nargs=3, default=[128, 128, 256],
+                    help="SR cells of the --profile host-side chunk")
+    ap.add_argument("--writers", type=int, default=2, help="writer threads of the --profile run")
+    ap.add_argument("--jobs", type=int, default=8, help="parallel generation jobs of the projection (paper: 8)")
+    ap.add_argument("--gpu-voxels-per-s", type=float,
+                    help="generator rate measured on a GPU (SR voxels/s) for the projection")
     args = ap.parse_args(argv)
+    results = Path(__file__).parent / "results"
+    args.json = args.json or str(results / ("generate_profile.json" if args.profile else "generate.json"))
 
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
+    if args.threads:
+        torch.set_num_threads(args.threads)
     widths = tuple(args.widths or (PAPER_WIDTHS if cuda else CPU_WIDTHS))
     chunks = args.chunks or ([8, 12, 16, 24, 32] if cuda else [2, 4, 6])
     n_e2e = args.e2e_n_lr or (64 if cuda else 12)
     if cuda:
         torch.backends.cudnn.benchmark = True
     gen = make_generator(widths, device)
-    name = torch.cuda.get_device_name(device) if cuda else f"CPU ({torch.get_num_threads()} threads)"
+    name = torch.cuda.get_device_name(device) if cuda else f"{cpu_model()} ({torch.get_num_threads()} threads)"
     print(f"# srsim generate benchmark on {name}; widths {widths}; scale {gen.scale}, pad {gen.pad}", flush=True)
+    if args.profile:
+        return main_profile(args, device, gen, name)
 
     rows = []
     print(f"{'chunk':>5} {'batch':>5} {'prec':>5} {'s/call':>9} {'SR vox/s':>11} {'GPU GB':>7} {'est GB':>7} "

@@ -217,6 +217,94 @@ def test_output_is_an_ordinary_snapshot(full_sr):
     assert sorted(p.name for p in full_sr["dir"].iterdir()) == ["sr", "sr.h5"]
 
 
+def host_stored_positions(disp: np.ndarray, hr_origin, n_hr: int, box: float, position_dtype: str):
+    """The host reference: float64 grid + displacement (Mpc/h) through SnapshotWriter.write's conversion."""
+    idx = [np.remainder(np.arange(s) + o, n_hr) for o, s in zip(hr_origin, disp.shape[1:])]
+    cell = box / n_hr
+    d = disp.astype(np.float64)
+    pos = np.stack([d[0] + idx[0][:, None, None] * cell, d[1] + idx[1][None, :, None] * cell,
+                    d[2] + idx[2][None, None, :] * cell], -1).reshape(-1, 3)
+    ids = (idx[0][:, None, None] * n_hr**2 + idx[1][None, :, None] * n_hr + idx[2][None, None, :] + 1)
+    return pos, ids.reshape(-1).astype(np.uint64)
+
+
+devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", devices)
+@pytest.mark.parametrize("position_dtype", ["f4", "f8"])
+def test_device_particles_store_the_bytes_of_the_host_f8_path(tmp_path, device, position_dtype):
+    from srsim.generate import chunk_particles
+    from srsim.io.snapshot import SnapshotWriter, make_header
+
+    n_hr, box, shape, origin = 32, 50.0, (5, 7, 6), (30, 3, 29)  # wraps around the box edge on x and z
+    rng = np.random.default_rng(4)
+    disp = rng.normal(0, 0.6 * box / n_hr, (3, *shape)).astype(np.float32)
+    disp[0, :, 0, 0] = -box  # whole-box jumps and tiny negatives: remainder and rounding to BoxSize
+    disp[1, 0, 0, :] = np.float32(-1e-12)
+    disp[2, 0, :, 0] = box * (1 - 1e-8)
+    disp[2, -1, 0, :] = np.float32(box / n_hr * 2.99999)  # the last cell pushed onto the upper edge
+    pos, ids = chunk_particles(torch.from_numpy(disp).to(device), origin, n_hr, box, position_dtype)
+    pos, ids = pos.cpu().numpy(), ids.cpu().numpy().view(np.uint64)
+    ref_pos, ref_ids = host_stored_positions(disp, origin, n_hr, box, position_dtype)
+    assert np.array_equal(ids, ref_ids)  # IDs exactly
+    n = len(ids)
+    attrs = make_header(box_size=box, redshift=0.0, n_particles=n, cosmology=COSMO)
+    host = SnapshotWriter(tmp_path / "host", attrs, n, position_dtype=position_dtype)
+    host.write(0, ref_pos, ref_ids)
+    stored = SnapshotWriter(tmp_path / "dev", attrs, n, position_dtype=position_dtype)
+    stored.write_stored(0, pos, ids)
+    host.close(), stored.close()
+    assert block_bytes(tmp_path / "dev") == block_bytes(tmp_path / "host")  # the same snapshot, bit for bit
+    raw = bigfile.File(str(tmp_path / "dev"))["1/Position"][:]
+    assert raw.dtype.base == np.dtype(position_dtype) and raw.min() >= 0 and raw.max() < box * 1000
+    # and within one rounding to the stored dtype of the exact wrapped f8 position
+    exact = np.mod(ref_pos, box) * 1000
+    ulp = np.spacing(np.asarray(box * 1000, dtype=position_dtype)).astype(np.float64)
+    assert periodic_max_diff(raw.astype(np.float64), exact, box * 1000) <= ulp
+    with pytest.raises(ValueError, match="write_stored"):
+        SnapshotWriter(tmp_path / "x", attrs, n, position_dtype=position_dtype).write_stored(
+            0, pos.astype(np.float64 if position_dtype == "f4" else np.float32), ids)
+
+
+def test_generated_f4_snapshot_is_the_host_f8_path_of_its_displacements(gen, lr_file, tmp_path):
+    """End to end: what generate stores (f4, several chunks) is the host path applied to the SR
+    displacement it wrote, and each journaled checksum is that of the bytes on disk."""
+    from srsim.generate import stored_crc
+
+    out = tmp_path / "sr"
+    first = generate((gen, {}), lr_file, out, GenerateSettings(seed=7, chunk=3, position_dtype="f4", max_chunks=5,
+                                                               progress=False))
+    assert not first.complete
+    paths = output_paths(out)
+    entries = [json.loads(line) for line in paths["journal"].read_text().splitlines()[1:]]
+    reader = bigfile.File(str(paths["partial"]))
+    assert len(entries) == 5
+    for e in entries:
+        assert {k: e[k] for k in ("crc_position", "crc_id")} == stored_crc(reader, e["start"], e["count"])
+    res = generate((gen, {}), lr_file, out, GenerateSettings(seed=7, chunk=3, position_dtype="f4", progress=False))
+    assert res.complete and res.skipped == 5
+    full = tmp_path / "full"
+    generate((gen, {}), lr_file, full, GenerateSettings(seed=7, chunk=N, position_dtype="f8", progress=False),
+             disp_out=tmp_path / "sr.h5")
+    disp, _ = read_displacement(tmp_path / "sr.h5")
+    n_hr = 8 * N
+    ref_pos, ref_ids = host_stored_positions(disp, (0, 0, 0), n_hr, BOX, "f8")
+    ref_kpc = np.mod(ref_pos, BOX) * 1000
+    ref_f4 = ref_kpc.astype(np.float32)
+    ref_f4[ref_f4 >= np.float32(BOX * 1000)] = 0
+    f = bigfile.File(str(out))
+    raw, ids = f["1/Position"][:], f["1/ID"][:]
+    assert raw.dtype.base == np.float32 and raw.min() >= 0 and raw.max() < BOX * 1000
+    order = np.argsort(ids)
+    assert np.array_equal(ids[order], ref_ids)
+    assert np.array_equal(raw[order], ref_f4)
+    # the f8 run stores the same f8 computation unrounded
+    g = bigfile.File(str(full))
+    order8 = np.argsort(g["1/ID"][:])
+    assert np.array_equal(g["1/Position"][:][order8], ref_kpc)
+
+
 def test_bf16_power_spectrum_close_to_fp32(gen, lr_file, full_sr, tmp_path):
     generate((gen, {}), lr_file, tmp_path / "sr",
              GenerateSettings(seed=7, chunk=N, bf16=True, progress=False), disp_out=tmp_path / "sr.h5")
@@ -376,6 +464,49 @@ def test_lr_snapshot_input_equals_its_displacement_file(gen, mpgadget_dir, tmp_p
     hdr = read_header(tmp_path / "a")
     assert hdr.box_size == 100.0 and hdr.redshift == pytest.approx(2.0, abs=1e-6) and hdr.omega_m == 0.2814
     assert hdr.particle_mass == pytest.approx(particle_mass(100.0, 128**3, 0.2814))
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_generator_nan_or_inf_is_refused_naming_the_chunk(lr_file, tmp_path, value):
+    from srsim.generate import trivial_predictor
+
+    base = trivial_predictor(3)
+
+    class Broken(type(base)):
+        def forward(self, x, offset=None, seed=0, box_cells=None):
+            y = super().forward(x, offset, seed, box_cells)
+            if int(offset[0, 0]) + self.pad == 3:  # the chunks at LR x = 3 only
+                y[0, 1, 5, 6, 7] = float(value)
+            return y
+
+    broken = base
+    broken.__class__ = Broken
+    with pytest.raises(SrsimError, match=r"NaN/inf in chunk \d+ \(LR window \(3, "):
+        generate((broken, {}), lr_file, tmp_path / "sr", GenerateSettings(chunk=3, progress=False))
+    assert not (tmp_path / "sr").exists()
+
+
+def test_stage_timer_counts_every_particle_once_and_changes_nothing(lr_file, tmp_path):
+    from srsim.generate import STAGES, StageTimer, trivial_predictor
+
+    model = (trivial_predictor(3), {})
+    settings = GenerateSettings(chunk=4, position_dtype="f4", progress=False)  # 4 does not divide 6
+    plain = generate(model, lr_file, tmp_path / "plain", settings)
+    timer = StageTimer()
+    timed = generate(model, lr_file, tmp_path / "timed", settings, timer=timer)
+    assert block_bytes(tmp_path / "timed") == block_bytes(tmp_path / "plain")
+    assert timed.particles == plain.particles == (8 * N) ** 3
+    for stage in ("particles", "d2h", "write", "checksum"):
+        assert timer.particles[stage] == timed.particles, stage
+    # the generator's work: whole windows of 4 LR cells, of which the overlapping tiles keep less
+    assert timer.particles["generator"] == timer.particles["lr_read"] == 8 * (8 * 4) ** 3 > timed.particles
+    assert timer.calls["lr_read"] == timed.n_chunks == 8
+    report = timer.report(timer.loop_seconds)
+    assert set(report) == set(STAGES) and all(r["seconds"] >= 0 for r in report.values())
+    assert sum(r["seconds"] for k, r in report.items() if k not in ("write", "checksum")) <= timer.loop_seconds
+    with pytest.raises(KeyError, match="unknown generation stage"):
+        with timer.stage("gpu"):
+            pass
 
 
 def test_bad_inputs_fail_loudly(gen, lr_file, tmp_path):

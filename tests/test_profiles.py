@@ -272,7 +272,8 @@ def test_conda_environments_cover_the_package_dependencies():
     deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
     pinned_torch = next(d for d in deps if d.startswith("torch")).split("==")[1]
     needs = {"sims": {"pytorch", "numpy", "scipy", "h5py", "bigfile", "camb", "pyyaml", "jsonschema", "tqdm"},
-             "torch": {"pytorch", "numpy", "h5py", "bigfile", "matplotlib-base", "pyyaml", "jsonschema", "tqdm"},
+             "torch": {"pytorch", "numpy", "h5py", "bigfile", "numba", "python-isal", "matplotlib-base", "pyyaml",
+                       "jsonschema", "tqdm"},
              "analysis": {"pytorch", "numpy", "scipy", "h5py", "bigfile", "numba", "matplotlib-base", "camb",
                           "pyyaml", "jsonschema", "tqdm"}}
     for name, need in needs.items():

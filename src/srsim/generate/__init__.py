@@ -25,23 +25,25 @@ each with its own journal; ``finalize`` (``srsim generate-merge``) then checks t
 
 Modules: `plan` (chunks), `infer` (LR input, generator, particles), `memory` (chunk size from free
 memory), `journal` (bookkeeping paths and journal), `store` (ChunkStore: everything written), `run` (the
-`generate` driver and its GenerateSettings).
+`generate` driver and its GenerateSettings), `profile` (time per stage, for benchmarks).
 """
 
-from srsim.generate.infer import (LRInput, Model, check_model_input, check_scaling, chunk_particles, load_model,
-                                  minimum_image_, model_digest, super_resolve, trivial_generator,
+from srsim.generate.infer import (LRInput, Model, check_model_input, check_scaling, chunk_ids, chunk_particles,
+                                  load_model, minimum_image_, model_digest, super_resolve, trivial_generator,
                                   trivial_predictor)
 from srsim.generate.journal import Journal, output_paths, read_journal
 from srsim.generate.memory import (HOST_BYTES_PER_PARTICLE, WRITERS, auto_chunk_size, estimate_generator_bytes,
                                    host_slots)
 from srsim.generate.plan import (Chunk, Plan, axis_windows, plan_chunks, region_from_cells, region_from_centre,
                                  region_from_mpc)
+from srsim.generate.profile import STAGES, StageTimer
 from srsim.generate.run import GenerateResult, GenerateSettings, generate
 from srsim.generate.store import BIGFILE_LOCK, ChunkStore, finalize, read_stored, snapshot_attrs, stored_crc
 
-__all__ = ["LRInput", "Model", "check_model_input", "check_scaling", "chunk_particles", "load_model",
+__all__ = ["LRInput", "Model", "check_model_input", "check_scaling", "chunk_ids", "chunk_particles", "load_model",
            "minimum_image_", "model_digest", "super_resolve", "trivial_generator", "trivial_predictor", "Journal",
            "output_paths", "read_journal", "HOST_BYTES_PER_PARTICLE", "WRITERS", "auto_chunk_size",
            "estimate_generator_bytes", "host_slots", "Chunk", "Plan", "axis_windows", "plan_chunks",
-           "region_from_cells", "region_from_centre", "region_from_mpc", "GenerateResult", "GenerateSettings",
-           "generate", "BIGFILE_LOCK", "ChunkStore", "finalize", "read_stored", "snapshot_attrs", "stored_crc"]
+           "region_from_cells", "region_from_centre", "region_from_mpc", "STAGES", "StageTimer", "GenerateResult",
+           "GenerateSettings", "generate", "BIGFILE_LOCK", "ChunkStore", "finalize", "read_stored", "snapshot_attrs",
+           "stored_crc"]

@@ -21,7 +21,7 @@ from srsim.errors import SrsimError
 from srsim.fields import read_periodic
 
 __all__ = ["LRInput", "Model", "load_model", "check_model_input", "check_scaling", "model_digest",
-           "super_resolve", "trivial_predictor", "trivial_generator", "chunk_particles", "minimum_image_"]
+           "super_resolve", "trivial_predictor", "trivial_generator", "chunk_ids", "chunk_particles", "minimum_image_"]
 
 
 class LRInput:
@@ -143,27 +143,34 @@ def model_digest(gen) -> str:
 
 
 def super_resolve(gen, windows: np.ndarray, offsets: np.ndarray, seed: int, n_lr: int, disp_scale: float,
-                  device, bf16: bool = False):
+                  device, bf16: bool = False, timer=None):
     """Run the generator on a batch of padded LR windows.
 
     windows: (B, 3, m, m, m) float32 LR displacement in Mpc/h including the periodic padding;
     offsets: (B, 3) int global LR cell of windows[:, :, 0, 0, 0]. Returns a (B, 3, scale*(m-2*pad), ...)
     float32 torch tensor on `device`, SR displacement in Mpc/h (network in/out are divided by disp_scale).
+    timer: optional srsim.generate.profile.StageTimer (charges 'h2d' and 'generator').
     """
     import torch
 
-    x = torch.from_numpy(np.ascontiguousarray(windows))
-    if device.type == "cuda":
-        x = x.pin_memory()
-    x = x.to(device, non_blocking=True)
-    if disp_scale != 1.0:
-        x = x / disp_scale
-    off = torch.as_tensor(np.asarray(offsets), dtype=torch.int64)
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(bf16)):
-        y = gen(x, off, seed, (n_lr, n_lr, n_lr))
-    y = y.float()
-    if disp_scale != 1.0:
-        y = y * disp_scale
+    from srsim.generate.profile import stage
+
+    scale = int(getattr(gen, "scale", 1))
+    sr_cells = int(windows.shape[0]) * (scale * (int(windows.shape[-1]) - 2 * int(getattr(gen, "pad", 0)))) ** 3
+    with stage(timer, "h2d", sr_cells):
+        x = torch.from_numpy(np.ascontiguousarray(windows))
+        if device.type == "cuda":
+            x = x.pin_memory()
+        x = x.to(device, non_blocking=True)
+    with stage(timer, "generator", sr_cells):
+        if disp_scale != 1.0:
+            x = x / disp_scale
+        off = torch.as_tensor(np.asarray(offsets), dtype=torch.int64)
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(bf16)):
+            y = gen(x, off, seed, (n_lr, n_lr, n_lr))
+        y = y.float()
+        if disp_scale != 1.0:
+            y = y * disp_scale
     return y
 
 
@@ -210,28 +217,57 @@ def trivial_generator(model_cfg: dict):
     return trivial_predictor(len(widths) - 1)
 
 
-def chunk_particles(disp, hr_origin: Sequence[int], n_hr: int, box_size: float):
-    """Positions and IDs of a block of SR particles (torch, on the block's device).
+def chunk_ids(hr_origin: Sequence[int], shape: Sequence[int], n_hr: int, device=None):
+    """SR grid IDs ``i*n_hr^2 + j*n_hr + k + 1`` of the HR cells hr_origin + [0, shape) (wrapped mod n_hr).
 
-    disp: (3, A, B, C) SR displacement in Mpc/h of HR cells hr_origin + [0, (A, B, C)) (wrapped mod n_hr).
-    Returns (pos (A*B*C, 3) float64 Mpc/h wrapped into [0, box), ids (A*B*C,) int64), C order.
+    A pure function of the block's place in the grid: (A*B*C,) int64 torch tensor on `device`, C order,
+    built from per-axis index vectors in one pass over the particles.
     """
     import torch
 
-    dev = disp.device
+    idx = [torch.remainder(torch.arange(int(s), dtype=torch.int64, device=device) + int(o), n_hr)
+           for o, s in zip(hr_origin, shape)]
+    plane = idx[0][:, None, None] * (n_hr * n_hr) + idx[1][None, :, None] * n_hr + 1  # (A, B, 1): small
+    return (plane + idx[2][None, None, :]).reshape(-1)
+
+
+def chunk_particles(disp, hr_origin: Sequence[int], n_hr: int, box_size: float, position_dtype: str = "f8"):
+    """Positions and IDs of a block of SR particles, as stored in the snapshot (torch, on the block's device).
+
+    disp: (3, A, B, C) float32 SR displacement in Mpc/h of HR cells hr_origin + [0, (A, B, C)) (wrapped
+    mod n_hr). Returns (pos (A*B*C, 3) kpc/h of `position_dtype` ('f4' or 'f8') wrapped into [0, BoxSize),
+    ids (A*B*C,) int64 (`chunk_ids`)), C order.
+
+    Each coordinate is the float64 sum grid point + displacement (Mpc/h), wrapped into the box, times
+    1000, rounded once to the stored dtype: bit for bit what SnapshotWriter.write stores for the float64
+    positions in Mpc/h, without an (N, 3) float64 array or a host pass. A value that rounds to BoxSize
+    itself is stored as 0.
+    """
+    import torch
+
+    from srsim.io.snapshot import KPC_PER_MPC
+
+    if position_dtype not in ("f4", "f8"):
+        raise SrsimError(f"chunk_particles: position_dtype must be 'f4' or 'f8', got {position_dtype!r}")
+    dev, shape = disp.device, tuple(int(s) for s in disp.shape[1:])
+    out_dtype = torch.float32 if position_dtype == "f4" else torch.float64
+    pos = torch.empty(shape + (3,), dtype=out_dtype, device=dev)
     cell = box_size / n_hr
-    idx = [torch.remainder(torch.arange(s, dtype=torch.int64, device=dev) + int(o), n_hr)
-           for o, s in zip(hr_origin, disp.shape[1:])]
-    A, B, C = disp.shape[1:]
-    pos = torch.empty((A, B, C, 3), dtype=torch.float64, device=dev)
-    q = [i.double() * cell for i in idx]  # float64: an int64 tensor times a float would give float32
-    pos[..., 0] = disp[0].double() + q[0][:, None, None]
-    pos[..., 1] = disp[1].double() + q[1][None, :, None]
-    pos[..., 2] = disp[2].double() + q[2][None, None, :]
-    pos = torch.remainder(pos, box_size)
-    pos = torch.where(pos >= box_size, pos - box_size, pos)  # remainder of tiny negatives rounds to box
-    ids = (idx[0][:, None, None] * (n_hr * n_hr) + idx[1][None, :, None] * n_hr + idx[2][None, None, :] + 1)
-    return pos.reshape(-1, 3), ids.reshape(-1)
+    view = [(-1, 1, 1), (1, -1, 1), (1, 1, -1)]
+    for c, (o, s) in enumerate(zip(hr_origin, shape)):
+        i = torch.remainder(torch.arange(s, dtype=torch.int64, device=dev) + int(o), n_hr)
+        q = (i.double() * cell).view(view[c])  # float64: an int64 tensor times a float would give float32
+        x = disp[c] + q  # float32 + float64 -> float64, one pass
+        lo, hi = torch.aminmax(x)
+        if bool(lo < 0) or bool(hi >= box_size):  # rare: only particles displaced across the box edge
+            bad = (x < 0) | (x >= box_size)
+            w = torch.remainder(x[bad], box_size) + 0.0  # + 0.0: remainder(-box, box) is -0.0, store +0.0
+            x[bad] = torch.where(w >= box_size, w - box_size, w)  # remainder of tiny negatives rounds to box
+        x.mul_(KPC_PER_MPC)
+        pos[..., c].copy_(x)
+    edge = torch.tensor(box_size * KPC_PER_MPC, dtype=torch.float64).to(out_dtype).item()
+    pos.masked_fill_(pos >= edge, 0)  # rounding to the stored dtype landed on BoxSize: that is 0
+    return pos.reshape(-1, 3), chunk_ids(hr_origin, shape, n_hr, dev)
 
 
 def minimum_image_(disp, box_size: float):
@@ -239,8 +275,9 @@ def minimum_image_(disp, box_size: float):
     import torch
 
     half = 0.5 * box_size
-    bad = (disp < -half) | (disp >= half)
-    if bool(bad.any()):
+    lo, hi = torch.aminmax(disp)
+    if bool(lo < -half) or bool(hi >= half):
+        bad = (disp < -half) | (disp >= half)
         disp[bad] = torch.remainder(disp[bad] + half, box_size) - half
     return disp
 

@@ -15,8 +15,8 @@ __all__ = ["HOST_BYTES_PER_PARTICLE", "WRITERS", "host_slots", "estimate_generat
 #: bytes per SR particle held on the host between generator and writer: position f8 x3, ID u8, disp f4 x3
 HOST_BYTES_PER_PARTICLE = 24 + 8 + 12
 
-#: background writer threads by default: one in bigfile at a time (see store.BIGFILE_LOCK), another one
-#: checksumming or writing HDF5 beside it
+#: background writer threads by default: two write raw block bytes and checksum side by side (all of it
+#: releases the GIL; the SR displacement file's HDF5 writes go beside them)
 WRITERS = 2
 
 

@@ -19,6 +19,7 @@ from srsim.generate.infer import (LRInput, Model, check_model_input, check_scali
                                   model_digest, super_resolve)
 from srsim.generate.memory import WRITERS, auto_chunk_size
 from srsim.generate.plan import Chunk, Plan, plan_chunks
+from srsim.generate.profile import StageTimer, stage
 from srsim.generate.store import ChunkStore, snapshot_attrs
 
 __all__ = ["GenerateSettings", "GenerateResult", "generate"]
@@ -33,7 +34,7 @@ class GenerateSettings:
         generator call.
     device: 'auto', 'cpu', 'cuda', 'cuda:N'; bf16: bfloat16 autocast in the generator.
     position_dtype: 'f8' or 'f4' storage of 1/Position.
-    writers: background writer threads (None: WRITERS; bigfile calls are serialised, see BIGFILE_LOCK).
+    writers: background writer threads (None: WRITERS; they write raw block bytes side by side).
     region: (origin, extent) in LR cells (see region_from_cells / region_from_mpc); None = whole box.
     resume: reuse verified chunks of an interrupted run with the same settings (else start afresh).
     max_chunks: stop after generating this many chunks (time-limited jobs; a rerun continues).
@@ -83,7 +84,7 @@ class GenerateResult:
 
 
 def generate(model, lr, out, settings: GenerateSettings = GenerateSettings(), *, disp_out=None,
-             stop=None) -> GenerateResult:
+             stop=None, timer: StageTimer | None = None) -> GenerateResult:
     """Super-resolve an LR box (or a region of it) chunk by chunk into an SR snapshot.
 
     model: checkpoint path, or a (Generator, meta) pair (meta may hold disp_scale, redshift, box_size, n_lr;
@@ -94,6 +95,8 @@ def generate(model, lr, out, settings: GenerateSettings = GenerateSettings(), *,
     disp_out: optional HDF5 path for the SR displacement field (whole box only, single job).
     stop: optional callable; when it returns True the run stops after the current batch, leaving a
         resumable partial output (the CLI sets it from SIGUSR1/SIGTERM, e.g. slurm's time-limit warning).
+    timer: optional StageTimer charged with each stage's time (benchmarks/generate.py --profile); its
+        ``loop_seconds`` is set to the wall time of the chunk loop, writers included.
     """
     from tqdm import tqdm
 
@@ -105,7 +108,7 @@ def generate(model, lr, out, settings: GenerateSettings = GenerateSettings(), *,
         plan = _plan(m, src, s, dev)
         if disp_out is not None and not plan.full_box:
             raise SrsimError(f"{disp_out}: the SR displacement file needs the whole box, not a region")
-        with _open_store(m, src, plan, s, dev, out, disp_out) as store:
+        with _open_store(m, src, plan, s, dev, out, disp_out, timer) as store:
             todo = store.schedule(s.batch, s.max_chunks)
             with tqdm(total=len(store.chunks), initial=len(store.done), unit="chunk", desc=f"generate {out.name}",
                       disable=not s.progress, file=sys.stderr, dynamic_ncols=True,
@@ -114,11 +117,13 @@ def generate(model, lr, out, settings: GenerateSettings = GenerateSettings(), *,
                 for group in _batches(todo, s.batch):
                     if stop is not None and stop():
                         break
-                    for c, block in zip(group, _sr_blocks(m, src, plan, group, s, dev)):
+                    for c, block in zip(group, _sr_blocks(m, src, plan, group, s, dev, timer)):
                         store.put(c, block)
                     bar.update(len(group))
                     rate = store.written / max(time.perf_counter() - t_loop, 1e-9)
                     bar.set_postfix_str(f"{rate / 1e6:.2f} Mpart/s written", refresh=False)
+        if timer is not None:  # the writers have finished on leaving the store
+            timer.loop_seconds = time.perf_counter() - t_loop
     return GenerateResult(path=out, complete=store.complete, n_chunks=len(store.chunks),
                           generated=store.generated, skipped=len(store.done), particles=plan.n_particles,
                           seconds=time.perf_counter() - t0, plan=plan.describe())
@@ -137,7 +142,8 @@ def _plan(m: Model, src: LRInput, s: GenerateSettings, dev) -> Plan:
     return plan_chunks(n, size, scale, pad, region)
 
 
-def _open_store(m: Model, src: LRInput, plan: Plan, s: GenerateSettings, dev, out: Path, disp_out) -> ChunkStore:
+def _open_store(m: Model, src: LRInput, plan: Plan, s: GenerateSettings, dev, out: Path, disp_out,
+                timer: StageTimer | None = None) -> ChunkStore:
     """The ChunkStore of this run, with the settings fingerprint a resumed chunk must match."""
     cosmo = {**(s.cosmology or {}), **src.cosmology}
     if "scaling" in m.meta and cosmo:  # recorded scalings only: pre-scaling checkpoints used a fixed unit
@@ -151,28 +157,34 @@ def _open_store(m: Model, src: LRInput, plan: Plan, s: GenerateSettings, dev, ou
                   "source": f"srsim generate: model {m.name}, LR {src.path}"}
     return ChunkStore(out, plan, attrs, fingerprint, box_size=src.box_size, job=s.job, jobs=s.jobs,
                       resume=s.resume, position_dtype=s.position_dtype, disp_path=disp_out, disp_attrs=disp_attrs,
-                      writers=s.writers, pin=dev.type == "cuda", progress=s.progress)
+                      writers=s.writers, pin=dev.type == "cuda", progress=s.progress, timer=timer)
 
 
-def _sr_blocks(m: Model, src: LRInput, plan: Plan, group: list[Chunk], s: GenerateSettings, dev) -> Iterator:
+def _sr_blocks(m: Model, src: LRInput, plan: Plan, group: list[Chunk], s: GenerateSettings, dev,
+               timer: StageTimer | None = None) -> Iterator:
     """SR displacement of each chunk's kept cells, in turn: (3, scale*a, ...) float32 torch tensors on `dev`,
     Mpc/h, minimum-image wrapped; one generator call for the group. Refuses a generator output of the wrong
     shape, and a chunk with NaN/inf (the chunks before it are queued for writing by then)."""
     import torch
 
     scale, pad = plan.scale, plan.pad
-    windows = np.stack([src.window(c.window, plan.size, pad) for c in group])
+    with stage(timer, "lr_read", len(group) * (scale * plan.size) ** 3, sync=False):
+        windows = np.stack([src.window(c.window, plan.size, pad) for c in group])
     offsets = np.array([[w - pad for w in c.window] for c in group], dtype=np.int64)
-    y = super_resolve(m.gen, windows, offsets, s.seed, src.n, m.disp_scale, dev, s.bf16)
+    y = super_resolve(m.gen, windows, offsets, s.seed, src.n, m.disp_scale, dev, s.bf16, timer)
     expect = (len(group), 3) + (scale * plan.size,) * 3
     if tuple(y.shape) != expect:
         raise SrsimError(f"{m.name}: generator returned shape {tuple(y.shape)}, expected {expect}")
     for c, yc in zip(group, y):
-        block = plan.kept(c, yc)
-        if not bool(torch.isfinite(block).all()):
-            raise SrsimError(f"{m.name}: generator produced NaN/inf in chunk {c.index} "
-                             f"(LR window {c.window}, seed {s.seed})")
-        yield minimum_image_(block.contiguous(), src.box_size)
+        with stage(timer, "particles"):  # its particles are counted once, in ChunkStore.put
+            block = plan.kept(c, yc).contiguous()
+            # min and max are NaN if any value is, +-inf if any is: one pass where isfinite().all() took a
+            # slow strided one
+            if not bool(torch.isfinite(torch.stack(torch.aminmax(block))).all()):
+                raise SrsimError(f"{m.name}: generator produced NaN/inf in chunk {c.index} "
+                                 f"(LR window {c.window}, seed {s.seed})")
+            block = minimum_image_(block, src.box_size)
+        yield block
 
 
 def _file_identity(path: Path) -> dict:

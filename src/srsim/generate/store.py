@@ -26,6 +26,7 @@ from srsim.generate.infer import LRInput, chunk_particles
 from srsim.generate.journal import Journal, journals, output_paths, read_journal
 from srsim.generate.memory import WRITERS, host_slots
 from srsim.generate.plan import Chunk, Plan, plan_chunks
+from srsim.generate.profile import StageTimer, stage
 from srsim.io.atomic import crc32, replace_path
 from srsim.io.displacement import DisplacementWriter
 from srsim.lock import locked
@@ -97,11 +98,13 @@ def verify_chunks(entries: dict[int, dict], chunks: list[Chunk], plan: Plan, rea
     return good
 
 
-def _alloc_slot(n_part: int, with_disp: bool, pin: bool) -> dict:
-    """Host buffers for one chunk of up to n_part particles: pos (n, 3) f8 Mpc/h, ids (n,) i8, disp (3n,) f4."""
+def _alloc_slot(n_part: int, with_disp: bool, pin: bool, position_dtype: str) -> dict:
+    """Host buffers for one chunk of up to n_part particles, as stored: pos (n, 3) kpc/h of `position_dtype`,
+    ids (n,) i8 (viewed as u8 for writing), disp (3n,) f4 Mpc/h."""
     import torch
 
-    slot = {"pos": torch.empty((n_part, 3), dtype=torch.float64, pin_memory=pin),
+    pos_dtype = torch.float32 if position_dtype == "f4" else torch.float64
+    slot = {"pos": torch.empty((n_part, 3), dtype=pos_dtype, pin_memory=pin),
             "ids": torch.empty(n_part, dtype=torch.int64, pin_memory=pin)}
     if with_disp:
         slot["disp"] = torch.empty(3 * n_part, dtype=torch.float32, pin_memory=pin)
@@ -115,8 +118,9 @@ class _Writer:
     writing), so at most `host_slots` chunks are held on the host, whatever the box.
     """
 
-    def __init__(self, snap, reader, disp: DisplacementWriter | None, journal: Journal, plan: Plan, threads: int):
-        self.snap, self.reader, self.disp, self.journal, self.plan = snap, reader, disp, journal, plan
+    def __init__(self, snap, disp: DisplacementWriter | None, journal: Journal, plan: Plan, threads: int,
+                 timer: StageTimer | None = None):
+        self.snap, self.disp, self.journal, self.plan, self.timer = snap, disp, journal, plan, timer
         self.q: queue.Queue = queue.Queue()
         self.free: queue.Queue = queue.Queue()
         self.error: BaseException | None = None
@@ -137,6 +141,10 @@ class _Writer:
 
     def take_slot(self):
         """A free host buffer slot (blocks while the writers are behind: this bounds memory)."""
+        with stage(self.timer, "queue_wait", sync=False):
+            return self._take_slot()
+
+    def _take_slot(self):
         while True:
             self._check()
             try:
@@ -162,11 +170,13 @@ class _Writer:
         n = self.plan.particles(chunk)
         pos = slot["pos"][:n].numpy()
         ids = slot["ids"][:n].numpy().view(np.uint64)
-        with BIGFILE_LOCK:
-            self.snap.write(chunk.start, pos, ids)
-            raw = read_stored(self.reader, chunk.start, n)
-        entry = {"chunk": chunk.index, "start": chunk.start, "count": n}
-        entry.update({k: crc32(v) for k, v in raw.items()})
+        with stage(self.timer, "write", n, sync=False):  # raw block writes: no bigfile call, no BIGFILE_LOCK
+            self.snap.write_stored(chunk.start, pos, ids)
+        # the bytes just handed to bigfile are those on disk (it stores them raw): their checksum is the
+        # one verify_chunks recomputes from the file on a rerun, without reading the chunk back here
+        with stage(self.timer, "checksum", n, sync=False):
+            entry = {"chunk": chunk.index, "start": chunk.start, "count": n,
+                     "crc_position": crc32(pos), "crc_id": crc32(ids)}
         if self.disp is not None:
             shape = tuple(self.plan.scale * s for s in chunk.shape)
             block = slot["disp"][:3 * n].numpy().reshape(3, *shape)
@@ -199,17 +209,18 @@ class ChunkStore:
     (`snapshot_attrs`); fingerprint: JSON-able settings a resumed chunk must share; box_size: Mpc/h;
     disp_path, disp_attrs: the SR displacement file and its `DisplacementWriter` attributes (box_size,
     redshift, cosmology, source, ...), or None; writers: background threads (None: WRITERS); pin: page-locked
-    host buffers (CUDA).
+    host buffers (CUDA); timer: a StageTimer to charge the stages to (profiling), or None.
     """
 
     def __init__(self, out, plan: Plan, attrs: dict, fingerprint: dict, *, box_size: float, job: int = 0,
                  jobs: int = 1, resume: bool = True, position_dtype: str = "f8", disp_path=None,
                  disp_attrs: dict | None = None, writers: int | None = None, pin: bool = False,
-                 progress: bool = True):
+                 progress: bool = True, timer: StageTimer | None = None):
         import bigfile
 
         self.out, self.plan, self.box_size = Path(out), plan, float(box_size)
-        self.job, self.jobs, self.pin = job, jobs, pin
+        self.job, self.jobs, self.pin, self.timer = job, jobs, pin, timer
+        self.position_dtype = position_dtype
         self.writers = int(writers or WRITERS)
         self.paths = output_paths(self.out, jobs, job)
         self.snap, entries = self._open_partial(attrs, fingerprint, resume, position_dtype)
@@ -260,28 +271,31 @@ class ChunkStore:
         if max_chunks is not None:
             todo = todo[:max(0, int(max_chunks))]
         max_part = max((self.plan.particles(c) for c in todo), default=0)
-        self._writer = _Writer(self.snap, self.reader, self.disp, self.journal, self.plan, self.writers)
+        self._writer = _Writer(self.snap, self.disp, self.journal, self.plan, self.writers, self.timer)
         for _ in range(host_slots(self.writers, batch) if todo else 0):
-            self._writer.free.put(_alloc_slot(max_part, self.disp is not None, self.pin))
+            self._writer.free.put(_alloc_slot(max_part, self.disp is not None, self.pin, self.position_dtype))
         return todo
 
     def put(self, chunk: Chunk, disp) -> None:
         """Queue one chunk for writing.
 
         disp: (3, scale*a, scale*b, scale*c) float32 torch tensor of the chunk's kept SR cells, Mpc/h,
-        minimum-image wrapped, on any device. Blocks while every host buffer is in use (this bounds memory).
+        minimum-image wrapped, on any device. Positions and IDs are computed where `disp` lives; only the
+        stored arrays are copied to the host. Blocks while every host buffer is in use (this bounds memory).
         """
         import torch
 
         scale = self.plan.scale
         hr_origin = [scale * (w + l) for w, l in zip(chunk.window, chunk.lo)]
-        pos, ids = chunk_particles(disp, hr_origin, self.plan.n_hr, self.box_size)
         m = self.plan.particles(chunk)
+        with stage(self.timer, "particles", m):
+            pos, ids = chunk_particles(disp, hr_origin, self.plan.n_hr, self.box_size, self.position_dtype)
         slot = self._writer.take_slot()
-        slot["pos"][:m].copy_(pos, non_blocking=self.pin)
-        slot["ids"][:m].copy_(ids, non_blocking=self.pin)
-        if self.disp is not None:
-            slot["disp"][:3 * m].copy_(disp.reshape(-1), non_blocking=self.pin)
+        with stage(self.timer, "d2h", m):
+            slot["pos"][:m].copy_(pos, non_blocking=self.pin)
+            slot["ids"][:m].copy_(ids, non_blocking=self.pin)
+            if self.disp is not None:
+                slot["disp"][:3 * m].copy_(disp.reshape(-1), non_blocking=self.pin)
         event = None
         if self.pin:
             event = torch.cuda.Event()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -250,6 +251,8 @@ class SnapshotWriter:
             if velocity:
                 self._file.create(f"{PTYPE}/Velocity", dtype=("f4", 3), size=self.n_total)
         self._closed = False
+        self._raw: dict = {}  #: RawBlock per block, opened by the first write_stored
+        self._raw_lock = threading.Lock()
 
     def write(self, start: int, position: np.ndarray, ids: np.ndarray, velocity: np.ndarray | None = None) -> None:
         """Write particles `[start, start + len(ids))`: position (n, 3) Mpc/h, ids (n,), velocity (n, 3) km/s."""
@@ -275,9 +278,41 @@ class SnapshotWriter:
                 raise ValueError("this snapshot has a Velocity block: pass velocity")
             self._file[f"{PTYPE}/Velocity"].write(start, np.asarray(velocity, dtype=np.float32))
 
+    def write_stored(self, start: int, position: np.ndarray, ids: np.ndarray) -> None:
+        """Write particles `[start, start + len(ids))` already in the stored form, as they go to disk.
+
+        position: (n, 3) kpc/h of the Position block's dtype, wrapped into [0, BoxSize) by the caller
+        (e.g. srsim.generate.infer.chunk_particles); ids: (n,) u8. No conversion pass: the generator's hot
+        path. The bytes go straight into the block files (srsim.io.rawblock: the files and headers are
+        those bigfile's own write leaves); safe to call from several threads for disjoint slices.
+        Snapshots with a Velocity block take `write`.
+        """
+        from srsim.io.rawblock import RawBlock
+
+        n = len(ids)
+        if self.velocity:
+            raise ValueError("this snapshot has a Velocity block: use write")
+        with self._raw_lock:
+            if not self._raw:
+                self._raw = {b: RawBlock(self.tmp / str(PTYPE) / b) for b in ("Position", "ID")}
+        dtype = self._raw["Position"].dtype
+        if position.shape != (n, 3) or position.dtype != dtype or ids.dtype != np.uint64:
+            raise ValueError(f"write_stored: expected position ({n}, 3) {dtype} and ids u8, got "
+                             f"{position.shape} {position.dtype} and {ids.dtype}")
+        if start < 0 or start + n > self.n_total:
+            raise ValueError(f"slice [{start}, {start + n}) outside the snapshot's {self.n_total} particles")
+        self._raw["Position"].write(start, position)
+        self._raw["ID"].write(start, ids)
+
+    def _close_raw(self) -> None:
+        for block in self._raw.values():
+            block.close()
+        self._raw = {}
+
     def close(self) -> Path:
         """Finish: rename the temporary directory to the final path (replacing an old snapshot)."""
         if not self._closed:
+            self._close_raw()
             self._file.close()
             replace_path(self.tmp, self.path)
             self._closed = True
@@ -286,6 +321,7 @@ class SnapshotWriter:
     def detach(self) -> Path:
         """Close the file without renaming: for jobs that each write part of a shared snapshot."""
         if not self._closed:
+            self._close_raw()
             self._file.close()
             self._closed = True
         return self.tmp
@@ -293,6 +329,7 @@ class SnapshotWriter:
     def abort(self) -> None:
         """Delete the temporary directory."""
         if not self._closed:
+            self._close_raw()
             self._file.close()
             shutil.rmtree(self.tmp, ignore_errors=True)
             self._closed = True
@@ -304,6 +341,7 @@ class SnapshotWriter:
         if exc_type is None:
             self.close()
         elif not self._closed:
+            self._close_raw()
             self._file.close()
             self._closed = True
         return False
