@@ -27,6 +27,13 @@ if not workflow.overwrite_configfiles:
 # two, model depth, seeds); a bad config fails naming the key.
 validate_config(config, "config")
 
+# analysis.engine nbodykit needs the optional extra: without it, fail now, naming it, not in the middle of a
+# run (jobs in conda environments, --software-deployment-method conda, bring their own: envs/nbodykit.yaml)
+if config["analysis"]["engine"] == "nbodykit" and not workflow.deployment_settings.deployment_method:
+    from srsim.analysis.nbodykit_engine import require
+
+    require()
+
 # Jobs call the `srsim` of the environment running Snakemake, also when it was started as
 # .venv/bin/snakemake without activating the venv (conda jobs put their own environment first).
 # `snakemake --lint` flags PATH as "used but not asserted with envvars": it is extended here, not required,

@@ -17,6 +17,11 @@ mesh, its fixed mesh + FFT cost measured apart), the FOF partition job and one `
 domains, ghost zone the paper's fraction of a domain), each with its peak resident memory. It projects
 core-hours and peak memory per job for the paper's 5120^3 box with config/paper.yaml's power_mesh,
 fof_domains, fof_ghost and fof_partition_jobs, and names the domain count a 256 GB node needs.
+
+Engines (`--engines N ...`, with nbodykit's python from --nbodykit-python or $SRSIM_NBODYKIT_PYTHON): the same
+particles written as a snapshot, then `srsim power` and `srsim fof` as a user runs them, once with the srsim
+engine and once with `--engine nbodykit` on 1 and 2 MPI ranks: wall seconds (imports and snapshot reads
+included, for both), particles per second per rank, and the peak RSS of the largest process.
 """
 from __future__ import annotations
 
@@ -320,6 +325,77 @@ def bench_fof(n_side: int, scipy_max: int) -> dict:
     return row
 
 
+# ------------------------------------------------------------------------------------- engines (CLI)
+
+_PEAK = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]).returncode; "
+         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r)")
+
+
+def _run_cli(python: str, args: list, ranks: int = 1, engine: str = "srsim") -> tuple[float, float]:
+    """(wall seconds, peak RSS MB of the largest process) of one `srsim` command in a fresh interpreter."""
+    import shutil
+    import subprocess
+
+    cli = "import sys; from srsim.cli import main; sys.exit(main(sys.argv[1:]))"
+    cmd = [python, "-c", cli, *map(str, args), "--engine", engine]
+    if ranks > 1:
+        cmd = [shutil.which("mpiexec") or "mpiexec", "-n", str(ranks), *cmd]
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"), OMP_NUM_THREADS="1")
+    t = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", _PEAK, *cmd], env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {out.stderr[-2000:]}")
+    return wall, int(out.stdout.split()[-1]) / 1024
+
+
+def bench_engines(n_side: int, n_mesh: int, ranks: list[int], nbk_python: str | None) -> list[dict]:
+    """srsim against nbodykit, P(k) and FOF of one n_side^3 snapshot each, through the CLI."""
+    import tempfile
+
+    from srsim.io.catalog import read_catalog
+    from srsim.io.power import read_power
+    from srsim.io.snapshot import make_header, write_snapshot
+
+    cosmo = {"Omega_m": 0.2814, "Omega_b": 0.0464, "Omega_L": 0.7186, "h": 0.697, "sigma8": 0.82, "n_s": 0.971}
+    n = n_side**3
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        lattice = np.concatenate(list(lattice_particles(n_side, BOX)))
+        pos, ids = clustered(n_side, BOX, seed=n_side, halo_fraction=0.5, per_halo=300)
+        attrs = make_header(box_size=BOX, redshift=0.0, n_particles=n, cosmology=cosmo)
+        write_snapshot(tmp / "lattice", attrs, lattice, np.arange(1, n + 1, dtype=np.uint64), position_dtype="f4")
+        write_snapshot(tmp / "clustered", attrs, pos, ids, position_dtype="f4")
+        del lattice, pos, ids
+        for what, cmd, out in (("P(k)", ["power", tmp / "lattice", None, "--mesh", n_mesh], "p"),
+                               ("FOF", ["fof", tmp / "clustered", None], "f")):
+            label = f"{what} {n_side}^3 particles" + (f", {n_mesh}^3 mesh" if what == "P(k)" else "") + " [CLI]"
+            row = {"what": label, "particles": n}
+            ext = ".txt" if what == "P(k)" else ".h5"
+            args = [a if a is not None else tmp / f"{out}_srsim{ext}" for a in cmd]
+            row["srsim_s"], row["srsim_peak_mb"] = _run_cli(sys.executable, args)
+            if not nbk_python:
+                row["note_nbodykit"] = "nbodykit not installed: set --nbodykit-python or $SRSIM_NBODYKIT_PYTHON"
+                rows.append(row)
+                continue
+            for r in ranks:
+                args = [a if a is not None else tmp / f"{out}_nbk{r}{ext}" for a in cmd]
+                row[f"nbodykit_{r}_s"], row[f"nbodykit_{r}_peak_mb"] = _run_cli(nbk_python, args, r, "nbodykit")
+                row[f"nbodykit_{r}_particles_per_s_per_rank"] = n / row[f"nbodykit_{r}_s"] / r
+                if what == "P(k)":
+                    (a, meta), (b, _) = read_power(tmp / f"p_srsim{ext}"), read_power(args[2])
+                    m = a["k"] < meta["k_nyquist"]
+                    row[f"nbodykit_{r}_max_rel_diff"] = float(np.max(np.abs(b["P"][m] / a["P"][m] - 1)))
+                else:
+                    (a, _), (b, _) = read_catalog(tmp / f"f_srsim{ext}"), read_catalog(args[2])
+                    row[f"nbodykit_{r}_same_groups"] = bool(np.array_equal(a["npart"], b["npart"])
+                                                            and np.array_equal(a["min_id"], b["min_id"]))
+            row["srsim_particles_per_s"] = n / row["srsim_s"]
+            rows.append(row)
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--power", type=int, nargs="*", default=[128, 512], help="particles per side for P(k)")
@@ -327,13 +403,18 @@ def main(argv=None) -> int:
     ap.add_argument("--fof", type=int, nargs="*", default=[128, 256], help="particles per side for FOF")
     ap.add_argument("--scipy-max", type=int, default=128, help="largest FOF size given to scipy")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--engines", type=int, nargs="*", default=[128],
+                    help="particles per side of the srsim-vs-nbodykit CLI comparison (none: skip it)")
+    ap.add_argument("--nbodykit-python", default=os.environ.get("SRSIM_NBODYKIT_PYTHON"),
+                    help="python of the venv with nbodykit (default $SRSIM_NBODYKIT_PYTHON)")
+    ap.add_argument("--ranks", type=int, nargs="+", default=[1, 2], help="MPI ranks of the nbodykit runs")
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
     ap.add_argument("--bigbox", type=int, metavar="N",
                     help="only the big-box rates from N^3 particles (projected to the paper's 5120^3 box)")
     ap.add_argument("--json", default=DEFAULT_JSON)
     args = ap.parse_args(argv)
     if args.quick:
-        args.power, args.mesh, args.fof = [64], 128, [64]
+        args.power, args.mesh, args.fof, args.engines = [64], 128, [64], [48]
     if args.bigbox:
         import tempfile
 
@@ -352,6 +433,10 @@ def main(argv=None) -> int:
     for n in args.fof:
         rows.append(bench_fof(n, args.scipy_max))
         print(json.dumps(rows[-1]), file=sys.stderr)
+    for n in args.engines:
+        for row in bench_engines(n, args.mesh if not args.quick else 64, args.ranks, args.nbodykit_python):
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr)
     print(f"\n{'benchmark':44s} {'ours s':>8s} {'other s':>8s} {'ours/other':>10s}  agreement / note")
     for r in rows:
         for other, key in (("pylians", "Pylians"), ("kdcount", "kdcount"), ("scipy", "scipy"), ("gpu", "GPU")):
@@ -363,7 +448,16 @@ def main(argv=None) -> int:
                          if other == "pylians" else f"same groups: {r.get(other + '_same_groups')}")
                 print(f"{r['what'] + ' vs ' + key:44s} {r['ours_s']:8.2f} {r[other + '_s']:8.2f} "
                       f"{r['ours_s'] / r[other + '_s']:10.3f}  {agree}")
+        for rk in (k for k in r if k.startswith("nbodykit_") and k.endswith("_s") and k.count("_") == 2):
+            nr = rk.split("_")[1]
+            agree = (f"max |dP/P| {r[f'nbodykit_{nr}_max_rel_diff']:.1e} below Nyquist"
+                     if f"nbodykit_{nr}_max_rel_diff" in r else f"same groups: {r[f'nbodykit_{nr}_same_groups']}")
+            print(f"{r['what'] + f' vs nbodykit x{nr}':44s} {r['srsim_s']:8.2f} {r[rk]:8.2f} "
+                  f"{r['srsim_s'] / r[rk]:10.3f}  {agree}; peak MB {r['srsim_peak_mb']:.0f} vs "
+                  f"{r[f'nbodykit_{nr}_peak_mb']:.0f} per rank")
         notes = [v for k, v in r.items() if k.startswith("note")]
+        if "srsim_s" in r and not any(k.startswith("nbodykit_") for k in r):
+            print(f"{r['what']:44s} {r['srsim_s']:8.2f} {'-':>8s} {'-':>10s}")
         if "ours_s" in r and not any(f"{o}_s" in r for o in ("pylians", "kdcount", "scipy")):
             print(f"{r['what']:44s} {r['ours_s']:8.2f} {'-':>8s} {'-':>10s}")
         for note in notes:

@@ -42,19 +42,22 @@ def rule_counts(stdout: str) -> dict[str, int]:
 
 
 def dry_run_jobs(stdout: str) -> list[dict]:
-    """[{rule, wildcards, output, threads, mem_mb}] from what a (non-quiet) dry run prints (threads 1 and
-    mem_mb None where the job states none)."""
+    """[{rule, wildcards, output, threads, mem_mb, resources}] from what a (non-quiet) dry run prints (threads 1
+    and mem_mb None where the job states none; resources the job's own as strings)."""
     jobs, current = [], None
     for line in stdout.splitlines():
         m = re.match(r"^(?:local)?rule (\S+):$", line.strip())
         if m:
-            current = {"rule": m.group(1), "wildcards": {}, "output": [], "threads": 1, "mem_mb": None}
+            current = {"rule": m.group(1), "wildcards": {}, "output": [], "threads": 1, "mem_mb": None,
+                       "resources": {}}
             jobs.append(current)
         elif current and line.strip().startswith("threads:"):
             current["threads"] = int(line.split(":", 1)[1])
         elif current and line.strip().startswith("resources:"):
             mem = re.search(r"\bmem_mb=(\d+)", line)
             current["mem_mb"] = int(mem.group(1)) if mem else None
+            current["resources"] = dict(kv.strip().split("=", 1) for kv in line.split(":", 1)[1].split(",")
+                                        if "=" in kv)
         elif current and line.strip().startswith("output:"):
             current["output"] = [p.strip() for p in line.split(":", 1)[1].split(",")]
         elif current and line.strip().startswith("wildcards:"):

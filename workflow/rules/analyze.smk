@@ -1,9 +1,12 @@
 # Analysis: matter power spectrum (CIC, no deconvolution), FOF halos and the halo mass function of
 # every LR, HR and SR snapshot at every redshift (paper Figs. 3, 4, 6). When analysis.fof_domains > 1
 # the big box's FOF runs as partition jobs (particles filed by domain), one job per domain (with its
-# ghost zone) and a merge; the merged catalogue equals the single-box one.
+# ghost zone) and a merge; the merged catalogue equals the single-box one. With analysis.engine nbodykit
+# every P(k) and FOF job is one MPI job (analysis.nbodykit.ntasks ranks), the big box's FOF included.
 
 ANA_CFG = cfg_json("analysis")
+# the P(k) and FOF jobs' conda environment: nbodykit's (MPI) for analysis.engine nbodykit
+ANA_ENV = "../../envs/nbodykit.yaml" if ANA_MPI else "../../envs/analysis.yaml"
 ANA_GPU = 1 if str(ANA["device"]).startswith("cuda") else 0
 
 
@@ -17,16 +20,19 @@ rule power:
     wildcard_constraints:
         kind=r"lr|hr|sr\d+|trivial",
     conda:
-        "../../envs/analysis.yaml"
-    threads: 2
+        ANA_ENV
+    threads: 1 if ANA_MPI else 2
     resources:
-        gpu=ANA_GPU,
+        gpu=0 if ANA_MPI else ANA_GPU,
+        mpi=ANA_MPI,
+        tasks=ana_tasks,
         mem_mb=power_mem_mb,
         runtime=60,
     params:
         cfg=ANA_CFG,
+        launch=ana_launch,
     shell:
-        "exec srsim power {input} {output} --config {params.cfg} > {log} 2>&1"
+        "exec {params.launch} srsim power {input} {output} --config {params.cfg} > {log} 2>&1"
 
 
 rule fof:
@@ -38,21 +44,24 @@ rule fof:
         log_path("fof", "{sim}_{kind}_z{z}"),
     wildcard_constraints:
         # with domains the big box goes through fof_domain + fof_merge instead
-        sim=r"(train|test)\d+" if ANA_DOMAINS > 1 else r"(train|test)\d+|bigbox",
+        sim=r"(train|test)\d+" if FOF_IN_DOMAINS else r"(train|test)\d+|bigbox",
         kind=r"lr|hr|sr\d+|trivial",
     conda:
-        "../../envs/analysis.yaml"
+        ANA_ENV
     threads: 1
     resources:
+        mpi=ANA_MPI,
+        tasks=ana_tasks,
         mem_mb=fof_mem_mb,
         runtime=120,
     params:
         cfg=ANA_CFG,
+        launch=ana_launch,
     shell:
-        "exec srsim fof {input} {output} --config {params.cfg} > {log} 2>&1"
+        "exec {params.launch} srsim fof {input} {output} --config {params.cfg} > {log} 2>&1"
 
 
-if BIGBOX and ANA_DOMAINS > 1:
+if FOF_IN_DOMAINS:
 
     # One streaming pass (split in ANA_PARTS slices) files each particle under the domains whose
     # region (domain + ghost zone) holds it, so a domain job reads only its own particles.

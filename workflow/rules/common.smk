@@ -27,6 +27,10 @@ GEN_BIGBOX_JOBS = config["generate"]["bigbox_jobs"]
 REGIONS = {reg["name"]: reg for reg in (config["bigbox"].get("regions", []) if BIGBOX else [])}
 ANA = config["analysis"]
 ANA_DOMAINS = ANA["fof_domains"]
+# nbodykit (analysis.engine): every P(k) and FOF job is one MPI job, the big box's FOF included
+ANA_MPI = ANA["engine"] == "nbodykit"
+# the big box's FOF as partition + domain + merge jobs (srsim engine), or through rule fof like the rest
+FOF_IN_DOMAINS = BIGBOX and ANA_DOMAINS > 1 and not ANA_MPI
 ANA_PARTS = ANA["fof_partition_jobs"]
 TRAIN_GPUS = config["train"]["gpus"]
 
@@ -246,15 +250,33 @@ def particles_per_side(sim, kind):
 
 
 def power_mem_mb(wildcards):
+    if ANA_MPI:
+        return ana_tasks(wildcards) * ANA["nbodykit"]["mem_mb_per_task"]
     # float64 mesh + its complex FFT + one chunk of 2^22 particles
     n = ANA["power_mesh"]
     return int(2.2 * 8 * n**3 / 2**20) + 512
 
 
 def fof_mem_mb(wildcards):
+    if ANA_MPI:
+        return ana_tasks(wildcards) * ANA["nbodykit"]["mem_mb_per_task"]
     # ~160 bytes per particle (positions, sorted copy, IDs, cell keys, union-find forest, labels)
     n = particles_per_side(wildcards.sim, wildcards.kind)
     return int(160 * n**3 / 2**20) + 512
+
+
+def ana_tasks(wildcards):
+    """MPI ranks of a P(k) or FOF job: analysis.nbodykit.ntasks (bigbox_ntasks for the big box) with the
+    nbodykit engine, else 1."""
+    if not ANA_MPI:
+        return 1
+    nbk = ANA["nbodykit"]
+    return nbk["bigbox_ntasks"] or nbk["ntasks"] if wildcards.sim == "bigbox" else nbk["ntasks"]
+
+
+def ana_launch(wildcards):
+    """The MPI launcher prefix of a P(k) or FOF job with the nbodykit engine ("mpirun -np 4", "srun"), else ""."""
+    return ANA["nbodykit"]["launcher"].replace("{ntasks}", str(ana_tasks(wildcards))) if ANA_MPI else ""
 
 
 def fof_domain_mem_mb(wildcards):

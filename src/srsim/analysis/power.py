@@ -38,6 +38,7 @@ __all__ = [
     "power_spectrum_snapshot",
     "default_k_edges",
     "power_engine",
+    "power_meta",
 ]
 
 
@@ -278,7 +279,8 @@ def _power_torch(mesh, box_size: float, k_edges: np.ndarray, deconvolve: bool, s
     return kf, ksum.cpu().numpy(), psum.cpu().numpy(), nmodes.cpu().numpy(), norm
 
 
-def _meta(box_size, n_mesh, n_particles, deconvolve, engine):
+def power_meta(box_size, n_mesh, n_particles, deconvolve, engine):
+    """PowerResult.meta of a spectrum (see PowerResult): the same keys whatever engine computed it."""
     return {
         "box_size": float(box_size),
         "n_mesh": int(n_mesh),
@@ -314,7 +316,7 @@ def power_from_mesh(
 
         parts = _power_torch(delta_or_density.to(torch.float64), box_size, edges, deconvolve)
         engine = f"torch:{delta_or_density.device}"
-    return _finish(*parts, _meta(box_size, n, 0, deconvolve, engine))
+    return _finish(*parts, power_meta(box_size, n, 0, deconvolve, engine))
 
 
 def _cpu_workers() -> int:
@@ -364,7 +366,7 @@ def power_from_positions(
             raise SrsimError("power spectrum: no particles")
         parts = _power_torch(mesh, box_size, edges, deconvolve)
         engine = f"torch:{device}"
-    return _finish(*parts, _meta(box_size, n_mesh, n_tot, deconvolve, engine))
+    return _finish(*parts, power_meta(box_size, n_mesh, n_tot, deconvolve, engine))
 
 
 def power_spectrum_snapshot(

@@ -16,18 +16,33 @@ def add_arguments(parser) -> None:
     parser.add_argument("--chunk-size", type=int, default=2**22, help="particles read and painted at a time")
     parser.add_argument("--deconvolve", action="store_true",
                         help="divide by the CIC window (off by default, as in the paper)")
+    parser.add_argument("--engine", choices=("srsim", "nbodykit"), default=None,
+                        help="srsim (numba/torch, one process) or nbodykit (MPI: run under mpirun/srun) "
+                        "(default analysis.engine)")
 
 
 def run(args) -> int:
-    from srsim.analysis.power import power_spectrum_snapshot
     from srsim.config import apply_overrides, section
     from srsim.errors import SrsimError
     from srsim.io.power import write_power
 
-    s = apply_overrides(section(args.config, "analysis"), args, {"mesh": "power_mesh", "device": "device"})
+    s = apply_overrides(section(args.config, "analysis"), args,
+                        {"mesh": "power_mesh", "device": "device", "engine": "engine"})
     n_mesh = s["power_mesh"]
     if n_mesh < 2:
         raise SrsimError(f"--mesh must be >= 2, got {n_mesh}")
+    if s["engine"] == "nbodykit":
+        from srsim.analysis import nbodykit_engine as nbk
+
+        nbk.require()
+        comm = nbk.mpi_comm()
+        with nbk.collective_errors(comm):
+            res = nbk.power_spectrum_snapshot(args.snapshot, n_mesh, deconvolve=args.deconvolve, comm=comm)
+            if comm.rank == 0:
+                write_power(args.out, res)
+        return 0
+    from srsim.analysis.power import power_spectrum_snapshot  # numba: not needed by the nbodykit engine
+
     res = power_spectrum_snapshot(args.snapshot, n_mesh, device=s["device"], chunk_size=args.chunk_size,
                                   deconvolve=args.deconvolve)
     write_power(args.out, res)

@@ -2,7 +2,8 @@
 power table that `srsim linear-power` writes and MP-GenIC reads.
 
 Measured spectra. Layout (`srsim.io.table`): a `#` header with the metadata (box_size [Mpc/h], n_mesh, k_nyquist [h/Mpc],
-n_particles, redshift, shot_noise [(Mpc/h)^3], deconvolved, engine, source), then one row per k bin:
+n_particles, redshift, shot_noise [(Mpc/h)^3], deconvolved, engine, source; mpi_ranks with the nbodykit
+engine), then one row per k bin:
 k [h/Mpc], P [(Mpc/h)^3], n_modes, Delta2 = k^3 P / (2 pi^2) (dimensionless).
 
 Linear spectra (MP-GenIC's ``WhichSpectrum = 2`` input): `#` header lines (MP-GenIC skips them), then two
@@ -18,7 +19,7 @@ from srsim.io.table import read_table, write_table
 
 #: the metadata keys of a power result written to the header, in this order (others are dropped)
 HEADER_KEYS = ("box_size", "n_mesh", "k_nyquist", "n_particles", "redshift", "shot_noise", "deconvolved",
-               "engine", "source")
+               "engine", "source", "mpi_ranks")
 COLUMNS = ("k", "P", "n_modes", "Delta2")
 
 
