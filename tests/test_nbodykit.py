@@ -1,5 +1,5 @@
-"""The nbodykit analysis engine against srsim's own: P(k) and FOF on real MP-Gadget output and on a snapshot of
-srsim's writer, 1 MPI rank against 2, and its failure modes.
+"""The nbodykit analysis engine against srsim's own: P(k) and FOF on real MP-Gadget output, on a snapshot of
+srsim's writer and on an SR snapshot of srsim's generator, 1 MPI rank against 2, and its failure modes.
 
 nbodykit lives in its own venv (scripts/nbodykit-install.sh, which `make test` runs where ../shared/nbodykit
 is present); $SRSIM_NBODYKIT_PYTHON names its python, and the checkout's src/ goes first on its PYTHONPATH.
@@ -54,9 +54,23 @@ def srsim_snapshot(tmp_path_factory, demo_cosmology) -> Path:
     return write_snapshot(path, attrs, pos, ids, position_dtype="f4")
 
 
-def snapshots(mpgadget_dir, srsim_snapshot) -> dict[str, Path]:
+@pytest.fixture(scope="module")
+def sr_snapshot(tmp_path_factory, mpgadget_dir) -> Path:
+    """An SR snapshot as the pipeline writes it: `generate` (trivial predictor, 8x) of MP-Gadget's 16^3 z = 0
+    box -> 128^3 particles, f4 positions, written chunk by chunk."""
+    from srsim.generate import GenerateSettings, generate, trivial_generator
+
+    out = tmp_path_factory.mktemp("sr") / "sr0"
+    res = generate((trivial_generator({"gen_widths": [8, 8, 8, 8]}), {}), mpgadget_dir / "n16/output/PART_002", out,
+                   GenerateSettings(chunk=8, position_dtype="f4", progress=False))
+    assert res.complete
+    return out
+
+
+def snapshots(mpgadget_dir, srsim_snapshot, sr_snapshot=None) -> dict[str, Path]:
     return {"mpgadget_n32_z0": mpgadget_dir / "n32/output/PART_002",
-            "mpgadget_n32_z4": mpgadget_dir / "n32/output/PART_000", "srsim_writer": srsim_snapshot}
+            "mpgadget_n32_z4": mpgadget_dir / "n32/output/PART_000", "srsim_writer": srsim_snapshot,
+            "srsim_sr": sr_snapshot}
 
 
 def test_nbodykit_engine_without_nbodykit_fails_at_start_naming_the_extra(tmp_path, mpgadget_dir):
@@ -79,11 +93,12 @@ def test_nbodykit_engine_without_nbodykit_fails_at_start_naming_the_extra(tmp_pa
 
 
 @needs_nbodykit
-@pytest.mark.parametrize("name", ["mpgadget_n32_z0", "mpgadget_n32_z4", "srsim_writer"])
-def test_power_spectra_agree_below_the_mesh_nyquist(name, mpgadget_dir, srsim_snapshot, tmp_path):
+@pytest.mark.parametrize("name", ["mpgadget_n32_z0", "mpgadget_n32_z4", "srsim_writer", "srsim_sr"])
+def test_power_spectra_agree_below_the_mesh_nyquist(name, mpgadget_dir, srsim_snapshot, request, tmp_path):
     """Same shells, mode counts and mean k; P within 1e-3 in every bin below the mesh Nyquist (CIC, no
     compensation, no shot-noise subtraction in both)."""
-    snap = snapshots(mpgadget_dir, srsim_snapshot)[name]
+    sr = request.getfixturevalue("sr_snapshot") if name == "srsim_sr" else None
+    snap = snapshots(mpgadget_dir, srsim_snapshot, sr)[name]
     n_mesh = 64
     nbk_srsim("power", snap, tmp_path / "nbk.txt", "--mesh", n_mesh)
     theirs, meta = read_power(tmp_path / "nbk.txt")
@@ -105,10 +120,11 @@ def _members(cat: dict) -> set[tuple[int, ...]]:
 
 
 @needs_nbodykit
-@pytest.mark.parametrize("name", ["mpgadget_n32_z0", "srsim_writer"])
-def test_fof_groups_have_identical_members(name, mpgadget_dir, srsim_snapshot, tmp_path):
+@pytest.mark.parametrize("name", ["mpgadget_n32_z0", "srsim_writer", "srsim_sr"])
+def test_fof_groups_have_identical_members(name, mpgadget_dir, srsim_snapshot, request, tmp_path):
     """b = 0.2, >= 32 particles: the same groups, member by member, with the same masses and centres."""
-    snap = snapshots(mpgadget_dir, srsim_snapshot)[name]
+    sr = request.getfixturevalue("sr_snapshot") if name == "srsim_sr" else None
+    snap = snapshots(mpgadget_dir, srsim_snapshot, sr)[name]
     nbk_srsim("fof", snap, tmp_path / "nbk.h5", "--members", "--min-members", 32, "--b", 0.2)
     theirs, attrs = read_catalog(tmp_path / "nbk.h5")
     ours, our_attrs = fof_snapshot(snap, b=0.2, min_members=32, members=True)
@@ -165,7 +181,11 @@ def test_an_error_on_one_rank_stops_every_rank(mpgadget_dir, tmp_path):
     out = nbk_srsim("power", mpgadget_dir / "n32/output/PART_002", blocker / "p.txt", "--mesh", 16, ranks=2,
                     check=False)
     assert out.returncode != 0
-    assert "rank 0 of 2" in out.stderr and "rank 1 of 2" not in out.stderr, out.stderr[-2000:]
+    # rank 0 names its error; rank 1 (which had finished its share) may only report being stopped by the abort
+    (line,) = [ln for ln in out.stderr.splitlines() if "rank 0 of 2" in ln]
+    assert "file" in line, out.stderr[-2000:]
+    assert all("KeyboardInterrupt" in ln or "Terminated" in ln
+               for ln in out.stderr.splitlines() if "rank 1 of 2" in ln), out.stderr[-2000:]
     # a missing snapshot fails on every rank at once, with srsim's message
     out = nbk_srsim("fof", tmp_path / "missing", tmp_path / "f.h5", ranks=2, check=False)
     assert out.returncode != 0 and "missing" in out.stderr and not (tmp_path / "f.h5").exists()
