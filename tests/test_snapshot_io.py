@@ -1,6 +1,7 @@
 """Our bigfile snapshots and HDF5 displacement files: units, atomic writes, streaming, errors."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -102,7 +103,8 @@ def test_displacement_file_round_trip(tmp_path, demo_cosmology):
     assert attrs["source"].endswith("snap")
 
 
-def test_displacement_of_an_mpgadget_snapshot_takes_sigma8_from_the_config(tmp_path, mpgadget_dir, demo_cosmology):
+def test_displacement_of_an_mpgadget_snapshot_takes_sigma8_from_the_config(tmp_path, mpgadget_dir, demo_cosmology,
+                                                                          capsys):
     """MP-Gadget's snapshot headers lack Sigma8 and PrimordialIndex, which training needs (the scaling's D(z))."""
     from srsim.cli import main
 
@@ -118,6 +120,12 @@ def test_displacement_of_an_mpgadget_snapshot_takes_sigma8_from_the_config(tmp_p
     with pytest.raises(SrsimError, match=r"PART_002: the snapshot's omega_m = 0.2814 differs from config cosmology.Omega_m"):
         snapshot_to_displacement_file(snap, tmp_path / "o.h5", json.loads(other)["cosmology"])
     assert not (tmp_path / "o.h5").exists()
+    # training on the field without them names the file and the fix
+    plain32 = snapshot_to_displacement_file(mpgadget_dir / "n32" / "output" / "PART_002", tmp_path / "plain32.h5")
+    code = main(["train", "--data", f"{tmp_path / 'plain.h5'}:{plain32}", "--redshift", "0",
+                 "--config", '{"model": {"gen_widths": [8, 8], "pad": 2, "crop": 4}}', "--out", str(tmp_path / "m.pt")])
+    assert code == 2
+    assert re.search(r"plain.h5: its cosmology attribute lacks sigma8, n_s .*--config", capsys.readouterr().err)
 
 
 def test_streamed_displacement_writer(tmp_path, demo_cosmology):
