@@ -6,8 +6,8 @@ of a real MP-Gadget run and stop at that run's snapshots (default: tests/data/mp
 
 - P(k): CIC on a mesh of 2x the particles per side, the ratio P_PM / P_TreePM averaged over the modes of
   each band of k / k_Nyq, with k_Nyq = pi n / box the particle Nyquist wavenumber;
-- HMF: FOF (b = 0.2, at least --min-members particles), the ratio of the halo counts N_PM / N_TreePM in
-  mass bins (Poisson error of the ratio).
+- HMF: FOF (b = 0.2), the ratio of the halo counts N_PM / N_TreePM in bins of 20-40, 40-100 and over 100
+  particles per halo (Poisson error of the ratio).
 
     python benchmarks/pm_vs_treepm.py [--runs DIR ...] [--steps 10 20] [--mesh-factor 2] [--out PATH]
 
@@ -29,14 +29,21 @@ DEFAULT_RUNS = [ROOT / "tests/data/mpgadget/n16/output", ROOT / "tests/data/mpga
 #: the cosmology of the fixture runs (tests/data/mpgadget/README.md); the background is checked against headers
 WMAP9 = {"Omega_m": 0.2814, "Omega_b": 0.0464, "Omega_L": 0.7186, "h": 0.697, "sigma8": 0.82, "n_s": 0.971}
 K_BANDS = ((0.125, 0.25), (0.25, 0.5), (0.5, 1.0))  #: in units of the particle Nyquist wavenumber
-LOG10M_EDGES = (13.0, 13.5, 14.0, 14.5, 15.5)
+#: halo bins in particles per halo (any box and resolution); masses = particles x the particle mass
+NPART_EDGES = (20, 40, 100, 10**12)
 
 
 def _snapshots(run: Path) -> list[tuple[float, Path]]:
-    """(scale factor, path) of the PART_nnn snapshots listed in the run's Snapshots.txt, ascending."""
-    from srsim.sims.mpgadget import SNAPSHOT_BASE, read_snapshot_list
+    """(scale factor, path) of a run's snapshots, ascending: an MP-Gadget OutputDir's PART_nnn listed in its
+    Snapshots.txt, or the outputs of an srsim simulation folder (`srsim simulate`, backend mpgadget)."""
+    from srsim.sims.mpgadget import IC_BASE, SNAPSHOT_BASE, read_snapshot_list
 
-    out = [(a, run / f"{SNAPSHOT_BASE}_{num:03d}") for num, a in read_snapshot_list(run)]
+    complete = run / "run" / "complete.json"
+    if complete.is_file():
+        mapping = json.loads(complete.read_text())
+        out = [(float(m["a"]), run / name) for name, m in mapping.items() if name != IC_BASE]
+    else:
+        out = [(a, run / f"{SNAPSHOT_BASE}_{num:03d}") for num, a in read_snapshot_list(run)]
     if not out:
         sys.exit(f"{run}: no snapshots listed in Snapshots.txt")
     return sorted(out)
@@ -56,15 +63,15 @@ def _band_ratios(pos_pm, pos_ref, box: float, n: int) -> dict:
     return out
 
 
-def _halo_counts(pos, ids, box: float, particle_mass: float, min_members: int) -> np.ndarray:
+def _halo_counts(pos, ids, box: float) -> np.ndarray:
     from srsim.analysis.fof import fof_groups, linking_length
 
-    g = fof_groups(pos, linking_length(0.2, box, len(pos)), box_size=box, ids=ids, min_members=min_members)
-    return np.histogram(np.log10(g.npart * particle_mass), bins=LOG10M_EDGES)[0]
+    g = fof_groups(pos, linking_length(0.2, box, len(pos)), box_size=box, ids=ids, min_members=NPART_EDGES[0])
+    return np.histogram(g.npart, bins=NPART_EDGES)[0]
 
 
-def compare(run: Path, steps: int, mesh_factor: int, min_members: int) -> list[dict]:
-    """Rows {n, steps, z, power: {band: ratio}, hmf: [{bin, n_pm, n_treepm, ratio, err}]} for one run."""
+def compare(run: Path, steps: int, mesh_factor: int) -> list[dict]:
+    """Rows {n, box, steps, z, power: {band: ratio}, hmf: [{npart, log10M, n_pm, n_treepm, ratio, err}]}."""
     import torch
 
     from srsim.cosmology import Cosmology
@@ -97,14 +104,15 @@ def compare(run: Path, steps: int, mesh_factor: int, min_members: int) -> list[d
     for a, path in snaps:
         ref = read_particles(path, ("Position", "ID"))
         power = _band_ratios(got[a], ref["Position"], box, n)
-        n_pm = _halo_counts(got[a], ids, box, h0.particle_mass, min_members)
-        n_ref = _halo_counts(ref["Position"], ref["ID"], box, h0.particle_mass, min_members)
+        n_pm = _halo_counts(got[a], ids, box)
+        n_ref = _halo_counts(ref["Position"], ref["ID"], box)
         hmf = []
         for i, (c_pm, c_ref) in enumerate(zip(n_pm, n_ref)):
             ratio = c_pm / c_ref if c_ref else None
             err = ratio * math.sqrt(1 / c_pm + 1 / c_ref) if c_ref and c_pm else None
-            hmf.append({"log10M": [LOG10M_EDGES[i], LOG10M_EDGES[i + 1]], "n_pm": int(c_pm), "n_treepm": int(c_ref),
-                        "ratio": ratio, "err": err})
+            lo, hi = NPART_EDGES[i], NPART_EDGES[i + 1]
+            hmf.append({"npart": [lo, hi], "log10M": [math.log10(lo * h0.particle_mass), math.log10(hi * h0.particle_mass)],
+                        "n_pm": int(c_pm), "n_treepm": int(c_ref), "ratio": ratio, "err": err})
         rows.append({"run": str(run.relative_to(ROOT) if run.is_relative_to(ROOT) else run), "n": n, "box": box,
                      "steps": steps, "mesh_factor": mesh_factor, "z": round(1 / a - 1, 6), "power": power,
                      "hmf": hmf})
@@ -114,26 +122,25 @@ def compare(run: Path, steps: int, mesh_factor: int, min_members: int) -> list[d
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, nargs="+", default=DEFAULT_RUNS,
-                        help="MP-Gadget OutputDirs with IC, PART_nnn and Snapshots.txt")
+                        help="MP-Gadget OutputDirs (IC, PART_nnn, Snapshots.txt) or srsim simulation folders")
     parser.add_argument("--steps", type=int, nargs="+", default=[10, 20], help="PM steps from the IC to the last snapshot")
     parser.add_argument("--mesh-factor", type=int, default=2, help="PM mesh cells per particle per side")
-    parser.add_argument("--min-members", type=int, default=20, help="smallest FOF halo counted")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/pm_vs_treepm.json")
     args = parser.parse_args(argv)
 
     rows = [row for run in args.runs for steps in args.steps
-            for row in compare(run.resolve(), steps, args.mesh_factor, args.min_members)]
+            for row in compare(run.resolve(), steps, args.mesh_factor)]
     bands = [f"{lo:g}-{hi:g}" for lo, hi in K_BANDS]
-    print(f"P_PM / P_TreePM in bands of k / k_Nyq(particles); N_PM / N_TreePM of FOF halos (>= {args.min_members} "
-          f"particles) per log10 M bin; PM mesh {args.mesh_factor}x")
+    print(f"P_PM / P_TreePM in bands of k / k_Nyq(particles); N_PM / N_TreePM of FOF halos by particles per halo; "
+          f"PM mesh {args.mesh_factor}x")
     print(f"{'n':>4} {'box':>6} {'steps':>5} {'z':>4} " + " ".join(f"{b:>10}" for b in bands) + "   HMF")
     for r in rows:
-        hmf = ", ".join(f"[{h['log10M'][0]:g},{h['log10M'][1]:g}) {h['n_pm']}/{h['n_treepm']}" for h in r["hmf"]
-                        if h["n_treepm"] or h["n_pm"])
+        hmf = ", ".join(f"{h['npart'][0]}-{h['npart'][1] if h['npart'][1] < 10**12 else ''}: {h['n_pm']}/{h['n_treepm']}"
+                        for h in r["hmf"] if h["n_treepm"] or h["n_pm"])
         print(f"{r['n']:>4} {r['box']:>6g} {r['steps']:>5} {r['z']:>4g} "
               + " ".join(f"{r['power'][b]:>10.3f}" for b in bands) + f"   {hmf or 'no halos'}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"rows": rows, "k_bands": bands, "log10M_edges": LOG10M_EDGES}, indent=1) + "\n")
+    args.out.write_text(json.dumps({"rows": rows, "k_bands": bands, "npart_edges": NPART_EDGES}, indent=1) + "\n")
     print(f"wrote {args.out}")
     return 0
 
