@@ -201,3 +201,56 @@ def test_big_box_lr_ics_are_made_like_the_training_lr_boxes():
     assert float(modes[4].abs().max()) < 1e-12 * scale and float(modes[:, :, 4].abs().max()) < 1e-12 * scale
     cfg["bigbox"] = {"box_size": 25.0, "n_lr": 16, "seed": 3}
     assert spec_for(cfg, "bigbox", "lr").noise_grid == 128
+
+
+# ---------------------------------------------------------------------------------------------------------
+# initial amplitudes (sims.amplitudes)
+
+
+def mode_power_ratios(disp: np.ndarray, box: float, cosmo: Cosmology, k_frac: float = 0.5) -> np.ndarray:
+    """|delta_k|^2 / P_lin(k) of a Zel'dovich displacement field, over its mean, for the modes below
+    `k_frac` of the particle Nyquist frequency (off the Nyquist planes, k != 0).
+
+    disp: (3, n, n, n) Mpc/h on the particle grid. delta = -div psi, so each mode's ratio shows the
+    amplitude the IC generator drew: ~1 everywhere for fixed amplitudes, Exp(1) for Rayleigh ones
+    (the overall normalisation, growth factor included, divides out).
+    """
+    n = disp.shape[-1]
+    kx, ky, kz = integer_wavenumbers(n)
+    psi = [np.fft.rfftn(disp[c].astype(np.float64)) for c in range(3)]
+    delta = kx * psi[0] + ky * psi[1] + kz * psi[2]  # up to a constant factor -i 2 pi / box
+    kint = np.sqrt((kx ** 2 + ky ** 2 + kz ** 2).astype(np.float64))
+    sel = (kint > 0) & (kint < k_frac * n / 2)
+    ratio = np.abs(delta[sel]) ** 2 / cosmo.linear_power(kint[sel] * 2 * math.pi / box)
+    return ratio / ratio.mean()
+
+
+def test_fixed_amplitudes_keep_the_phases_of_the_gaussian_field():
+    for n, ng in ((16, 16), (16, 32)):
+        w = fourier_white_noise(7, n, ng)
+        f = fourier_white_noise(7, n, ng, fixed_amplitude=True)
+        live = np.abs(w) > 0
+        np.testing.assert_array_equal(live, np.abs(f) > 0)  # the same modes zeroed (k = 0, LR Nyquist)
+        np.testing.assert_allclose(np.abs(f[live]), 1.0, rtol=1e-12)
+        np.testing.assert_allclose(f[live], w[live] / np.abs(w[live]), atol=1e-12)
+        x = np.fft.irfftn(f, s=(n, n, n), axes=(0, 1, 2))  # still the modes of a real field
+        np.testing.assert_allclose(np.fft.rfftn(x), f, atol=1e-12)
+
+
+@pytest.mark.parametrize("amplitudes", ["rayleigh", "fixed"])
+def test_pm_ic_amplitude_statistics(amplitudes):
+    """sims.amplitudes reaches the PM backend's ICs: fixed -> no scatter of |delta_k|^2 / P(k), rayleigh ->
+    an exponential distribution with unit mean (std 1, 37% of the modes above the mean)."""
+    import dataclasses
+
+    spec = dataclasses.replace(_spec(32, 32, box=100.0), amplitudes=amplitudes)
+    psi1, _ = initial_conditions(spec, lpt_order=1)
+    r = mode_power_ratios(psi1.numpy(), spec.box_size, Cosmology.from_config(WMAP9))
+    assert len(r) > 1000
+    if amplitudes == "fixed":
+        assert r.std() < 1e-6
+    else:
+        assert r.std() == pytest.approx(1.0, abs=0.2)
+        assert np.mean(r > 1) == pytest.approx(math.exp(-1), abs=0.05)
+    with pytest.raises(SrsimError, match="sims.amplitudes"):
+        initial_conditions(dataclasses.replace(spec, amplitudes="unit"), lpt_order=1)

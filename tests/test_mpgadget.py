@@ -34,7 +34,7 @@ FIXTURE_SEED = 181170
 def make_spec(n=16, seed=FIXTURE_SEED, redshifts=(4.0, 2.0, 0.0), **options) -> SimSpec:
     return SimSpec(name="test00", kind="lr", box_size=100.0, n_grid=n, seed=seed, noise_grid=n,
                    redshifts=tuple(redshifts), z_init=99.0, cosmology=dict(WMAP9), softening=1 / 30,
-                   backend="mpgadget", options=options)
+                   backend="mpgadget", options=options, amplitudes="fixed")  # as the fixture runs
 
 
 def fake_options(**extra):
@@ -76,6 +76,9 @@ def test_genic_params_reproduce_the_fixture_run(mpgadget_dir):
     assert ours["FileWithInputSpectrum"] == "linear_power.txt"
     assert set(ours) <= GENIC_KNOWN  # MP-GenIC rejects unknown parameters
     assert ours["InputPowerRedshift"] == 0 and ours["Sigma8"] == 0.82 and ours["UsePeculiarVelocity"] == 1
+    # sims.amplitudes: the fixture's fixed amplitudes are UnitaryAmplitude = 1, Rayleigh ones 0
+    rayleigh = dataclasses.replace(spec, amplitudes="rayleigh")
+    assert mpgadget.genic_params(rayleigh, power_table="p", outdir="o")["UnitaryAmplitude"] == 0
     # the HR twin of a pair: same seed, finer grid and mesh
     hr = mpgadget.genic_params(make_spec(32), power_table="p", outdir="o")
     assert (hr["Seed"], hr["Ngrid"], hr["Nmesh"]) == (FIXTURE_SEED, 32, 64)
@@ -206,8 +209,10 @@ def test_time_limit_reported_then_resumed(tmp_path, monkeypatch, mpgadget_dir):
         mpgadget.run(spec, out)
     assert "before TimeMax a = 1" in str(err.value)
     assert not (out / "z4").exists() and not (out / "run" / "complete.json").exists()
-    mpgadget.run(spec, out)  # resumes from the checkpoint PART_001 (a = 0.2667)
+    # the retry may be granted more time: a changed TimeLimitCPU alone resumes, it does not start over
+    mpgadget.run(make_spec(16, **fake_options(time_limit_s=1200)), out)  # from the checkpoint PART_001 (a = 0.2667)
     assert calls(out) == ["paramfile.genic", "paramfile.gadget", "paramfile.gadget 1"]
+    assert "TimeLimitCPU = 1200" in (out / "run" / "paramfile.gadget").read_text()
     mapping = json.loads((out / "run" / "complete.json").read_text())
     # snapshot numbers shifted by the checkpoint: outputs are matched by Header Time
     assert {k: v["snapshot"] for k, v in mapping.items()} == {"IC": "IC", "z4": "PART_000", "z2": "PART_002",
@@ -318,13 +323,37 @@ def test_cli_simulate_with_mpgadget_backend(tmp_path, monkeypatch):
 # the real programs
 
 
-@pytest.mark.skipif(not (shutil.which("MP-GenIC") and shutil.which("MP-Gadget")),
-                    reason="MP-GenIC and MP-Gadget are not on PATH")
+needs_binaries = pytest.mark.skipif(not (shutil.which("MP-GenIC") and shutil.which("MP-Gadget")),
+                                    reason="MP-GenIC and MP-Gadget are not on PATH")
+
+
+def real_launcher() -> str:
+    return "mpirun -np {ntasks}" if shutil.which("mpirun") else ""
+
+
+@needs_binaries
 def test_real_mpgadget_16cubed(tmp_path, mpgadget_dir):
-    launcher = "mpirun -np {ntasks}" if shutil.which("mpirun") else ""
-    spec = make_spec(16, launcher=launcher, ntasks=2, max_mem_mb=1024, time_limit_s=3600)
+    """The real programs on the fixture's 16^3 run, stopped by TimeLimitCPU and resumed by srsim."""
+    spec = make_spec(16, launcher=real_launcher(), ntasks=2, max_mem_mb=1024, time_limit_s=3600)
     out = tmp_path / "sim"
+    # TimeLimitCPU = 3 s (below the schema's 60 s minimum, hence extra_gadget): this run takes about a minute
+    # on 2 cores, so MP-Gadget writes a checkpoint after its first steps and stops
+    stopped = dataclasses.replace(spec, options={**spec.options, "extra_gadget": {"TimeLimitCPU": 3}})
+    with pytest.raises(SrsimError, match=r"MP-Gadget stopped at TimeLimitCPU = 3 s .*checkpoint is kept"):
+        mpgadget.run(stopped, out)
+    checkpoint = mpgadget.read_snapshot_list(out / "run" / "output")
+    assert checkpoint and 1 / 100 <= checkpoint[-1][1] < 1 / 5  # a restart before the first output (z = 4)
+    assert not (out / "run" / "complete.json").exists() and not (out / "z0").exists()
+    # the rerun (as a Snakemake retry would, with the config's time limit) resumes from that checkpoint
     mpgadget.run(spec, out)
+    log = (out / "run" / "gadget.log").read_text()
+    assert log.count("=====") == 2 and "MP-Gadget paramfile.gadget 1 " in log
+    assert "TimeLimitCPU = 3600" in (out / "run" / "paramfile.gadget").read_text()
+    mapping = json.loads((out / "run" / "complete.json").read_text())
+    assert read_header(out / "z0").time == pytest.approx(1.0, rel=1e-6)
+    # the checkpoint and its FOF catalogue are gone, the outputs' catalogues stay
+    names = {p.name for p in (out / "run" / "output").iterdir() if p.name.startswith(("PART_", "PIG_"))}
+    assert names == {Path(m["fof"]).name for k, m in mapping.items() if k != "IC"}
     rms = []
     for name, z in (("IC", 99.0), ("z4", 4.0), ("z2", 2.0), ("z0", 0.0)):
         h = read_header(out / name)
@@ -340,3 +369,137 @@ def test_real_mpgadget_16cubed(tmp_path, mpgadget_dir):
             assert rms[0] == pytest.approx(float(np.sqrt(np.mean(ref_disp.astype(np.float64) ** 2))), rel=0.1)
     assert rms == sorted(rms)
     assert (out / "run" / "output" / "PIG_002" / "FOFGroups").is_dir()
+
+
+@needs_binaries
+@pytest.mark.parametrize("amplitudes", ["rayleigh", "fixed"])
+def test_real_mpgenic_ic_amplitudes_match_the_pm_backend(tmp_path, amplitudes):
+    """sims.amplitudes means the same in both backends: |delta_k|^2 / P(k) of MP-GenIC's IC particles has the
+    distribution of the PM backend's ICs from the same spec (no scatter when fixed, Exp(1) when Rayleigh).
+
+    genic_mesh_factor 1: with MP-GenIC's Nmesh = 2 Ngrid (the default 2) its modes above the particle Nyquist
+    alias onto the particle lattice, which scatters even fixed amplitudes (std 0.07 below half the Nyquist
+    frequency, 32^3 in 100 Mpc/h)."""
+    import scipy.stats
+
+    from srsim.cosmology import Cosmology
+    from srsim.sims.ics import initial_conditions
+    from test_ics import mode_power_ratios
+
+    spec = dataclasses.replace(make_spec(32, launcher=real_launcher(), ntasks=2, genic_mesh_factor=1),
+                               amplitudes=amplitudes)
+    run = tmp_path / "run"
+    run.mkdir()
+    mpgadget.write_power_table(spec, run / mpgadget.POWER_TABLE)
+    params = mpgadget.genic_params(spec, power_table=mpgadget.POWER_TABLE, outdir="output")
+    (run / mpgadget.GENIC_PARAMS).write_text(mpgadget.format_params(params))
+    argv = mpgadget.launcher_argv(spec.options["launcher"], 2) + [mpgadget.find_executable("MP-GenIC", "genic"),
+                                                                   mpgadget.GENIC_PARAMS]
+    mpgadget._launch(argv, run, run / "genic.log", "MP-GenIC", dict(os.environ, OMP_NUM_THREADS="1"))
+    ic = read_particles(run / "output" / "IC", ("Position", "ID"))
+    cosmo = Cosmology.from_config(WMAP9)
+    r_genic = mode_power_ratios(positions_to_displacement(ic["Position"], ic["ID"], 32, 100.0), 100.0, cosmo)
+    pm_spec = dataclasses.replace(spec, backend="pm", options={})
+    r_pm = mode_power_ratios(initial_conditions(pm_spec, lpt_order=1)[0].numpy(), 100.0, cosmo)
+    assert len(r_genic) == len(r_pm) > 1000
+    for r in (r_genic, r_pm):
+        if amplitudes == "fixed":
+            assert r.std() < 1e-3
+        else:
+            assert r.std() == pytest.approx(1.0, abs=0.2) and np.mean(r > 1) == pytest.approx(np.exp(-1), abs=0.05)
+    if amplitudes == "rayleigh":  # two realisations of one distribution
+        assert scipy.stats.ks_2samp(r_genic, r_pm).pvalue > 1e-3
+
+
+def _pig_groups(pig: Path, min_length: int) -> dict:
+    """MP-Gadget's FOF catalogue `pig` (PIG_nnn): {MinID: (length, mass Msun/h, sorted member IDs)} of its
+    groups with at least `min_length` particles."""
+    import bigfile
+
+    f = bigfile.File(str(pig))
+    length = f["FOFGroups/LengthByType"][:][:, 1].astype(np.int64)
+    min_id = f["FOFGroups/MinID"][:].astype(np.uint64)
+    mass = f["FOFGroups/Mass"][:].astype(np.float64) * 1e10  # 1e10 Msun/h, float32
+    gid, pid = f["1/GroupID"][:], f["1/ID"][:].astype(np.uint64)
+    out = {}
+    for g in np.nonzero(length >= min_length)[0]:
+        members = np.sort(pid[gid == f["FOFGroups/GroupID"][g:g + 1][0]])
+        assert len(members) == length[g], f"{pig}: group {g} lists {len(members)} of {length[g]} members"
+        out[int(min_id[g])] = (int(length[g]), float(mass[g]), members)
+    return out
+
+
+@pytest.mark.slow
+@needs_binaries
+def test_real_mpgadget_workflow(tmp_path):
+    """The tiny workflow with the real MP-GenIC + MP-Gadget (.test/config/mpgadget.yaml): simulate ->
+    displacement -> train -> generate -> analyze, then MP-Gadget's outputs against ours."""
+    import subprocess
+
+    import yaml
+
+    from dryrun import REPO, SNAKEMAKE, WATCHDOG_S, user_env
+
+    cfg_path = REPO / ".test/config/mpgadget.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text())
+    assert cfg["sims"]["backend"] == "mpgadget"
+    results = tmp_path / "results"
+    cmd = [*SNAKEMAKE, "all", "--configfile", str(cfg_path), "--cores", "2", "--config", f"results={results}"]
+    run = subprocess.run(cmd, cwd=REPO, env=user_env(), capture_output=True, text=True, timeout=WATCHDOG_S)
+    assert run.returncode == 0, run.stderr[-5000:]
+    check_mpgadget_results(results, cfg)
+
+
+def check_mpgadget_results(results: Path, cfg: dict) -> None:
+    """What test_real_mpgadget_workflow asserts about the finished run in `results` (config `cfg`)."""
+    from srsim.analysis.fof import fof_snapshot
+    from srsim.io.catalog import read_catalog
+
+    n_lr, n_hr, box = cfg["suite"]["n_lr"], cfg["suite"]["n_hr"], cfg["suite"]["box_size"]
+    nmin = cfg["analysis"]["fof_min_members"]
+    assert nmin == mpgadget.FOF_MIN_LENGTH  # the catalogues compare one to one
+    assert (results / "models/z0/model.pt").is_file() and (results / "metrics.json").is_file()
+    assert read_header(results / "snapshots/test00/sr0/z0").n_particles == n_hr**3
+
+    for pair in ("train00", "test00"):
+        ics = {}
+        for kind, n in (("lr", n_lr), ("hr", n_hr)):
+            sim = results / "snapshots" / pair / kind
+            output = sim / "run" / "output"
+            mapping = json.loads((sim / "run" / "complete.json").read_text())
+            assert set(mapping) == {"IC", "z0"}
+            # every snapshot and FOF catalogue MP-Gadget left is an output, and each one reads
+            left = {p.name for p in output.iterdir() if p.name.startswith(("PART_", "PIG_"))}
+            assert left == {Path(mapping["z0"]["fof"]).name}, left  # the snapshot itself moved to z0
+            assert [mpgadget.SNAPSHOT_BASE + f"_{num:03d}" for num, _ in mpgadget.read_snapshot_list(output)] \
+                == [mapping["z0"]["snapshot"]]
+            for name, z in (("IC", cfg["z_init"]), ("z0", 0.0)):
+                h = read_header(sim / name)
+                assert h.redshift == pytest.approx(z, abs=1e-6) and h.n_particles == n**3 and h.box_size == box
+                p = read_particles(sim / name, ("Position", "ID"))
+                assert np.array_equal(np.sort(p["ID"]), np.arange(1, n**3 + 1, dtype=p["ID"].dtype))
+                if name == "IC":
+                    ics[kind] = positions_to_displacement(p["Position"], p["ID"], n, box, source=str(sim / name))
+            pig = sim / mapping["z0"]["fof"]
+            theirs = _pig_groups(pig, nmin)
+            # our FOF: the workflow's catalogue of this snapshot (test box), and the member lists of the library
+            ours, attrs = fof_snapshot(sim / "z0", b=0.2, min_members=nmin, members=True)
+            assert attrs["min_members"] == nmin
+            assert sorted(theirs) == sorted(int(i) for i in ours["min_id"])
+            for g, key in enumerate(ours["min_id"]):
+                length, mass, members = theirs[int(key)]
+                assert ours["npart"][g] == length
+                assert ours["mass"][g] == pytest.approx(mass, rel=1e-6)
+                np.testing.assert_array_equal(
+                    ours["members_id"][ours["members_offset"][g]:ours["members_offset"][g + 1]], members)
+            if pair == "test00":
+                cat, _ = read_catalog(results / f"analysis/test00/{kind}/z0/fof.h5")
+                np.testing.assert_array_equal(np.sort(cat["npart"]), np.sort(ours["npart"]))
+                np.testing.assert_allclose(np.sort(cat["mass"]), np.sort(ours["mass"]), rtol=1e-12)
+            if kind == "hr":
+                assert len(theirs) >= 5, f"{pig}: {len(theirs)} groups of >= {nmin} particles"
+        # LR and HR of a pair share their large-scale modes: the HR grid points with even indices are the LR grid
+        step = n_hr // n_lr
+        for c in range(3):
+            assert np.corrcoef(ics["lr"][c].ravel(), ics["hr"][c][::step, ::step, ::step].ravel())[0, 1] > 0.95
+        assert abs(np.corrcoef(ics["lr"][0].ravel(), ics["hr"][1][::step, ::step, ::step].ravel())[0, 1]) < 0.3

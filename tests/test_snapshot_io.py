@@ -1,5 +1,8 @@
 """Our bigfile snapshots and HDF5 displacement files: units, atomic writes, streaming, errors."""
 
+import json
+import re
+
 import numpy as np
 import pytest
 
@@ -98,6 +101,31 @@ def test_displacement_file_round_trip(tmp_path, demo_cosmology):
     assert attrs["box_size"] == 20.0 and attrs["redshift"] == pytest.approx(2.0) and attrs["n_grid"] == 8
     assert attrs["cosmology"]["Omega_m"] == pytest.approx(0.2814)
     assert attrs["source"].endswith("snap")
+
+
+def test_displacement_of_an_mpgadget_snapshot_takes_sigma8_from_the_config(tmp_path, mpgadget_dir, demo_cosmology,
+                                                                          capsys):
+    """MP-Gadget's snapshot headers lack Sigma8 and PrimordialIndex, which training needs (the scaling's D(z))."""
+    from srsim.cli import main
+
+    snap = mpgadget_dir / "n16" / "output" / "PART_002"
+    _, plain = read_displacement(snapshot_to_displacement_file(snap, tmp_path / "plain.h5"))
+    assert "sigma8" not in plain["cosmology"] and plain["cosmology"]["Omega_m"] == pytest.approx(0.2814)
+    cfg = '{"cosmology": %s}' % json.dumps(demo_cosmology)
+    assert main(["displacement", str(snap), str(tmp_path / "d.h5"), "--config", cfg]) == 0
+    _, attrs = read_displacement(tmp_path / "d.h5")
+    assert attrs["cosmology"]["sigma8"] == 0.82 and attrs["cosmology"]["n_s"] == 0.971
+    # a snapshot of another cosmology is refused, naming the key
+    other = json.dumps({"cosmology": dict(demo_cosmology, Omega_m=0.3, Omega_L=0.7)})
+    with pytest.raises(SrsimError, match=r"PART_002: the snapshot's omega_m = 0.2814 differs from config cosmology.Omega_m"):
+        snapshot_to_displacement_file(snap, tmp_path / "o.h5", json.loads(other)["cosmology"])
+    assert not (tmp_path / "o.h5").exists()
+    # training on the field without them names the file and the fix
+    plain32 = snapshot_to_displacement_file(mpgadget_dir / "n32" / "output" / "PART_002", tmp_path / "plain32.h5")
+    code = main(["train", "--data", f"{tmp_path / 'plain.h5'}:{plain32}", "--redshift", "0",
+                 "--config", '{"model": {"gen_widths": [8, 8], "pad": 2, "crop": 4}}', "--out", str(tmp_path / "m.pt")])
+    assert code == 2
+    assert re.search(r"plain.h5: its cosmology attribute lacks sigma8, n_s .*--config", capsys.readouterr().err)
 
 
 def test_streamed_displacement_writer(tmp_path, demo_cosmology):

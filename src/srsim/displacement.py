@@ -12,24 +12,43 @@ from srsim.io.displacement import write_displacement
 from srsim.io.snapshot import read_header, read_particles
 
 
-def snapshot_displacement(snapshot) -> tuple[np.ndarray, dict]:
-    """Read a grid-particle snapshot: ((3, N, N, N) float32 Mpc/h displacement, header-derived attrs)."""
+#: header attribute of each background parameter a snapshot must agree on with the config's cosmology
+_HEADER_KEYS = {"Omega_m": "omega_m", "Omega_L": "omega_l", "h": "h"}
+
+
+def snapshot_displacement(snapshot, cosmology: dict | None = None) -> tuple[np.ndarray, dict]:
+    """Read a grid-particle snapshot: ((3, N, N, N) float32 Mpc/h displacement, header-derived attrs).
+
+    cosmology: the config's cosmology section. MP-Gadget's snapshots record the background (Omega0,
+    OmegaLambda, HubbleParam) but neither sigma8 nor n_s, which the model's scaling and the SR headers
+    need: with `cosmology` the attrs carry the config's section, after checking that the header agrees
+    with it; without, what the header has.
+    """
     snapshot = Path(snapshot)
     header = read_header(snapshot)
     n = cube_root(header.n_particles, source=str(snapshot))
     parts = read_particles(snapshot, ("Position", "ID"))
     disp = positions_to_displacement(parts["Position"], parts["ID"], n, header.box_size, source=str(snapshot))
-    cosmology = {"Omega_m": header.omega_m, "Omega_L": header.omega_l, "Omega_b": header.omega_b, "h": header.h}
-    for key, name in (("Sigma8", "sigma8"), ("PrimordialIndex", "n_s")):
-        if key in header.attrs:
-            cosmology[name] = float(np.asarray(header.attrs[key]).reshape(-1)[0])
+    if cosmology is not None:
+        for key, attr in _HEADER_KEYS.items():
+            ours, theirs = float(cosmology[key]), float(getattr(header, attr))
+            if abs(ours - theirs) > 1e-6 * max(abs(ours), 1e-3):
+                raise SrsimError(f"{snapshot}: the snapshot's {attr} = {theirs:.8g} differs from config "
+                                 f"cosmology.{key} = {ours:.8g}: it was run with another cosmology")
+        cosmology = dict(cosmology)
+    else:
+        cosmology = {"Omega_m": header.omega_m, "Omega_L": header.omega_l, "Omega_b": header.omega_b, "h": header.h}
+        for key, name in (("Sigma8", "sigma8"), ("PrimordialIndex", "n_s")):
+            if key in header.attrs:
+                cosmology[name] = float(np.asarray(header.attrs[key]).reshape(-1)[0])
     return disp, {"box_size": header.box_size, "redshift": header.redshift, "cosmology": cosmology,
                   "particle_mass": header.particle_mass}
 
 
-def snapshot_to_displacement_file(snapshot, out) -> Path:
-    """Write the displacement field of `snapshot` to HDF5 `out` (atomically)."""
-    disp, attrs = snapshot_displacement(snapshot)
+def snapshot_to_displacement_file(snapshot, out, cosmology: dict | None = None) -> Path:
+    """Write the displacement field of `snapshot` to HDF5 `out` (atomically); `cosmology` as in
+    :func:`snapshot_displacement`."""
+    disp, attrs = snapshot_displacement(snapshot, cosmology)
     if float(np.abs(disp).max()) >= 0.5 * attrs["box_size"] * (1 - 1e-6):
         # minimum image cannot tell a displacement of half the box from its negative
         raise SrsimError(f"{snapshot}: displacements reach half the box; the minimum-image field is ambiguous")

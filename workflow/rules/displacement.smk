@@ -14,8 +14,11 @@ rule displacement:
         "../../envs/sims.yaml"
     resources:
         runtime=30,
+    params:
+        # MP-Gadget's snapshots lack sigma8 and n_s, which training and generation need
+        cfg=cfg_json("cosmology"),
     shell:
-        "exec srsim displacement {input} {output} > {log} 2>&1"
+        "exec srsim displacement {input} {output} --config {params.cfg} > {log} 2>&1"
 
 
 TARGETS["displacement"] = displacement_targets

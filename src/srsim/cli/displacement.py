@@ -9,10 +9,15 @@ HELP = "convert a grid-particle snapshot to its displacement field (3, N, N, N) 
 def add_arguments(parser) -> None:
     parser.add_argument("snapshot", help="bigfile snapshot directory (MP-Gadget layout)")
     parser.add_argument("out", help="output HDF5 file")
+    parser.add_argument("--config", default=None,
+                        help="JSON string or YAML file with a 'cosmology' section: recorded with the field (MP-Gadget "
+                             "snapshots lack sigma8 and n_s) once the snapshot's header agrees with it")
 
 
 def run(args) -> int:
+    from srsim.config import load_config
     from srsim.displacement import snapshot_to_displacement_file
 
-    snapshot_to_displacement_file(args.snapshot, args.out)
+    cosmology = load_config(args.config, partial=True).get("cosmology") if args.config else None
+    snapshot_to_displacement_file(args.snapshot, args.out, cosmology)
     return 0

@@ -81,6 +81,11 @@ def run(args: argparse.Namespace) -> int:
     cosmology = pairs[0].lr.attrs.get("cosmology")
     if not cosmology:
         raise SrsimError(f"{pairs[0].lr.path}: no cosmology attribute; the displacement scaling needs D(z)")
+    missing = [k for k in ("Omega_m", "Omega_b", "Omega_L", "h", "sigma8", "n_s") if k not in cosmology]
+    if missing:
+        raise SrsimError(f"{pairs[0].lr.path}: its cosmology attribute lacks {', '.join(missing)} (a snapshot "
+                         f"header without them, as MP-Gadget's): rewrite it with `srsim displacement --config` "
+                         f"and the config's cosmology section")
     scaling = Scaling.for_data(cfg["model"], cosmology, args.redshift)  # attrs decode the cosmology JSON
     val_specs = parse_data_arg(args.val) if args.val else []
     if val_specs:

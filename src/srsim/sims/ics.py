@@ -36,6 +36,7 @@ import torch
 
 from srsim.cosmology import Cosmology
 from srsim.errors import SrsimError
+from srsim.sims.suite import fixed_amplitudes
 
 __all__ = ["fourier_white_noise", "linear_modes", "linear_density", "initial_conditions", "lpt_fields", "lpt_state",
            "integer_wavenumbers"]
@@ -72,12 +73,17 @@ def integer_wavenumbers(n: int):
     return k[:, None, None], k[None, :, None], kz[None, None, :]
 
 
-def fourier_white_noise(seed: int, n_grid: int, noise_grid: int, *, planes: int = 16) -> np.ndarray:
+def fourier_white_noise(seed: int, n_grid: int, noise_grid: int, *, planes: int = 16,
+                        fixed_amplitude: bool = False) -> np.ndarray:
     """Unit complex white noise W(k) of the run (seed, noise_grid) restricted to an n_grid^3 run.
 
     Returns (n_grid, n_grid, n_grid//2 + 1) complex128 in numpy rfftn layout, <|W|^2> = 1 per mode,
     W(0) = 0. Modes with |k_i| = n_grid/2 on any axis are zero when n_grid < noise_grid (see module doc).
     The value of a mode depends only on (seed, noise_grid, k), never on n_grid.
+
+    fixed_amplitude: |W| = 1 for every mode (self-conjugate modes +-1), with the same phases as the
+    Gaussian field of this seed ("fixed" initial conditions, MP-GenIC's UnitaryAmplitude = 1); False draws
+    |W|^2 ~ Exp(1), a Gaussian random field (sims.amplitudes: rayleigh).
     """
     n, ng = int(n_grid), int(noise_grid)
     if n < 1 or ng < 1:
@@ -105,11 +111,15 @@ def fourier_white_noise(seed: int, n_grid: int, noise_grid: int, *, planes: int 
                | (cz + _OFF).astype(np.uint64))
         u1 = _uniform(seed_key, key, 0)
         u2 = _uniform(seed_key, key, 1)
-        r = np.sqrt(-np.log(u1))  # |W|^2 ~ Exp(1)
         theta = 2.0 * math.pi * u2
-        re, im = r * np.cos(theta), r * np.sin(theta)
+        if fixed_amplitude:
+            re, im = np.cos(theta), np.sin(theta)
+            re = np.where(selfconj, np.where(re >= 0, 1.0, -1.0), re)  # real modes keep |W| = 1: a sign
+        else:
+            r = np.sqrt(-np.log(u1))  # |W|^2 ~ Exp(1)
+            re, im = r * np.cos(theta), r * np.sin(theta)
+            re = np.where(selfconj, math.sqrt(2.0) * re, re)
         im = np.where(canon, im, -im)
-        re = np.where(selfconj, math.sqrt(2.0) * re, re)
         im = np.where(selfconj, 0.0, im)
         out[x0:x0 + planes] = re + 1j * im
     out[0, 0, 0] = 0.0
@@ -149,13 +159,14 @@ def _grad_factors(n: int, kvec):
 
 
 def linear_modes(cosmo: Cosmology, box_size: float, n_grid: int, seed: int, noise_grid: int,
-                 device="cpu", dtype=torch.float64) -> torch.Tensor:
+                 device="cpu", dtype=torch.float64, *, fixed_amplitude: bool = False) -> torch.Tensor:
     """Fourier modes delta0(k) of the z = 0 linear density, continuum normalised (<|delta0|^2> = V P).
 
     Returns a complex tensor (n, n, n//2 + 1) in rfftn layout on ``device`` (complex dtype matching the
-    real ``dtype``); delta0(x) = irfftn(delta0(k), s=(n, n, n)) * n^3 / box^3.
+    real ``dtype``); delta0(x) = irfftn(delta0(k), s=(n, n, n)) * n^3 / box^3. fixed_amplitude: see
+    fourier_white_noise (|delta0|^2 = V P exactly).
     """
-    noise = fourier_white_noise(seed, n_grid, noise_grid)
+    noise = fourier_white_noise(seed, n_grid, noise_grid, fixed_amplitude=fixed_amplitude)
     kx, ky, kz = integer_wavenumbers(n_grid)
     kmag = np.sqrt((kx ** 2 + ky ** 2 + kz ** 2).astype(np.float64)) * (2.0 * math.pi / box_size)
     amp = np.sqrt(cosmo.linear_power(kmag) * box_size ** 3)
@@ -171,7 +182,8 @@ def _to_real(modes: torch.Tensor, n: int, box_size: float) -> torch.Tensor:
 def linear_density(spec, device="cpu", dtype=torch.float64) -> torch.Tensor:
     """The z = 0 linear density contrast of a run on its particle grid: (n, n, n) tensor (dimensionless)."""
     cosmo = _cosmo(spec)
-    modes = linear_modes(cosmo, spec.box_size, spec.n_grid, spec.seed, spec.noise_grid, device, dtype)
+    modes = linear_modes(cosmo, spec.box_size, spec.n_grid, spec.seed, spec.noise_grid, device, dtype,
+                         fixed_amplitude=fixed_amplitudes(spec))
     return _to_real(modes, spec.n_grid, spec.box_size)
 
 
@@ -180,7 +192,7 @@ def initial_conditions(spec, device="cpu", dtype=torch.float64, lpt_order: int |
 
     Args:
         spec: a srsim.sims.suite.SimSpec (uses box_size, n_grid, seed, noise_grid, cosmology and
-            options['lpt_order'] unless ``lpt_order`` is given).
+            amplitudes and options['lpt_order'] unless ``lpt_order`` is given).
         device, dtype: torch device and real dtype of the returned fields.
         lpt_order: 1 (Zel'dovich) or 2 (2LPT).
 
@@ -197,7 +209,8 @@ def initial_conditions(spec, device="cpu", dtype=torch.float64, lpt_order: int |
         raise SrsimError(f"sims.pm.lpt_order must be 1 or 2, got {order}")
     n, box = int(spec.n_grid), float(spec.box_size)
     cosmo = _cosmo(spec)
-    delta = linear_modes(cosmo, box, n, spec.seed, spec.noise_grid, device, dtype)
+    delta = linear_modes(cosmo, box, n, spec.seed, spec.noise_grid, device, dtype,
+                         fixed_amplitude=fixed_amplitudes(spec))
     return lpt_fields(delta, box, order)
 
 

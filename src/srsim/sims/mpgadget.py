@@ -33,7 +33,8 @@ run killed by the scheduler (preemption) also resumes from its last complete sna
 - raises SrsimError when MP-Gadget stopped before `TimeMax` (e.g. at TimeLimitCPU), naming the scale factor
   reached: the next invocation (a Snakemake retry or rerun) resumes from that checkpoint;
 - starts over (deletes `run/output`) when the parameter files it would write differ from those on disk,
-  so a changed config never resumes a run made with other parameters.
+  so a changed config never resumes a run made with other parameters; a changed TimeLimitCPU,
+  AutoSnapshotTime or MaxMemSizePerNode alone (RESOURCE_PARAMS) resumes, with the new values.
 
 Periodic checkpoints against preemption without warning: `extra_gadget: {AutoSnapshotTime: <seconds>}`.
 
@@ -58,7 +59,7 @@ from pathlib import Path
 
 from srsim.errors import SrsimError
 from srsim.lock import locked
-from srsim.sims.suite import SimSpec, zstr
+from srsim.sims.suite import SimSpec, fixed_amplitudes, zstr
 
 #: MP-Gadget's OutputDir, relative to outdir/run (MP-Gadget and MP-GenIC run with cwd = outdir/run)
 OUTPUT_DIR = "output"
@@ -77,6 +78,9 @@ FOF_MIN_LENGTH = 32  #: particles per saved group (paper)
 TIME_RTOL = 1e-5
 #: MP-Gadget's message when it stops for TimeLimitCPU (libgadget/hci.c, run.c)
 TIMELIMIT_MARKERS = ("Stopping due to TimeLimitCPU", "before TimeLimitCPU is reached")
+#: parameters that set what a launch may use, not what is computed: a run whose parameter files differ from
+#: the last ones only in these resumes (e.g. a retry granted a longer TimeLimitCPU) instead of starting over
+RESOURCE_PARAMS = frozenset({"TimeLimitCPU", "AutoSnapshotTime", "MaxMemSizePerNode"})
 
 
 def _log(msg: str) -> None:
@@ -144,7 +148,7 @@ def genic_params(spec: SimSpec, *, power_table: str, outdir: str) -> dict:
         "DifferentTransferFunctions": 0,  # 1 needs a CLASS transfer-function file; DM only here
         "ScaleDepVelocity": 0,  # Zel'dovich velocities v = a H f D psi
         "Seed": int(spec.seed),  # LR and HR of a pair share it: MP-GenIC then shares their large-scale modes
-        "UnitaryAmplitude": 1,  # as the fixtures (MP-GenIC's default): |delta_k| fixed, phases random
+        "UnitaryAmplitude": 1 if fixed_amplitudes(spec) else 0,  # sims.amplitudes (1: |delta_k| fixed)
         "UsePeculiarVelocity": 1,  # Velocity block in peculiar km/s
         **UNITS,
     }
@@ -489,6 +493,11 @@ def write_power_table(spec: SimSpec, path: Path) -> None:
                          f"MP-GenIC needs [{kmin:g}, {kmax:g}]")
 
 
+def _physics(params: dict) -> dict:
+    """`params` without RESOURCE_PARAMS: what decides whether a run on disk may be resumed."""
+    return {k: v for k, v in params.items() if k not in RESOURCE_PARAMS}
+
+
 def _reset(rundir: Path, outdir: Path, spec: SimSpec, why: str) -> None:
     _log(f"starting {spec.name}/{spec.kind} over: {why}")
     shutil.rmtree(rundir / OUTPUT_DIR, ignore_errors=True)
@@ -527,7 +536,7 @@ def run(spec: SimSpec, outdir: Path, threads: int | None = None) -> None:
 
     with locked(rundir / ".lock", busy=f"{rundir}: another process is running this simulation (lock held)"):
         changed = [name for name, text in texts.items() if (rundir / name).is_file()
-                   and parse_params((rundir / name).read_text()) != parse_params(text)]
+                   and _physics(parse_params((rundir / name).read_text())) != _physics(parse_params(text))]
         if changed:
             _reset(rundir, outdir, spec, f"{', '.join(changed)} changed since the last run")
         complete = rundir / "complete.json"
@@ -575,9 +584,9 @@ def run(spec: SimSpec, outdir: Path, threads: int | None = None) -> None:
                 where = "no snapshot" if reached is None else f"a = {reached:.6g} (z = {1 / reached - 1:.4g})"
                 if any(m in log_text for m in TIMELIMIT_MARKERS):
                     raise SrsimError(
-                        f"{rundir}: MP-Gadget stopped at TimeLimitCPU = {opts['time_limit_s']} s (sims.mpgadget."
-                        f"time_limit_s) at {where}, before TimeMax a = {a_final:.6g}; its checkpoint is kept: run "
-                        f"the same command again to resume from it")
+                        f"{rundir}: MP-Gadget stopped at TimeLimitCPU = {sparams['TimeLimitCPU']} s (sims.mpgadget."
+                        f"time_limit_s or extra_gadget) at {where}, before TimeMax a = {a_final:.6g}; its checkpoint "
+                        f"is kept: run the same command again to resume from it")
                 raise SrsimError(f"{rundir}: MP-Gadget exited with status 0 but stopped at {where}, before "
                                  f"TimeMax a = {a_final:.6g}; rerun to resume, or see {rundir / 'gadget.log'}:\n"
                                  f"{_tail(rundir / 'gadget.log', start)}")

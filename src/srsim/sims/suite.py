@@ -29,6 +29,21 @@ class SimSpec:
     softening: float = 1 / 30  #: fraction of the mean particle spacing
     backend: str = "pm"
     options: dict = field(default_factory=dict, hash=False)  #: the config's sims.<backend> section
+    #: initial Fourier amplitudes, "rayleigh" or "fixed" (sims.amplitudes; both backends honour it)
+    amplitudes: str = field(default_factory=lambda: _schema_default("sims.amplitudes"))
+
+
+def _schema_default(path: str):
+    from srsim.config import default
+
+    return default(path)
+
+
+def fixed_amplitudes(spec: SimSpec) -> bool:
+    """Whether `spec` asks for fixed initial amplitudes (sims.amplitudes: fixed) rather than Rayleigh ones."""
+    if spec.amplitudes not in ("rayleigh", "fixed"):
+        raise SrsimError(f"sims.amplitudes must be rayleigh or fixed, got {spec.amplitudes!r}")
+    return spec.amplitudes == "fixed"
 
 
 def zstr(z: float) -> str:
@@ -60,6 +75,7 @@ def spec_for(config: dict, sim: str, kind: str) -> SimSpec:
         softening=float(sims["softening"] if "softening" in sims else default("sims.softening")),
         backend=backend,
         options=dict(sims.get(backend, {})),
+        amplitudes=str(sims["amplitudes"] if "amplitudes" in sims else default("sims.amplitudes")),
     )
     if kind not in ("lr", "hr"):
         raise SrsimError(f"unknown simulation kind '{kind}' (expected lr or hr)")
