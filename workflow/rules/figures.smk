@@ -120,11 +120,6 @@ rule fig4:
 
 
 if FIG56_Z is not None:
-    # Fig. 5 holds the SR slab's particles (with a margin) like Fig. 1, ~200 bytes each; at most the paper-sized
-    # 16 GB, whose fixed request refused the demo on a 16 GB laptop (the demo's 256^3 SR box peaked at 1.1 GB)
-    _big_slab = min(1.0, (FIG["slab_thickness"] + 4.0) / config["bigbox"]["box_size"])
-    _big_collect = 1.1 * particles_per_side("bigbox", "sr0") ** 3 * _big_slab
-    FIG5_MEM_MB = min(16384, 2048 + int(200 * _big_collect / 2**20))
 
     rule fig5:
         input:
@@ -140,7 +135,7 @@ if FIG56_Z is not None:
         conda:
             "../../envs/analysis.yaml"
         resources:
-            mem_mb=FIG5_MEM_MB,
+            mem_mb=16384,
             runtime=1440,  # streams every particle of the big SR box once
         params:
             cfg=FIG_CFG,
