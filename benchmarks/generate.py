@@ -22,13 +22,39 @@ write, merge) for --jobs parallel jobs, every input a rate measured in this run 
     python benchmarks/generate.py                       # auto device
     python benchmarks/generate.py --device cuda --chunks 8 16 24 32 --e2e-n-lr 64 --json gen.json
     python benchmarks/generate.py --profile             # stage profile, host side before/after, projection
+
+`--from-run RESULTS` instead projects the paper's 640^3 -> 5120^3 big-box job from a finished big-box run
+of the workflow (the demo's: `--from-run results/demo`), for each `--bigbox-jobs N`. Its inputs are measured:
+from the run, per chunk job j of the big box (`generate/bigbox/sr0/z{z}/job{j}ofJ.done`, the job's log line
+and Snakemake's benchmark table `benchmarks/generate/...tsv`), its wall time t_j, the time inside
+`generate` g_j, its particles P_j and chunks, and its peak RSS M_j; the merged snapshot's bytes on disk D
+and particle count P. Now, on `--device`, the generator alone (random weights, the run's chunk size) in SR
+voxels per second: v_run for the run's model widths, v_paper for the paper's. With P* = 5120^3:
+
+    tau_rest  = max(g_j / P_j - 1 / v_run, 0)             s per particle outside the generator (assembly,
+                                                          journal, bigfile write, CRC read-back), run's mean
+    T_job(N)  = (t_j - g_j) + (P* / N) (tau_rest + 1 / v_paper)   wall time of one of the N chunk jobs
+    T_1dev(N) = N T_job(N)                                all N jobs one after another on one device
+    D*        = P* (D / P + b_pos* - b_pos)                disk: per-particle bytes of the run, with the
+                                                          paper's position type (b_pos = 3 x 4 for f4, 3 x 8 for f8)
+    M_job     = M_j - S B c_run^3 + S B c*^3               host memory of a job: the run's peak minus its chunk
+                                                          buffers plus the paper chunk's (S host slots of
+                                                          B = HOST_BYTES_PER_PARTICLE bytes per SR particle,
+                                                          c = SR particles per chunk side)
+
+Neither the generator's overlap with the writer threads nor a GPU's data transfers are modelled: tau_rest
+and 1 / v_paper add, an upper bound where they overlap. On a GPU machine v_paper is that GPU's.
+
+    python benchmarks/generate.py --from-run results/demo --bigbox-jobs 1 8 64 --device cpu
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
+import re
 import resource
 import sys
 import tempfile
@@ -41,8 +67,10 @@ import numpy as np
 import torch
 
 from srsim.device import resolve_device
-from srsim.generate import (BIGFILE_LOCK, STAGES, GenerateSettings, StageTimer, chunk_particles,
-                            estimate_generator_bytes, finalize, generate, read_stored, stored_crc, super_resolve)
+from srsim.errors import SrsimError
+from srsim.generate import (BIGFILE_LOCK, HOST_BYTES_PER_PARTICLE, STAGES, WRITERS, GenerateSettings, StageTimer,
+                            chunk_particles, estimate_generator_bytes, finalize, generate, host_slots, load_model,
+                            read_stored, stored_crc, super_resolve)
 from srsim.io.atomic import crc32
 from srsim.io.displacement import write_displacement
 from srsim.io.snapshot import SnapshotWriter, make_header
@@ -386,6 +414,153 @@ def project_bigbox(prof: dict, host: dict, jobs: int, gpu_rate: float | None) ->
                       "merge_verify": prof["merge_verify_particles_per_s"]}}
 
 
+# `srsim generate`'s summary line (srsim/cli/generate.py): the time inside generate() and the chunk counts
+_DONE_LINE = re.compile(r"srsim generate: (?P<out>\S+): complete; (?P<gen>\d+) chunks generated, (?P<reused>\d+) "
+                        r"reused of (?P<n>\d+); (?P<particles>\d+) SR particles in the output; (?P<s>[\d.]+) s")
+
+
+def read_bigbox_run(results: Path, z: str | None) -> dict:
+    """The measured big-box chunk jobs of a finished workflow run under `results` (e.g. results/demo).
+
+    Returns {"z", "jobs": [{"job", "wall_s", "cpu_s", "generate_s", "chunks", "particles", "max_rss_mb"}], "n_chunks",
+    "n_particles", "chunk", "scale", "pad", "n_lr", "disk_bytes", "position_bytes", "model"}; raises SrsimError
+    naming the missing file.
+    """
+    base = results / "generate" / "bigbox" / "sr0"
+    zs = sorted(p.name[1:] for p in base.glob("z*")) if base.is_dir() else []
+    if not zs:
+        raise SrsimError(f"{base}: no big-box chunk jobs (run the workflow with a big box and generate.bigbox_jobs > 1)")
+    if z is None:
+        z = zs[0]
+    elif z not in zs:
+        raise SrsimError(f"{base}/z{z}: no such big-box redshift (found {', '.join(zs)})")
+    dones = sorted((base / f"z{z}").glob("job*of*.done"))
+    if not dones:
+        raise SrsimError(f"{base}/z{z}: no finished chunk job (job*of*.done)")
+    jobs = []
+    for done in dones:
+        info = json.loads(done.read_text())
+        name = f"bigbox_sr0_z{z}_job{info['job']}of{info['jobs']}"
+        log, bench = results / "logs" / "generate" / f"{name}.log", results / "benchmarks" / "generate" / f"{name}.tsv"
+        for path in (log, bench):
+            if not path.is_file():
+                raise SrsimError(f"{path}: missing (the run's generate_bigbox job {info['job']} needs it)")
+        lines = [m for m in map(_DONE_LINE.search, log.read_text().splitlines()) if m]
+        if not lines:
+            raise SrsimError(f"{log}: no 'srsim generate: ... complete' line")
+        m = lines[-1]
+        if int(m["reused"]):
+            raise SrsimError(f"{log}: the job resumed {m['reused']} chunks: its time is not one whole job's")
+        with bench.open() as f:
+            row = list(csv.DictReader(f, delimiter="\t"))[-1]
+        # the log counts this job's chunks; the plan holds the whole box's
+        plan = info["plan"]
+        n_chunks, n_particles = int(plan["n_chunks"]), int(plan["n_particles"])
+        jobs.append({"job": info["job"], "wall_s": float(row["s"]), "cpu_s": float(row["cpu_time"]),
+                     "generate_s": float(m["s"]), "chunks": int(m["gen"]),
+                     "particles": n_particles * int(m["gen"]) // n_chunks, "max_rss_mb": float(row["max_rss"])})
+    snap = Path(info["out"]) if Path(info["out"]).is_absolute() else results.parent.parent / info["out"]
+    if not snap.is_dir():
+        snap = results / "snapshots" / "bigbox" / "sr0" / f"z{z}"
+    if not (snap / "1" / "Position").is_dir():
+        raise SrsimError(f"{snap}: no merged big-box SR snapshot (1/Position)")
+    import bigfile
+
+    with bigfile.File(str(snap)) as f:
+        position_bytes = f["1/Position"].dtype.itemsize  # ('<f8', (3,)): all three components
+    disk = sum(p.stat().st_size for p in snap.rglob("*") if p.is_file())
+    model = results / "models" / f"z{z}" / "model.pt"
+    return {"z": z, "jobs": jobs, "n_chunks": n_chunks, "n_particles": n_particles, "chunk": plan["size"],
+            "scale": plan["scale"], "pad": plan["pad"], "n_lr": plan["n_lr"], "disk_bytes": disk,
+            "position_bytes": position_bytes, "snapshot": str(snap), "model": str(model)}
+
+
+def project_paper_job(run: dict, v_run: float, v_paper: float, paper_chunk: int, paper_position_bytes: int,
+                      n_jobs: int, writers: int = WRITERS, batch: int = 1) -> dict:
+    """The paper job's projection (formulas in the module docstring) for `n_jobs` chunk jobs.
+
+    run: read_bigbox_run's dict; v_run, v_paper: generator-only SR voxels per second of the run's and the
+    paper's model; paper_chunk: LR cells per chunk side of the paper job. Times in s, sizes in bytes.
+    """
+    jobs = run["jobs"]
+    mean = lambda key: float(np.mean([j[key] for j in jobs]))  # noqa: E731
+    tau = float(np.mean([j["generate_s"] / j["particles"] for j in jobs]))
+    tau_rest = max(tau - 1.0 / v_run, 0.0)
+    start = mean("wall_s") - mean("generate_s")
+    p_big = BIG_N_HR**3
+    t_job = start + p_big / n_jobs * (tau_rest + 1.0 / v_paper)
+    slots = host_slots(writers, batch)
+    buffers_run = slots * HOST_BYTES_PER_PARTICLE * (run["scale"] * run["chunk"]) ** 3
+    buffers_paper = slots * HOST_BYTES_PER_PARTICLE * (run["scale"] * paper_chunk) ** 3
+    base = max(max(j["max_rss_mb"] for j in jobs) * 2**20 - buffers_run, 0.0)
+    per_particle = run["disk_bytes"] / run["n_particles"]
+    return {"bigbox_jobs": n_jobs, "tau_s_per_particle": tau, "tau_rest_s_per_particle": tau_rest,
+            "job_start_s": start, "job_wall_h": t_job / 3600, "one_device_wall_h": n_jobs * t_job / 3600,
+            "particles_per_job": p_big // n_jobs,
+            "disk_bytes": p_big * (per_particle - run["position_bytes"] + paper_position_bytes),
+            "disk_bytes_per_particle_run": per_particle, "host_mem_bytes_per_job": base + buffers_paper,
+            "host_base_bytes": base}
+
+
+def from_run_main(args) -> int:
+    """--from-run: measure the generator on this device and project the paper's big-box job."""
+    run = read_bigbox_run(Path(args.from_run), args.z)
+    device = resolve_device(args.device)
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+    run_widths = tuple(load_model(run["model"], torch.device("cpu")).gen.widths)
+    paper_chunk = args.paper_chunk or run["chunk"]
+    n_part = run["n_particles"]
+    print(f"# measured big-box run {args.from_run}, z = {run['z']}: {run['n_lr']}^3 -> {run['scale'] * run['n_lr']}^3"
+          f" ({n_part} SR particles), {run['n_chunks']} chunks of {run['chunk']}^3 LR cells in {len(run['jobs'])}"
+          f" jobs; model widths {run_widths}")
+    print(f"{'job':>4} {'chunks':>6} {'particles':>10} {'wall s':>8} {'CPU s':>8} {'generate s':>10} {'part/s':>10} "
+          f"{'RSS MB':>8}")
+    for j in run["jobs"]:
+        print(f"{j['job']:>4} {j['chunks']:>6} {j['particles']:>10} {j['wall_s']:>8.1f} {j['cpu_s']:>8.1f} "
+              f"{j['generate_s']:>10.1f} {j['particles'] / j['generate_s']:>10.3e} {j['max_rss_mb']:>8.0f}")
+    busy = np.mean([j["cpu_s"] / j["wall_s"] for j in run["jobs"]])
+    print(f"cores busy per job (CPU s / wall s): {busy:.2f}; the projection uses the wall times as measured")
+    print(f"snapshot on disk: {run['disk_bytes'] / 1e9:.3f} GB = {run['disk_bytes'] / n_part:.2f} bytes per particle "
+          f"(positions {run['position_bytes']} B)")
+    name = torch.cuda.get_device_name(device) if cuda else f"CPU ({torch.get_num_threads()} threads)"
+    rates = {}
+    for label, widths, size in (("run", run_widths, run["chunk"]), ("paper", PAPER_WIDTHS, paper_chunk)):
+        gen = make_generator(widths, device)
+        r = bench_generator(gen, size, 1, False, device, args.repeats, run["n_lr"])
+        if r.get("oom"):
+            raise SrsimError(f"generator {widths} at chunk {size}: out of memory on {name}")
+        rates[label] = r
+        print(f"generator alone on {name}, widths {widths}, chunk {size}: {r['sr_voxels_per_s']:.3e} SR voxels/s"
+              + (f", peak GPU {r['peak_gpu_gb']:.2f} GB" if cuda else
+                 f" (activations ~{r['estimated_activation_gb']:.2f} GB, estimated)"))
+    paper_pos = 12 if args.position_dtype == "f4" else 24
+    print("projection of the paper's 640^3 -> 5120^3 job: T_job = (t_j - g_j) + (5120^3 / N) (tau_rest + 1 / v_paper),"
+          " tau_rest = max(g_j / P_j - 1 / v_run, 0); disk = 5120^3 (D / P - b_pos + b_pos*); host memory = peak RSS"
+          f" - buffers(chunk {run['chunk']}) + buffers(chunk {paper_chunk}); positions {args.position_dtype}")
+    print(f"{'N jobs':>6} {'part/job':>10} {'job h':>8} {'1-device h':>10} {'disk TB':>8} {'host GB/job':>11}")
+    projections = []
+    for n in args.bigbox_jobs:
+        p = project_paper_job(run, rates["run"]["sr_voxels_per_s"], rates["paper"]["sr_voxels_per_s"], paper_chunk,
+                              paper_pos, n)
+        projections.append(p)
+        print(f"{n:>6} {p['particles_per_job']:>10.3e} {p['job_wall_h']:>8.2f} {p['one_device_wall_h']:>10.2f} "
+              f"{p['disk_bytes'] / 1e12:>8.2f} {p['host_mem_bytes_per_job'] / 1e9:>11.2f}")
+    t = projections[0]
+    print(f"inputs: tau = {t['tau_s_per_particle']:.3e} s/particle, tau_rest = {t['tau_rest_s_per_particle']:.3e}, "
+          f"job start-up {t['job_start_s']:.1f} s, host base {t['host_base_bytes'] / 1e9:.2f} GB; paper: ~16 h on 1 GPU")
+    result = {"mode": "from_run", "run": run, "device": name, "run_widths": list(run_widths),
+              "paper_widths": list(PAPER_WIDTHS), "paper_chunk": paper_chunk,
+              "paper_position_dtype": args.position_dtype, "generator": rates, "projections": projections,
+              "formula": "T_job = (t_j - g_j) + (5120^3/N)(max(g_j/P_j - 1/v_run, 0) + 1/v_paper); T_1dev = N T_job; "
+                         "disk = 5120^3 (D/P - b_pos + b_pos*); M_job = M_j - S B c_run^3 + S B c*^3"}
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {args.json}")
+    return 0
+
+
 def main_profile(args, device, gen, name: str) -> int:
     n_lr = args.e2e_n_lr or (64 if device.type == "cuda" else 12)
     chunk = args.e2e_chunk or (16 if device.type == "cuda" else 6)
@@ -456,7 +631,7 @@ def main(argv=None) -> int:
     ap.add_argument("--power-mesh", type=int, default=256)
     ap.add_argument("--tmp", help="scratch directory (default: system temp)")
     ap.add_argument("--json", help="output JSON path (default: results/generate.json, with --profile "
-                    "results/generate_profile.json)")
+                    "results/generate_profile.json, with --from-run results/generate_projection.json)")
     ap.add_argument("--profile", action="store_true", help="stage profile, host side before/after, projection")
     ap.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's; on a shared machine "
                     "1 avoids threads waiting for a busy core on every small operation)")
@@ -466,8 +641,20 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=8, help="parallel generation jobs of the projection (paper: 8)")
     ap.add_argument("--gpu-voxels-per-s", type=float,
                     help="generator rate measured on a GPU (SR voxels/s) for the projection")
+    ap.add_argument("--from-run", help="project the paper's big-box job from this finished run's results folder")
+    ap.add_argument("--z", help="with --from-run: the big-box redshift (default: the lowest-sorting one found)")
+    ap.add_argument("--bigbox-jobs", type=int, nargs="+", default=[1, 8, 64], help="with --from-run: chunk jobs N")
+    ap.add_argument("--paper-chunk", type=int, help="with --from-run: LR cells per chunk of the paper job "
+                                                     "(default: the run's; generator throughput is measured there)")
     args = ap.parse_args(argv)
     results = Path(__file__).parent / "results"
+    if args.from_run:
+        args.json = args.json or str(results / "generate_projection.json")
+        try:
+            return from_run_main(args)
+        except SrsimError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     args.json = args.json or str(results / ("generate_profile.json" if args.profile else "generate.json"))
 
     device = resolve_device(args.device)

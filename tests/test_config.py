@@ -55,7 +55,7 @@ def _bad(tmp_path, repo_root, edit):
         (lambda c: c["analysis"].update(fof_bee=0.2), "analysis"),
         # the domain FOF of a big box: 12.5 Mpc/h domains with (default) 10 Mpc/h ghosts do not fit in 25 Mpc/h
         (lambda c: c.update(bigbox={"box_size": 25.0, "n_lr": 16, "seed": 1})
-         or c["analysis"].update(fof_domains=2), "analysis.fof_ghost"),
+         or c["analysis"].update(fof_domains=2, fof_ghost=10.0), "analysis.fof_ghost"),
         # big-box sub-regions: outside the box, of zero size, a repeated name, a malformed entry
         (lambda c: c.update(bigbox={"box_size": 50.0, "n_lr": 32, "seed": 1,
                                     "regions": [{"name": "a", "centre": [51, 0, 0], "size": 5}]}), "bigbox.regions[0]"),

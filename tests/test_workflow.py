@@ -23,16 +23,19 @@ def job_counts(target, configfile, *args, cwd=REPO) -> dict[str, int]:
 # tests/test_profiles.py.
 
 
-def test_demo_dag_has_no_big_box():
+def test_demo_dag_runs_every_big_box_rule():
     c = job_counts("all", "config/config.yaml", "--forceall")  # whatever results/demo already holds
-    assert "simulate_bigbox" not in c and "fig5" not in c and "fig6" not in c
-    # 4 training + 1 validation + 1 test pair, LR and HR; their 3 redshifts' displacement fields
-    assert c["simulate_pair"] == 12 and c["displacement"] == 36 and c["train"] == 3 and c["fig1"] == 1
+    # 4 training + 1 validation + 1 test pair, LR and HR; their 3 redshifts' displacement fields, and the big box's
+    assert c["simulate_pair"] == 12 and c["displacement"] == 36 + 1 and c["train"] == 3 and c["fig1"] == 1
     # one trivial-predictor snapshot per test box and redshift, analysed like an SR realization (issue 10):
     # 1 test box x (LR, HR, 3 SR, 1 trivial) x 3 z = 18 snapshots, each with power, FOF, HMF (the training
     # pairs are not analysed; the validation pair is scored by training)
     assert c["generate_trivial"] == 3 and c["generate_test"] == 9
-    assert c["power"] == c["fof"] == c["hmf"] == 1 * (2 + 3 + 1) * 3
+    # the big box at z = 2 (LR and SR): 2 chunk jobs and their merge; P(k), HMF, and FOF in 2^3 domains, merged
+    assert (c["simulate_bigbox"], c["generate_bigbox"], c["merge_bigbox"]) == (1, 2, 1)
+    assert c["fof_domain"] == 2 * 2**3 and c["fof_partition_index"] == c["fof_merge"] == 2
+    assert c["power"] == c["hmf"] == 1 * (2 + 3 + 1) * 3 + 2 and c["fof"] == 1 * (2 + 3 + 1) * 3
+    assert c["fig5"] == c["fig6"] == 1 and c["metrics"] == 1
 
 
 def test_bad_config_fails_naming_the_key(tmp_path):

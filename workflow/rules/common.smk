@@ -64,6 +64,11 @@ def log_path(rule, name):
     return f"{R}/logs/{rule}/{name}.log"
 
 
+def benchmark_path(rule, name):
+    """Snakemake's benchmark table of one job (wall s, max RSS MB, I/O MB): benchmarks/generate.py --from-run reads them."""
+    return f"{R}/benchmarks/{rule}/{name}.tsv"
+
+
 def snapshot_dir(sim, kind, z):
     """bigfile snapshot at redshift z (the initial conditions: ic_dir)."""
     return f"{R}/snapshots/{sim}/{kind}/z{z}"

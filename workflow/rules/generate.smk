@@ -70,6 +70,8 @@ if BIGBOX and GEN_BIGBOX_JOBS == 1:
             snapshot=directory(snapshot_dir("bigbox", "sr0", "{z}")),
         log:
             log_path("generate", "bigbox_sr0_z{z}"),
+        benchmark:
+            benchmark_path("generate", "bigbox_sr0_z{z}")
         conda:
             "../../envs/torch.yaml"
         threads: config["generate"]["bigbox_threads"]
@@ -95,6 +97,8 @@ elif BIGBOX:
             done=bigbox_job_done("{z}", "{job}"),
         log:
             log_path("generate", f"bigbox_sr0_z{{z}}_job{{job}}of{GEN_BIGBOX_JOBS}"),
+        benchmark:
+            benchmark_path("generate", f"bigbox_sr0_z{{z}}_job{{job}}of{GEN_BIGBOX_JOBS}")
         wildcard_constraints:
             job=r"\d+",
         conda:
@@ -119,6 +123,8 @@ elif BIGBOX:
             snapshot=directory(snapshot_dir("bigbox", "sr0", "{z}")),
         log:
             log_path("generate", "bigbox_sr0_z{z}_merge"),
+        benchmark:
+            benchmark_path("generate", "bigbox_sr0_z{z}_merge")
         conda:
             "../../envs/torch.yaml"
         resources:
