@@ -14,6 +14,7 @@ from plot_synthetic import clustered_particles, hmf_set, power_set, write_hmf_ta
 from srsim.analysis.fof import fof_groups, linking_length  # noqa: E402
 from srsim.plots.projection import (  # noqa: E402
     ProjectionRenderer, Region, adaptive_smooth, deposit_cic, fof_member_mask, render_particles)
+from srsim.plots.hmf import RATIO_CAP  # noqa: E402
 from srsim.plots.tables import hmf_item, power_item  # noqa: E402
 
 BOX = 10.0
@@ -295,7 +296,8 @@ def test_fig4(tmp_path, drawn):
     for j, z in enumerate((4, 2, 0)):
         top, bot = axes[:, j]
         assert {"LR", "HR", "SR (3 realizations)"} <= labels(top) and {"LR / HR", "SR / HR"} <= labels(bot)
-        assert top.get_xscale() == "log" and top.get_yscale() == "log" and bot.get_ylim() == (0, 2)
+        assert top.get_xscale() == "log" and top.get_yscale() == "log" and bot.get_ylim()[0] == 0
+        assert bot.get_ylim()[1] >= 2 and bot.get_ylim()[1] <= RATIO_CAP
         assert "M" in bot.get_xlabel()
         t_hr = groups[z]["hr"][0]
         m, dn = series(top, "HR")
@@ -345,10 +347,30 @@ def test_fig6(tmp_path, drawn):
     (fig,) = drawn
     top, bot = fig.axes
     assert {lab.split(" (")[0] for lab in labels(top)} == {"LR", "SR", "HR"}
-    assert labels(bot) >= {"SR / HR", "SR / LR"} and bot.get_ylim() == (0, 2)
+    assert labels(bot) >= {"SR / HR", "SR / LR"} and bot.get_ylim()[0] == 0 and bot.get_ylim()[1] >= 2
     # LR has no halos below 10^13 (its resolution limit here): its points start there
     m, _ = series(top, next(lab for lab in labels(top) if lab.startswith("LR")))
     assert m.min() > 1e13
+
+
+def test_fig6_ratio_panel_shows_ratios_above_two(tmp_path, drawn):
+    """SR/HR of 3 and 40 (the demo's big box has 2.6 and 10): the panel grows to show the first, and the one beyond
+    RATIO_CAP is marked at the top edge with its value, never clipped out of sight."""
+    from srsim.plots.hmf import plot_fig6
+
+    lo, hi = np.array([10.5, 11.0, 11.5]), np.array([11.0, 11.5, 12.0])
+    counts = {"lr": [0, 0, 4], "sr": [300, 400, 40], "hr": [100, 10, 40]}
+    items = [hmf_item(write_hmf_table(tmp_path / f"{k}.txt", lo, hi, np.array(v), volume=1e6, n_catalogs=1,
+                                      redshift=2)) for k, v in counts.items()]
+    plot_fig6(*items, tmp_path / "fig6.png", dpi=DPI, size=(4.0, 4.5))
+    (fig,) = drawn
+    bot = fig.axes[1]
+    m, r = series(bot, "SR / HR")
+    np.testing.assert_allclose(r, [3.0, 40.0, 1.0])
+    assert bot.get_ylim() == (0, RATIO_CAP)
+    marks = [ln for ln in bot.get_lines() if ln.get_marker() == "^"]
+    assert len(marks) == 1 and marks[0].get_xdata()[0] == pytest.approx(m[1])
+    assert any(t.get_text() == "40" for t in bot.texts)
 
 
 def test_figure_cli_on_snapshots(tmp_path, particles):

@@ -25,6 +25,27 @@ def _plot_ratio(ax, table, ref, color, label, offset=0.0):
                 marker="o", ms=3, capsize=2, label=label)
 
 
+#: the ratio panels show 0..2 unless a plotted ratio is larger; they grow to show it, up to RATIO_CAP, and a
+#: ratio beyond the cap is drawn as an upward triangle at the top edge with its value (never silently clipped)
+RATIO_CAP = 12.0
+
+
+def _ratio_limits(ax) -> None:
+    # the ratios themselves, not the caps of their error bars (Line2D objects with '_' markers)
+    data = [line for line in ax.get_lines() if line.get_marker() not in ("_", "|")]
+    ys = np.concatenate([np.asarray(line.get_ydata(), dtype=float) for line in data] or [np.zeros(0)])
+    ys = ys[np.isfinite(ys)]
+    top = 2.0 if not ys.size or ys.max() <= 1.9 else min(RATIO_CAP, 1.12 * float(ys.max()))
+    ax.set_ylim(0, top)
+    for line in data:
+        x, y = np.asarray(line.get_xdata(), dtype=float), np.asarray(line.get_ydata(), dtype=float)
+        over = np.isfinite(y) & (y > top)
+        for xi, yi in zip(x[over], y[over]):
+            ax.plot([xi], [0.97 * top], marker="^", color=line.get_color(), ms=5, clip_on=False)
+            ax.annotate(f"{yi:.3g}", (xi, 0.97 * top), textcoords="offset points", xytext=(4, -3), fontsize=6,
+                        color=line.get_color())
+
+
 def _mass_limits(ax, tables):
     mids = np.concatenate([t["log10M_mid"][t["n_halos"] > 0] for t in tables] or [np.zeros(0)])
     widths = np.concatenate([t["log10M_hi"] - t["log10M_lo"] for t in tables])
@@ -78,7 +99,7 @@ def plot_fig4(groups: dict, out, *, tolerance: float | None = None, min_halos: i
             for lo, hi, n in zip(t_hr["log10M_lo"], t_hr["log10M_hi"], t_hr["n_halos"]):
                 if 0 < n < min_halos:
                     bot.axvspan(10**lo, 10**hi, color="0.9", hatch="///", fill=False, lw=0, zorder=0)
-        bot.set_ylim(0, 2)
+        _ratio_limits(bot)
         bot.set_xscale("log")
         bot.set_xlabel(r"$M_\mathrm{h}$ [$h^{-1}M_\odot$]")
         _mass_limits(top, [t_lr, t_hr, t_sr])
@@ -117,7 +138,7 @@ def plot_fig6(lr_big, sr_big, hr_small, out, *, dpi: int = 150, size: tuple[floa
     _plot_ratio(bot, t_sr, t_hr, COLORS["orange"], "SR / HR")
     _plot_ratio(bot, t_sr, t_lr, COLORS["hr"], "SR / LR")
     bot.axhline(1.0, color="0.5", lw=0.7)
-    bot.set_ylim(0, 2)
+    _ratio_limits(bot)
     bot.set_xscale("log")
     bot.set_xlabel(r"$M_\mathrm{h}$ [$h^{-1}M_\odot$]")
     bot.set_ylabel("ratio")
