@@ -245,6 +245,8 @@ def test_preempted_run_resumes_from_last_snapshot(tmp_path, monkeypatch):
     ("early_stop", r"MP-Gadget exited with status 0 but stopped at a = 0\.2 .*before TimeMax"),
     ("skip_output", r"MP-Gadget wrote no snapshot at z = 2 \(a = 0\.333333\); complete snapshots: PART_000 "
                     r"\(a = 0\.2\), PART_001 \(a = 1\)"),
+    ("truncated", r"PART_002/1/Position/000000: \d+ bytes, but its block header lists \d+ rows .*a truncated "
+                  r"snapshot; the run is kept in .*gadget\.log"),
 ])
 def test_failures_name_the_problem(tmp_path, monkeypatch, mode, pattern):
     monkeypatch.setenv("FAKE_MPGADGET_MODE", mode)

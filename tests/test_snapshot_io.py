@@ -256,7 +256,7 @@ def test_raw_block_header_checksum_adds_up_across_processes(tmp_path):
 
     import bigfile
 
-    from srsim.io.rawblock import _read_header, byte_sum
+    from srsim.io.rawblock import byte_sum, read_block_header
 
     n = 2000
     data = np.random.default_rng(3).integers(0, 2**63, n, dtype=np.uint64)
@@ -272,5 +272,22 @@ def test_raw_block_header_checksum_adds_up_across_processes(tmp_path):
         p.join()
     assert all(p.exitcode == 0 for p in procs)
     assert np.array_equal(bigfile.File(str(tmp_path / "s"))["b"][:], data)
-    _, files = _read_header(tmp_path / "s" / "b" / "header")
+    _, files = read_block_header(tmp_path / "s" / "b" / "header")
     assert [f[1] for f in files] == [byte_sum(data[:n // 2]), byte_sum(data[n // 2:])]
+
+
+def test_truncated_block_is_refused_naming_the_file(tmp_path, mpgadget_dir):
+    """A block whose data file is shorter than its header says (the header alone reads back as complete)."""
+    import shutil
+
+    from srsim.io.snapshot import check_blocks_complete
+
+    snap = tmp_path / "PART_002"
+    shutil.copytree(mpgadget_dir / "n16/output/PART_002", snap)
+    check_blocks_complete(snap)
+    data = snap / "1" / "ID" / "000000"
+    with open(data, "r+b") as f:
+        f.truncate(data.stat().st_size - 8)
+    with pytest.raises(SrsimError, match=r"1/ID/000000: \d+ bytes, but its block header lists 4096 rows of 8 bytes"):
+        check_blocks_complete(snap)
+    check_blocks_complete(snap, blocks=("Position",))

@@ -14,6 +14,7 @@ Failures are chosen by the environment variable FAKE_MPGADGET_MODE:
   preempted      a fresh MP-Gadget run writes the first output, then is killed by SIGKILL
   early_stop     MP-Gadget writes only the first output and exits with status 0, with no message
   skip_output    MP-Gadget silently skips the second output of OutputList (a missing snapshot)
+  truncated      MP-Gadget writes every output but cuts the last one's Position data in half
 
 Every invocation appends its arguments to OutputDir/fake_calls.txt.
 """

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["RawBlock", "byte_sum"]
+__all__ = ["RawBlock", "byte_sum", "read_block_header"]
 
 _FILE_LINE = re.compile(r"\s*([0-9A-Fa-f]+):\s*(\d+)\s*:\s*(\d+)\s*:\s*(\d+)\s*$")
 _KERNEL = None
@@ -43,7 +43,7 @@ def byte_sum(buf: np.ndarray) -> int:
     return int(_KERNEL(np.ascontiguousarray(buf).reshape(-1).view(np.uint8))) & 0xFFFFFFFF
 
 
-def _read_header(path: Path) -> tuple[dict, list[list[int]]]:
+def read_block_header(path: Path) -> tuple[dict, list[list[int]]]:
     """A block header: ({DTYPE, NMEMB, NFILE}, [[size, checksum, folded] per file])."""
     lines = path.read_text().splitlines()
     head, files = {}, []
@@ -71,7 +71,7 @@ class RawBlock:
     def __init__(self, path):
         self.path = Path(path)
         self.header = self.path / "header"
-        head, files = _read_header(self.header)
+        head, files = read_block_header(self.header)
         self.dtype = np.dtype(head["DTYPE"])
         if self.dtype.byteorder not in ("<", "|", "="):
             raise ValueError(f"{self.path}: raw writes need a little-endian dtype, the block is {head['DTYPE']}")
@@ -115,7 +115,7 @@ class RawBlock:
         with self._lock:
             fcntl.flock(self._fds[0], fcntl.LOCK_EX)
             try:
-                head, files = _read_header(self.header)
+                head, files = read_block_header(self.header)
                 for f, s in added.items():
                     files[f][1] = (files[f][1] + s) & 0xFFFFFFFF
                     files[f][2] = _folded(files[f][1])

@@ -180,6 +180,27 @@ def iter_particles(
         yield {b: _convert(b, cols[b][start:stop], header.box_size, header.velocity_factor) for b in blocks}
 
 
+def check_blocks_complete(path: str | Path, blocks=("Position", "ID")) -> None:
+    """Raise SrsimError, naming the file, when a particle block's data file is shorter on disk than its bigfile
+    block header says (a write cut off by a crash, a full disk or a time limit): the header alone would read
+    back as complete, and the missing rows only fail, or read as garbage, later."""
+    from srsim.io.rawblock import read_block_header
+
+    for block in blocks:
+        where = Path(path) / str(PTYPE) / block
+        try:
+            head, files = read_block_header(where / "header")
+        except (OSError, ValueError) as err:
+            raise SrsimError(f"{where}: unreadable block header ({err})") from None
+        row = np.dtype(head["DTYPE"]).itemsize * int(head["NMEMB"])
+        for i, (rows, _, _) in enumerate(files):
+            data = where / f"{i:06X}"
+            size = data.stat().st_size if data.is_file() else 0
+            if size < rows * row:
+                raise SrsimError(f"{data}: {size} bytes, but its block header lists {rows} rows of {row} bytes "
+                                 f"({rows * row} bytes): a truncated snapshot")
+
+
 def particle_mass(box_size: float, n_particles: int, omega_m: float) -> float:
     """Mass of one particle in Msun/h for `n_particles` tracing the mean matter density."""
     return omega_m * RHO_CRIT_1E10 * 1e10 * box_size**3 / n_particles

@@ -357,9 +357,10 @@ def read_snapshot_list(output_dir: Path) -> list[tuple[int, float]]:
 
 
 def _check_snapshot(path: Path, spec: SimSpec, a: float, what: str):
-    from srsim.io.snapshot import read_header
+    from srsim.io.snapshot import check_blocks_complete, read_header
 
     h = read_header(path)
+    check_blocks_complete(path)
     if abs(h.time - a) > TIME_RTOL * a:
         raise SrsimError(f"{path}: {what} has Header Time a = {h.time:.8g}, expected {a:.8g}")
     if h.n_particles != spec.n_grid**3:
@@ -428,7 +429,10 @@ def _expose(spec: SimSpec, outdir: Path, rundir: Path) -> dict:
             listed = ", ".join(f"{SNAPSHOT_BASE}_{n:03d} (a = {t:.6g})" for n, t in sorted(times.items())) or "none"
             raise SrsimError(f"{output}: MP-Gadget wrote no {what} (a = {a:.6g}); complete snapshots: {listed}; "
                              f"check OutputList in {rundir / GADGET_PARAMS} and {rundir / 'gadget.log'}")
-        _check_snapshot(src, spec, a, what)
+        try:
+            _check_snapshot(src, spec, a, what)
+        except SrsimError as err:
+            raise SrsimError(f"{err}; the run is kept in {rundir} (see {rundir / 'gadget.log'})") from None
         moves.append((src, dst))
         mapping[name] = entry
     for src, dst in moves:
