@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from contextlib import contextmanager
 
 import numpy as np
@@ -69,6 +70,8 @@ def collective_errors(comm):
             raise
         sys.stderr.write(f"srsim (nbodykit engine), rank {comm.rank} of {comm.size}: {type(err).__name__}: {err}\n")
         sys.stderr.flush()
+        # MPI_Abort kills the launcher's output forwarding too: give it a moment to pass the message on
+        time.sleep(2.0)
         comm.Abort(2)
 
 

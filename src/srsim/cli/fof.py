@@ -32,8 +32,10 @@ def run(args) -> int:
         raise SrsimError(f"--b must be > 0 and --min-members >= 1 (got {b}, {nmin})")
     if s["engine"] == "nbodykit":
         from srsim.analysis import nbodykit_engine as nbk
+        from srsim.io.snapshot import read_header
 
         nbk.require()
+        read_header(args.snapshot)  # a missing or malformed input fails on every rank alike, before any collective
         comm = nbk.mpi_comm()
         with nbk.collective_errors(comm):
             cat, attrs = nbk.fof_snapshot(args.snapshot, b, nmin, members=args.members, comm=comm)

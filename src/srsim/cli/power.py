@@ -33,8 +33,10 @@ def run(args) -> int:
         raise SrsimError(f"--mesh must be >= 2, got {n_mesh}")
     if s["engine"] == "nbodykit":
         from srsim.analysis import nbodykit_engine as nbk
+        from srsim.io.snapshot import read_header
 
         nbk.require()
+        read_header(args.snapshot)  # a missing or malformed input fails on every rank alike, before any collective
         comm = nbk.mpi_comm()
         with nbk.collective_errors(comm):
             res = nbk.power_spectrum_snapshot(args.snapshot, n_mesh, deconvolve=args.deconvolve, comm=comm)
