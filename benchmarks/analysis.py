@@ -35,21 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
-from srsim.device import available_host_bytes
+from srsim.device import available_host_bytes, cpu_model
 from srsim.testing import clustered
 
 BOX = 1000.0  # Mpc/h; only ratios matter
 DEFAULT_JSON = str(Path(__file__).parent / "results" / "analysis.json")
-
-
-def machine_name() -> str:
-    """CPU model and logical cores (/proc/cpuinfo): the machine the rates were measured on."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        model = platform.processor() or "CPU"
-    return f"{model}, {os.cpu_count()} cores"
 
 
 def lattice_particles(n_side: int, box: float, seed: int = 0, chunk: int = 2**22):
@@ -420,10 +410,10 @@ def main(argv=None) -> int:
 
         with tempfile.TemporaryDirectory() as tmp:
             r = bench_bigbox(args.bigbox, args.threads, Path(tmp))
-        print_bigbox(r, machine_name())
+        print_bigbox(r, cpu_model())
         out = Path(args.json if args.json != DEFAULT_JSON else str(Path(DEFAULT_JSON).with_name("analysis_bigbox.json")))
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"machine": machine_name(), **r}, indent=2))
+        out.write_text(json.dumps({"machine": cpu_model(), **r}, indent=2))
         print(f"\nwritten {out}")
         return 0
     rows = []

@@ -66,7 +66,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from srsim.device import resolve_device
+from srsim.device import cpu_model, resolve_device
 from srsim.errors import SrsimError
 from srsim.generate import (BIGFILE_LOCK, HOST_BYTES_PER_PARTICLE, STAGES, WRITERS, GenerateSettings, StageTimer,
                             chunk_particles, estimate_generator_bytes, finalize, generate, host_slots, load_model,
@@ -106,16 +106,6 @@ class RSSPeak:
         self._t.join()
         self.peak = max(self.peak, self._rss())
         return False
-
-
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo) and logical core count: the machine a CPU rate was measured on."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        model = "CPU"
-    return f"{model}, {os.cpu_count()} cores"
 
 
 def make_generator(widths, device) -> Generator:

@@ -24,7 +24,7 @@ from scipy.integrate import solve_ivp
 
 from srsim.errors import SrsimError
 
-__all__ = ["Cosmology", "write_power_table", "sigma_r"]
+__all__ = ["COSMOLOGY_KEYS", "Cosmology", "write_power_table", "sigma_r"]
 
 # Range of the tabulated CAMB spectrum (h/Mpc); outside it the spectrum is extrapolated as power laws.
 _CAMB_KMIN = 1e-4
@@ -34,7 +34,8 @@ _CAMB_NK = 1200
 _A_MIN = 1e-6
 _A_MAX = 4.0
 
-_KEYS = ("Omega_m", "Omega_b", "Omega_L", "h", "sigma8", "n_s")
+#: the keys of a config cosmology section (and of a displacement file's cosmology attribute)
+COSMOLOGY_KEYS = ("Omega_m", "Omega_b", "Omega_L", "h", "sigma8", "n_s")
 
 
 @functools.lru_cache(maxsize=16)
@@ -121,7 +122,7 @@ class Cosmology:
     T_cmb: float = 2.7255
 
     def __post_init__(self):
-        for key in _KEYS + ("T_cmb",):
+        for key in COSMOLOGY_KEYS + ("T_cmb",):
             v = getattr(self, key)
             if not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise SrsimError(f"cosmology: {key} must be a finite number, got {v!r}")
@@ -133,10 +134,10 @@ class Cosmology:
         """Build from the config's ``cosmology`` section (keys as in the schema)."""
         if not isinstance(cfg_cosmology, dict):
             raise SrsimError(f"config cosmology: expected a mapping, got {type(cfg_cosmology).__name__}")
-        missing = [k for k in _KEYS if k not in cfg_cosmology]
+        missing = [k for k in COSMOLOGY_KEYS if k not in cfg_cosmology]
         if missing:
             raise SrsimError(f"config cosmology: missing key(s) {', '.join(missing)}")
-        kw = {k: float(cfg_cosmology[k]) for k in _KEYS}
+        kw = {k: float(cfg_cosmology[k]) for k in COSMOLOGY_KEYS}
         if "T_cmb" in cfg_cosmology:  # else the field's default (the schema's, which a validated config holds)
             kw["T_cmb"] = float(cfg_cosmology["T_cmb"])
         return cls(**kw)

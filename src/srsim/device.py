@@ -7,7 +7,7 @@ import os
 
 from srsim.errors import SrsimError
 
-__all__ = ["resolve_device", "available_host_bytes"]
+__all__ = ["resolve_device", "available_host_bytes", "cpu_model"]
 
 
 def resolve_device(name: str | None = "auto", *, local_rank: int | None = None, what: str = "device"):
@@ -44,3 +44,13 @@ def available_host_bytes() -> float:
     except OSError:
         pass
     return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo) and logical core count: the machine a CPU rate was measured on."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        model = "CPU"
+    return f"{model}, {os.cpu_count()} cores"

@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     from srsim.config import apply_overrides, section
     from srsim.data import CropDataset, open_pairs, parse_data_arg
+    from srsim.cosmology import COSMOLOGY_KEYS
     from srsim.errors import SrsimError
     from srsim.model.checkpoint import TrainingFiles
     from srsim.model.generator import generator_geometry
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     cosmology = pairs[0].lr.attrs.get("cosmology")
     if not cosmology:
         raise SrsimError(f"{pairs[0].lr.path}: no cosmology attribute; the displacement scaling needs D(z)")
-    missing = [k for k in ("Omega_m", "Omega_b", "Omega_L", "h", "sigma8", "n_s") if k not in cosmology]
+    missing = [k for k in COSMOLOGY_KEYS if k not in cosmology]
     if missing:
         raise SrsimError(f"{pairs[0].lr.path}: its cosmology attribute lacks {', '.join(missing)} (a snapshot "
                          f"header without them, as MP-Gadget's): rewrite it with `srsim displacement --config` "

@@ -173,7 +173,6 @@ def region_from_mpc(lo: Sequence[float], hi: Sequence[float], box_size: float, n
     return region_from_cells(lo_c, hi_c, n_lr)
 
 
-
 def region_from_centre(centre: Sequence[float], size, box_size: float, n_lr: int) -> tuple[tuple, tuple]:
     """(origin, extent) of the LR cells of a cube (or box) of side ``size`` Mpc/h around ``centre`` Mpc/h.
 
