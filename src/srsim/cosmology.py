@@ -188,6 +188,17 @@ class Cosmology:
         """f1(z) = dln D1 / dln a."""
         return self.growth_rate_a(1.0 / (1.0 + np.asarray(z, dtype=np.float64)))
 
+    def linear_velocity(self, psi, a):
+        """Linear-theory peculiar velocity of a growing-mode displacement: v = a H(a) f(a) psi, in km/s.
+
+        psi: displacement(s) at scale factor a in Mpc/h (any shape, e.g. (3, N, N, N)); a: a scalar. With
+        H(a) = 100 h E(a) km/s/Mpc and psi in Mpc/h the h cancels: v = 100 a E(a) f(a) psi. Exact for the
+        Zel'dovich growing mode (x = q + D psi1, v = a dx/dt); keeps psi's float dtype.
+        """
+        factor = 100.0 * float(a) * float(self.hubble(a)) * float(self.growth_rate_a(a))
+        psi = np.asarray(psi)
+        return psi * (psi.dtype.type(factor) if np.issubdtype(psi.dtype, np.floating) else factor)
+
     def growth2_a(self, a):
         """Second-order growth factor D2 at scale factor a (D2 ~ -3/7 D1^2; negative)."""
         return self._state(a)[2]

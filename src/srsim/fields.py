@@ -127,12 +127,22 @@ def positions_to_displacement(pos: np.ndarray, ids: np.ndarray, n: int, box_size
         raise SrsimError(f"{source}: positions have shape {pos.shape}, expected ({n**3}, 3)")
     if not np.all(np.isfinite(pos)):
         raise SrsimError(f"{source}: positions contain NaN or inf")
+    q = lagrangian_positions(n, box_size)
+    disp = minimum_image(particles_to_grid(pos, ids, n, source=source) - q, box_size)
+    return disp.astype(np.float32)
+
+
+def particles_to_grid(values: np.ndarray, ids: np.ndarray, n: int, *, source: str = "particles") -> np.ndarray:
+    """Per-particle vectors onto the Lagrangian grid by ID: values (n^3, C) in any particle order, ids (n^3,)
+    the grid IDs -> (C, n, n, n) (not C-contiguous), same dtype and units, `out[:, i, j, k]` = the value of particle
+    `ID = i*n^2 + j*n + k + 1`. Raises SrsimError on missing/duplicate IDs or a wrong shape."""
+    values = np.asarray(values)
+    if values.ndim != 2 or values.shape[0] != n**3:
+        raise SrsimError(f"{source}: per-particle values have shape {values.shape}, expected ({n**3}, C)")
     index = ids_to_index(ids, n, source=source)
-    ordered = np.empty_like(pos)
-    ordered[index] = pos
-    q = lagrangian_positions(n, box_size).reshape(3, -1)
-    disp = minimum_image(ordered.T - q, box_size)
-    return disp.reshape(3, n, n, n).astype(np.float32)
+    ordered = np.empty_like(values)
+    ordered[index] = values
+    return ordered.T.reshape(values.shape[1], n, n, n)  # a view of `ordered`: no second copy of a large box
 
 
 def displacement_to_positions(disp: np.ndarray, box_size: float, origin=(0, 0, 0),

@@ -2,6 +2,10 @@
 
 Attributes: `box_size` (Mpc/h), `redshift`, `n_grid`, `cosmology` (JSON string of the config's
 cosmology section), `source` (what the field was made from), plus any extras.
+
+Optional second dataset `vel` (`srsim displacement --velocity`): the peculiar velocity v = a dx/dt of each grid
+particle, (3, N, N, N) float32 km/s on the same grid as `disp`, with attributes `velocity_units` ("km/s") and
+`velocity_convention` (what it is and where it came from). Readers of `disp` ignore it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from srsim.errors import SrsimError
 from srsim.io.atomic import atomic_path, crc32
 
 DATASET = "disp"
+VELOCITY_DATASET = "vel"
+VELOCITY_UNITS = "km/s"
 
 
 def check_displacement(disp: np.ndarray, where: str = "displacement") -> None:
@@ -28,15 +34,36 @@ def check_displacement(disp: np.ndarray, where: str = "displacement") -> None:
         raise SrsimError(f"{where}: displacement contains NaN or inf")
 
 
+def check_velocity(vel: np.ndarray, disp_shape: tuple, where: str = "velocity") -> None:
+    """Raise SrsimError unless `vel` is finite and has the displacement field's shape `disp_shape`."""
+    if tuple(vel.shape) != tuple(disp_shape):
+        raise SrsimError(f"{where}: velocity field has shape {tuple(vel.shape)}, the displacement {tuple(disp_shape)}")
+    if not np.all(np.isfinite(vel)):
+        raise SrsimError(f"{where}: velocity field contains NaN or inf")
+
+
 def write_displacement(path, disp: np.ndarray, *, box_size: float, redshift: float, cosmology: dict,
-                       source: str, **extra_attrs) -> Path:
-    """Write a displacement field atomically. disp (3, N, N, N), Mpc/h (stored float32)."""
+                       source: str, velocity: np.ndarray | None = None, velocity_convention: str | None = None,
+                       **extra_attrs) -> Path:
+    """Write a displacement field atomically. disp (3, N, N, N), Mpc/h (stored float32).
+
+    velocity: optional (3, N, N, N) peculiar velocity in km/s on the same grid (stored float32 as `vel`);
+    velocity_convention: the text of its `velocity_convention` attribute (required with `velocity`).
+    """
     path = Path(path)
     check_displacement(disp, str(path))
+    if velocity is not None:
+        check_velocity(velocity, disp.shape, str(path))
+        if not velocity_convention:
+            raise ValueError("write_displacement: a velocity field needs its velocity_convention")
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             f.create_dataset(DATASET, data=np.asarray(disp, dtype=np.float32))
             _set_attrs(f, box_size, redshift, disp.shape[1], cosmology, source, extra_attrs)
+            if velocity is not None:
+                f.create_dataset(VELOCITY_DATASET, data=np.asarray(velocity, dtype=np.float32))
+                f.attrs["velocity_units"] = VELOCITY_UNITS
+                f.attrs["velocity_convention"] = str(velocity_convention)
     return path
 
 
@@ -102,6 +129,22 @@ def read_displacement(path) -> tuple[np.ndarray, dict]:
         attrs = _decode(f.attrs)
     check_displacement(disp, str(path))
     return disp, attrs
+
+
+def read_velocity(path) -> tuple[np.ndarray, dict]:
+    """Read the velocity field of a displacement file: ((3, N, N, N) float32 peculiar km/s, attrs).
+
+    SrsimError naming the file when it has no `vel` dataset (written without `--velocity`)."""
+    path = Path(path)
+    with _open(path) as f:
+        if VELOCITY_DATASET not in f:
+            raise SrsimError(f"{path}: no '{VELOCITY_DATASET}' dataset (a displacement file written without "
+                             "velocities: rerun srsim displacement with --velocity)")
+        vel = f[VELOCITY_DATASET][...]
+        attrs = _decode(f.attrs)
+        shape = f[DATASET].shape
+    check_velocity(vel, shape, str(path))
+    return vel, attrs
 
 
 def open_displacement(path) -> h5py.File:

@@ -53,9 +53,15 @@ class Header:
     @property
     def velocity_factor(self) -> float:
         """Factor turning the stored `Velocity` into peculiar km/s: MP-Gadget with `UsePeculiarVelocity = 0`
-        stores Gadget's u = v / sqrt(a), so v = sqrt(a) u; 1 otherwise."""
+        stores Gadget's u = v / sqrt(a), so v = sqrt(a) u; 1 with `UsePeculiarVelocity = 1` or without the
+        attribute (our snapshots). Any other value is a convention we cannot convert: SrsimError."""
         flag = np.asarray(self.attrs.get("UsePeculiarVelocity", [1])).reshape(-1)
-        return float(np.sqrt(self.time)) if flag.size and int(flag[0]) == 0 else 1.0
+        if flag.size == 0 or int(flag[0]) == 1:
+            return 1.0
+        if int(flag[0]) == 0:
+            return float(np.sqrt(self.time))
+        raise SrsimError(f"snapshot Header UsePeculiarVelocity = {flag[0]}: unknown velocity convention (the reader "
+                         "converts 0, Gadget's v / sqrt(a), and 1, peculiar km/s)")
 
     @property
     def n_grid(self) -> int | None:
@@ -130,6 +136,21 @@ def _column(f: bigfile.File, path: Path, block: str) -> bigfile.Column:
     return f[name]
 
 
+def has_block(path: str | Path, block: str) -> bool:
+    """Whether the snapshot at `path` has the dark-matter block `1/<block>` (e.g. "Velocity")."""
+    return f"{PTYPE}/{block}" in _open(path).list_blocks()
+
+
+def _velocity_factor(header: Header, path: Path, blocks) -> float:
+    """header.velocity_factor when `blocks` include Velocity (its error naming the file), else 1."""
+    if "Velocity" not in blocks:
+        return 1.0  # an unknown velocity convention does not stop reading positions or IDs
+    try:
+        return header.velocity_factor
+    except SrsimError as err:
+        raise SrsimError(f"{path}: {err}") from None
+
+
 def _convert(block: str, data: np.ndarray, box: float, vel_factor: float = 1.0) -> np.ndarray:
     if block == "Position":
         pos = np.asarray(data, dtype=np.float64) / KPC_PER_MPC
@@ -156,13 +177,15 @@ def read_particles(
     path = Path(path)
     header = read_header(path)
     f = _open(path)
+    blocks = tuple(blocks)
+    vel_factor = _velocity_factor(header, path, blocks)
     out = {}
     for block in blocks:
         col = _column(f, path, block)
         end = col.size if stop is None else min(stop, col.size)
         if col.size != header.n_particles:
             raise SrsimError(f"{path}: block 1/{block} has {col.size} particles, Header TotNumPart says {header.n_particles}")
-        out[block] = _convert(block, col[start:end], header.box_size, header.velocity_factor)
+        out[block] = _convert(block, col[start:end], header.box_size, vel_factor)
     return out
 
 
@@ -175,9 +198,10 @@ def iter_particles(
     f = _open(path)
     blocks = tuple(blocks)
     cols = {b: _column(f, path, b) for b in blocks}
+    vel_factor = _velocity_factor(header, path, blocks)
     for start in range(0, header.n_particles, chunk_size):
         stop = min(start + chunk_size, header.n_particles)
-        yield {b: _convert(b, cols[b][start:stop], header.box_size, header.velocity_factor) for b in blocks}
+        yield {b: _convert(b, cols[b][start:stop], header.box_size, vel_factor) for b in blocks}
 
 
 def check_blocks_complete(path: str | Path, blocks=("Position", "ID")) -> None:
