@@ -130,6 +130,11 @@ def _column(f: bigfile.File, path: Path, block: str) -> bigfile.Column:
     return f[name]
 
 
+def has_block(path: str | Path, block: str) -> bool:
+    """Whether the snapshot at `path` has the dark-matter block `1/<block>` (e.g. "Velocity")."""
+    return f"{PTYPE}/{block}" in _open(path).list_blocks()
+
+
 def _convert(block: str, data: np.ndarray, box: float, vel_factor: float = 1.0) -> np.ndarray:
     if block == "Position":
         pos = np.asarray(data, dtype=np.float64) / KPC_PER_MPC
