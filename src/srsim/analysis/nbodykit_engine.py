@@ -198,8 +198,10 @@ def fof_snapshot(path, b: float, min_members: int, *, members: bool = False, com
     pos = np.asarray(cat["Position"].compute())
     ids = np.asarray(cat["ID"].compute(), dtype=np.uint64).reshape(-1)  # bigfile gives (n, 1)
     has_vel = has_block(path, "Velocity")
-    # the stored Velocity in peculiar km/s, as srsim.io.snapshot converts it
-    vel = np.asarray(cat["Velocity"].compute(), dtype=np.float64) * header.velocity_factor if has_vel else None
+    # the stored Velocity in peculiar km/s, converted as srsim.io.snapshot does (float32 times the factor)
+    vel = None
+    if has_vel:
+        vel = np.asarray(cat["Velocity"].compute(), dtype=np.float32) * np.float32(header.velocity_factor)
     t = group_table(labels, pos, ids, header.box_size, comm, vel=vel)
     if len(t["npart"]) and t["npart"].min() < min_members:
         raise SrsimError(f"nbodykit FOF kept a group of {t['npart'].min()} < {min_members} particles")
