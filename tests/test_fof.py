@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from srsim.analysis.domains import fof_domain, merge_catalogs
-from srsim.analysis.fof import fof_groups, fof_snapshot, linking_length
+from srsim.analysis.fof import fof_groups, fof_snapshot, group_velocities, linking_length
 from srsim.io.catalog import read_catalog, write_catalog
 from srsim.errors import SrsimError
 from srsim.testing import clustered
@@ -102,21 +102,27 @@ def test_members_and_catalog_roundtrip(tmp_path):
         read_catalog(tmp_path / "none.h5")
 
 
-def _chunks(pos, ids, size=5000):
+def _chunks(pos, ids, size=5000, vel=None):
+    if vel is not None:
+        return ((pos[i:i + size], ids[i:i + size], vel[i:i + size]) for i in range(0, len(pos), size))
     return ((pos[i:i + size], ids[i:i + size]) for i in range(0, len(pos), size))
 
 
-@pytest.mark.parametrize("n_domains", [2, 3, 5])
+@pytest.mark.parametrize("n_domains", [1, 2, 3, 5])
 def test_domain_split_equals_whole_box(n_domains):
     box = 100.0
     pos, ids = clustered(32, box, seed=1)
     link = linking_length(0.2, box, len(pos))
+    # velocities: a bulk flow per position plus scatter, so halos differ in vel and sigma_v
+    rng = np.random.default_rng(1)
+    vel = (300 * np.sin(2 * np.pi * pos / box) + rng.normal(0, 200, pos.shape)).astype(np.float32)
     whole = fof_groups(pos, link, box_size=box, ids=ids, min_members=20)
+    whole_vel, whole_sigma = group_velocities(whole.labels, vel, len(whole.npart))
     off, mid = whole.members(ids)
     parts = []
     for d in range(n_domains**3):
-        cat = fof_domain(_chunks(pos, ids), box_size=box, index=d, n_domains=n_domains, ghost=12.0, link=link,
-                         min_members=20, members=True)
+        cat = fof_domain(_chunks(pos, ids, vel=vel), box_size=box, index=d, n_domains=n_domains, ghost=12.0,
+                         link=link, min_members=20, members=True)
         cat["mass"] = cat["npart"] * 1.0
         parts.append((cat, {"box_size": box, "redshift": 0.0, "n_domains": n_domains, "domain": d}))
     merged, _ = merge_catalogs(parts)
@@ -126,7 +132,10 @@ def test_domain_split_equals_whole_box(n_domains):
     np.testing.assert_array_equal(merged["members_offset"], off)
     np.testing.assert_array_equal(merged["members_id"], mid)
     assert np.abs((merged["pos"] - whole.pos + box / 2) % box - box / 2).max() < 1e-9
-    with pytest.raises(SrsimError, match="missing"):
+    np.testing.assert_allclose(merged["vel"], whole_vel, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(merged["sigma_v"], whole_sigma, rtol=1e-12)
+    assert np.ptp(whole_sigma) > 10 and np.ptp(whole_vel) > 100
+    with pytest.raises(SrsimError, match="missing" if n_domains > 1 else "no domain catalogues"):
         merge_catalogs(parts[:-1])
     with pytest.raises(SrsimError, match="already given"):
         merge_catalogs(parts + parts[:1])

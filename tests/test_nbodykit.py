@@ -140,6 +140,12 @@ def test_fof_groups_have_identical_members(name, mpgadget_dir, srsim_snapshot, r
     box = attrs["box_size"]
     d -= box * np.round(d / box)
     assert np.abs(d).max() < 1e-9 * box
+    # velocities (MP-Gadget's snapshot has them, srsim's writer and SR snapshots not): the same columns or none
+    assert attrs["has_velocity"] == our_attrs["has_velocity"] == ("vel" in ours) == (name == "mpgadget_n32_z0")
+    assert ("vel" in theirs) == ("sigma_v" in theirs) == ("vel" in ours)
+    if "vel" in ours:
+        np.testing.assert_allclose(theirs["vel"], ours["vel"], rtol=1e-10, atol=1e-9)
+        np.testing.assert_allclose(theirs["sigma_v"], ours["sigma_v"], rtol=1e-10)
 
 
 @needs_nbodykit
@@ -171,6 +177,9 @@ def test_two_mpi_ranks_give_the_one_rank_result(mpgadget_dir, srsim_snapshot, tm
         np.testing.assert_array_equal(c1["npart"], c2["npart"])
         np.testing.assert_array_equal(c1["min_id"], c2["min_id"])
         np.testing.assert_allclose(c1["pos"], c2["pos"], rtol=0, atol=1e-9 * a1["box_size"])
+        if "vel" in c1:
+            np.testing.assert_allclose(c1["vel"], c2["vel"], rtol=1e-10, atol=1e-9)
+            np.testing.assert_allclose(c1["sigma_v"], c2["sigma_v"], rtol=1e-10)
 
 
 @needs_nbodykit

@@ -10,6 +10,9 @@ find a neighbour cell). Each occupied cell is linked with itself and its 13 "for
 union-find forest (path halving). A pair of cells whose particles already all share one root is skipped,
 which keeps dense halo cores cheap. Memory ~ 60 bytes per particle plus positions.
 
+Where the snapshot has velocities (`1/Velocity`), every group also gets its bulk velocity and 1D velocity
+dispersion (:func:`group_velocities`, from the group labels).
+
 Catalogues are written and read by `srsim.io.catalog` (layout there); `catalog_attrs` builds their
 attributes.
 """
@@ -26,6 +29,7 @@ from srsim.errors import SrsimError
 __all__ = [
     "Groups",
     "fof_groups",
+    "group_velocities",
     "linking_length",
     "fof_snapshot",
     "catalog_attrs",
@@ -311,16 +315,54 @@ def fof_groups(
     )
 
 
+def group_velocities(labels: np.ndarray, velocities: np.ndarray, n_groups: int,
+                     allreduce=None) -> tuple[np.ndarray, np.ndarray]:
+    """Bulk velocity and 1D velocity dispersion of each group, from the particles' group labels.
+
+    labels      (N,) int: group index of each particle in [0, n_groups), -1 (any negative) in no group
+    velocities  (N, 3) float, km/s (peculiar, as srsim.io.snapshot.read_particles gives them)
+    n_groups    G, the number of groups; every group needs at least one member
+    allreduce   for particles spread over MPI ranks: a function summing an array over all ranks (each rank
+                passes its own particles; every rank gets the result); None for all particles here
+    Returns (vel (G, 3) float64 km/s: the members' mean velocity, sigma_v (G,) float64 km/s:
+    sqrt(sum_i |v_i - vel|^2 / (3 n)), the 1D dispersion about it). Two passes (mean, then squared
+    deviations from it) in float64, so a dispersion far below the bulk velocity loses no precision.
+    """
+    labels = np.asarray(labels).reshape(-1)
+    velocities = np.asarray(velocities)
+    if velocities.shape != (len(labels), 3):
+        raise ValueError(f"velocities must have shape ({len(labels)}, 3), got {velocities.shape}")
+    red = allreduce if allreduce is not None else (lambda a: a)
+    sel = labels >= 0
+    lab = labels[sel].astype(np.int64)
+    if len(lab) and lab.max() >= n_groups:
+        raise ValueError(f"group label {lab.max()} outside [0, {n_groups})")
+    v = velocities[sel].astype(np.float64)
+    n = red(np.bincount(lab, minlength=n_groups).astype(np.float64))
+    if np.any(n == 0):
+        raise ValueError(f"group {int(np.argmin(n))} of {n_groups} has no members")
+    s = red(np.stack([np.bincount(lab, weights=v[:, a], minlength=n_groups) for a in range(3)], axis=1))
+    bulk = s / n[:, None] if n_groups else np.zeros((0, 3))
+    d = v - bulk[lab]
+    ss = red(np.bincount(lab, weights=np.einsum("ij,ij->i", d, d), minlength=n_groups))
+    return bulk, np.sqrt(ss / (3.0 * n))
+
+
 # --------------------------------------------------------------------------------------------------
 # Snapshots and catalogue files
 
 
 def fof_snapshot(path, b: float = 0.2, min_members: int = 32, members: bool = False) -> tuple[dict, dict]:
-    """FOF of a whole snapshot in memory -> (catalogue datasets, attributes) for `srsim.io.catalog.write_catalog`."""
-    from srsim.io.snapshot import read_header, read_particles
+    """FOF of a whole snapshot in memory -> (catalogue datasets, attributes) for `srsim.io.catalog.write_catalog`.
+
+    With a `1/Velocity` block the catalogue also has ``vel`` (G, 3) and ``sigma_v`` (G,) float64 km/s
+    (:func:`group_velocities`); without one (SR snapshots) neither, and attribute ``has_velocity`` says which.
+    """
+    from srsim.io.snapshot import has_block, read_header, read_particles
 
     header = read_header(path)
-    data = read_particles(path, blocks=("Position", "ID"))
+    has_vel = has_block(path, "Velocity")
+    data = read_particles(path, blocks=("Position", "ID", "Velocity") if has_vel else ("Position", "ID"))
     link = linking_length(b, header.box_size, header.n_particles)
     groups = fof_groups(data["Position"], link, box_size=header.box_size, ids=data["ID"], min_members=min_members)
     cat = {
@@ -329,14 +371,17 @@ def fof_snapshot(path, b: float = 0.2, min_members: int = 32, members: bool = Fa
         "pos": groups.pos,
         "min_id": groups.min_id,
     }
+    if has_vel:
+        cat["vel"], cat["sigma_v"] = group_velocities(groups.labels, data["Velocity"], len(groups.npart))
     if members:
         cat["members_offset"], cat["members_id"] = groups.members(data["ID"])
-    attrs = catalog_attrs(header, b, link, min_members, os.fspath(path))
+    attrs = catalog_attrs(header, b, link, min_members, os.fspath(path), has_velocity=has_vel)
     return cat, attrs
 
 
-def catalog_attrs(header, b: float, link: float, min_members: int, source: str) -> dict:
-    """The attributes of a halo catalogue made from a snapshot with this header."""
+def catalog_attrs(header, b: float, link: float, min_members: int, source: str, *, has_velocity: bool) -> dict:
+    """The attributes of a halo catalogue made from a snapshot with this header (``has_velocity``: whether
+    the catalogue has the ``vel`` and ``sigma_v`` columns, i.e. whether the snapshot had velocities)."""
     return {
         "box_size": float(header.box_size),
         "redshift": float(header.redshift),
@@ -346,4 +391,5 @@ def catalog_attrs(header, b: float, link: float, min_members: int, source: str) 
         "min_members": int(min_members),
         "n_particles": int(header.n_particles),
         "source": source,
+        "has_velocity": bool(has_velocity),
     }

@@ -16,6 +16,8 @@ writes srsim's own formats, so the rest of the pipeline cannot tell the engines 
   catalogue (size, mass, periodic centre of mass, smallest member ID, optional member IDs) is reduced from
   nbodykit's particle labels with MPI reductions over a dense per-group array, with srsim's definitions
   (``srsim.analysis.fof``): the centre is the mean minimum-image offset from the group's smallest-ID member.
+  Where the snapshot has `1/Velocity`, the bulk velocity ``vel`` and dispersion ``sigma_v`` (km/s) come from
+  ``srsim.analysis.fof.group_velocities`` with its sums reduced over the ranks; without it, neither column.
 
 Under MPI only rank 0 writes. An exception on any rank prints ``rank r of n: ...`` and aborts every rank
 (``MPI_Abort``), so a failed rank never leaves the others waiting in a collective.
@@ -133,14 +135,17 @@ def _allreduce(comm, arr, op):
     return out
 
 
-def group_table(labels, pos, ids, box: float, comm) -> dict:
+def group_table(labels, pos, ids, box: float, comm, vel=None) -> dict:
     """Per-group sums over all ranks from nbodykit FOF labels (1..G; 0 = in no kept group).
 
-    labels (n,) int, pos (n, 3) float64 Mpc/h, ids (n,) uint64: this rank's particles. Returns, on every rank,
-    npart (G,) int64, pos (G, 3) float64 Mpc/h in [0, box), min_id (G,) uint64, ordered by decreasing npart
-    and then increasing min_id (srsim's catalogue order), and ``order`` (G,): the nbodykit label - 1 of each row.
+    labels (n,) int, pos (n, 3) float64 Mpc/h, ids (n,) uint64, vel (n, 3) km/s or None: this rank's
+    particles. Returns, on every rank, npart (G,) int64, pos (G, 3) float64 Mpc/h in [0, box), min_id (G,)
+    uint64, with ``vel`` also vel (G, 3) and sigma_v (G,) float64 km/s, ordered by decreasing npart and then
+    increasing min_id (srsim's catalogue order), and ``order`` (G,): the nbodykit label - 1 of each row.
     """
     from mpi4py import MPI
+
+    from srsim.analysis.fof import group_velocities
 
     labels = np.asarray(labels, dtype=np.int64)
     n_groups = comm.allreduce(int(labels.max()) if len(labels) else 0, op=MPI.MAX)
@@ -166,7 +171,11 @@ def group_table(labels, pos, ids, box: float, comm) -> dict:
     com = np.mod(ref + s / np.maximum(npart, 1)[:, None], box) if n_groups else np.zeros((0, 3))
     com[com >= box] = 0.0
     order = np.lexsort((min_id, -npart))
-    return {"npart": npart[order], "pos": com[order], "min_id": min_id[order].astype(np.uint64), "order": order}
+    out = {"npart": npart[order], "pos": com[order], "min_id": min_id[order].astype(np.uint64), "order": order}
+    if vel is not None:
+        v, sig = group_velocities(labels - 1, vel, n_groups, allreduce=lambda a: _allreduce(comm, a, MPI.SUM))
+        out["vel"], out["sigma_v"] = v[order], sig[order]
+    return out
 
 
 def fof_snapshot(path, b: float, min_members: int, *, members: bool = False, comm=None) -> tuple[dict, dict]:
@@ -178,6 +187,7 @@ def fof_snapshot(path, b: float, min_members: int, *, members: bool = False, com
     from nbodykit.lab import FOF
 
     from srsim.analysis.fof import catalog_attrs, linking_length
+    from srsim.io.snapshot import has_block
 
     if min_members < 2:
         raise SrsimError(f"FOF: min_members must be >= 2, got {min_members}")
@@ -187,10 +197,17 @@ def fof_snapshot(path, b: float, min_members: int, *, members: bool = False, com
     labels = np.asarray(fof.labels)
     pos = np.asarray(cat["Position"].compute())
     ids = np.asarray(cat["ID"].compute(), dtype=np.uint64).reshape(-1)  # bigfile gives (n, 1)
-    t = group_table(labels, pos, ids, header.box_size, comm)
+    has_vel = has_block(path, "Velocity")
+    # the stored Velocity in peculiar km/s, converted as srsim.io.snapshot does (float32 times the factor)
+    vel = None
+    if has_vel:
+        vel = np.asarray(cat["Velocity"].compute(), dtype=np.float32) * np.float32(header.velocity_factor)
+    t = group_table(labels, pos, ids, header.box_size, comm, vel=vel)
     if len(t["npart"]) and t["npart"].min() < min_members:
         raise SrsimError(f"nbodykit FOF kept a group of {t['npart'].min()} < {min_members} particles")
     out = {"npart": t["npart"], "mass": t["npart"] * header.particle_mass, "pos": t["pos"], "min_id": t["min_id"]}
+    if has_vel:
+        out["vel"], out["sigma_v"] = t["vel"], t["sigma_v"]
     if members:
         # row of each nbodykit label in the catalogue order, then every rank's (row, id) pairs to rank 0
         row = np.empty(len(t["order"]), dtype=np.int64)
@@ -205,7 +222,7 @@ def fof_snapshot(path, b: float, min_members: int, *, members: bool = False, com
             np.cumsum(t["npart"], out=offsets[1:])
             out["members_offset"], out["members_id"] = offsets, m[o]
     attrs = catalog_attrs(header, b, linking_length(b, header.box_size, header.n_particles), min_members,
-                          os.fspath(path))
+                          os.fspath(path), has_velocity=has_vel)
     attrs["engine"] = "nbodykit"
     attrs["mpi_ranks"] = int(comm.size)
     return out, attrs

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 COMMAND = "fof"
-HELP = "friends-of-friends halos of a snapshot (periodic box) -> HDF5 catalogue (npart, mass, pos, min_id)"
+HELP = ("friends-of-friends halos of a snapshot (periodic box) -> HDF5 catalogue (npart, mass, pos, min_id; vel, "
+        "sigma_v where the snapshot has velocities)")
 
 
 def add_arguments(parser) -> None:

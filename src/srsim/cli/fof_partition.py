@@ -8,7 +8,7 @@ HELP = "split particles [part*N/n, (part+1)*N/n) of a snapshot into per-domain f
 
 def add_arguments(parser) -> None:
     parser.add_argument("snapshot", help="bigfile snapshot directory (MP-Gadget layout)")
-    parser.add_argument("out", help="output directory (d{domain}.pos, d{domain}.id, partition.json)")
+    parser.add_argument("out", help="output directory (d{domain}.pos, d{domain}.id, d{domain}.vel with velocities, partition.json)")
     parser.add_argument("--part", type=int, default=0, help="which slice of the particles, in [0, n-parts)")
     parser.add_argument("--n-parts", type=int, default=1, help="number of slices (independent jobs)")
     parser.add_argument("--n-domains", type=int, default=None, help="domains per side (default analysis.fof_domains)")

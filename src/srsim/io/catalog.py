@@ -3,8 +3,11 @@
 Catalogue (HDF5): ``npart`` (G,) int64, ``mass`` (G,) float64 Msun/h, ``pos`` (G, 3) float64 Mpc/h
 (periodic centre of mass), ``min_id`` (G,) uint64 (smallest member ID, a stable halo key); optional
 ``members_offset`` (G+1,) int64 and ``members_id`` (sum npart,) uint64 (IDs of group g are
-``members_id[members_offset[g]:members_offset[g+1]]``, sorted). Attributes ``box_size``, ``redshift``,
-``particle_mass``, ``b``, ``linking_length``, ``min_members``, ``n_particles``, ``source``.
+``members_id[members_offset[g]:members_offset[g+1]]``, sorted); where the snapshot had velocities, ``vel``
+(G, 3) float64 km/s (the members' mean peculiar velocity) and ``sigma_v`` (G,) float64 km/s (their 1D velocity
+dispersion about it, sqrt(sum |v_i - vel|^2 / 3 n)), both or neither. Attributes ``box_size``, ``redshift``,
+``particle_mass``, ``b``, ``linking_length``, ``min_members``, ``n_particles``, ``source``, ``has_velocity``
+(whether ``vel`` and ``sigma_v`` are there; catalogues written before it existed have neither).
 Groups are ordered by decreasing ``npart``, ties by increasing ``min_id``.
 """
 
@@ -17,6 +20,7 @@ import numpy as np
 from srsim.errors import SrsimError
 
 _REQUIRED = ("npart", "mass", "pos")
+_VELOCITY = ("vel", "sigma_v")
 
 
 def write_catalog(path, cat: dict, attrs: dict) -> None:
@@ -28,6 +32,16 @@ def write_catalog(path, cat: dict, attrs: dict) -> None:
     for key in _REQUIRED:
         if key not in cat:
             raise ValueError(f"halo catalogue needs dataset '{key}'")
+    n = len(np.asarray(cat["npart"]))
+    has_vel = _VELOCITY[0] in cat
+    if (_VELOCITY[1] in cat) != has_vel:
+        raise ValueError("halo catalogue: 'vel' and 'sigma_v' come together")
+    if has_vel and (np.shape(cat["vel"]) != (n, 3) or np.shape(cat["sigma_v"]) != (n,)):
+        raise ValueError(f"halo catalogue of {n} groups: 'vel' has shape {np.shape(cat['vel'])}, 'sigma_v' "
+                         f"{np.shape(cat['sigma_v'])}; expected ({n}, 3) and ({n},)")
+    if "has_velocity" in attrs and bool(attrs["has_velocity"]) != has_vel:
+        raise ValueError(f"halo catalogue: attribute has_velocity = {attrs['has_velocity']} but the datasets "
+                         f"{'include' if has_vel else 'lack'} 'vel' and 'sigma_v'")
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("npart", data=np.asarray(cat["npart"], dtype=np.int64))
@@ -37,8 +51,12 @@ def write_catalog(path, cat: dict, attrs: dict) -> None:
                 if key in cat:
                     dt = np.int64 if key == "members_offset" else np.uint64
                     f.create_dataset(key, data=np.asarray(cat[key], dtype=dt))
+            if has_vel:
+                f.create_dataset("vel", data=np.asarray(cat["vel"], dtype=np.float64))
+                f.create_dataset("sigma_v", data=np.asarray(cat["sigma_v"], dtype=np.float64))
             for k, v in attrs.items():
                 f.attrs[k] = v
+            f.attrs["has_velocity"] = has_vel
 
 
 def read_catalog(path, *, max_members: int | None = None) -> tuple[dict, dict]:
@@ -67,6 +85,8 @@ def read_catalog(path, *, max_members: int | None = None) -> tuple[dict, dict]:
     for key in ("box_size", "redshift"):
         if key not in attrs:
             raise SrsimError(f"{path}: halo catalogue has no '{key}' attribute")
+    if attrs.get("has_velocity") and not all(k in cat for k in _VELOCITY):
+        raise SrsimError(f"{path}: halo catalogue says has_velocity but lacks dataset 'vel' or 'sigma_v'")
     if isinstance(attrs.get("source"), bytes):
         attrs["source"] = attrs["source"].decode()
     return cat, attrs
