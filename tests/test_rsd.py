@@ -202,6 +202,10 @@ def test_cli_rsd_and_momentum(tmp_path, demo_cosmology, capsys):
     for p in ("P0", "P2", "P4"):
         np.testing.assert_allclose(table[p], getattr(direct, p), rtol=1e-8, atol=1e-10 * direct.P0.max())
     np.testing.assert_array_equal(table["n_modes"], direct.n_modes)
+    # chunked reading pairs each chunk's positions with its own velocities: the same multipoles
+    chunked = tmp_path / "rsd_chunked.txt"
+    assert main(["power", str(snap), str(chunked), "--mesh", "16", "--rsd", "z", "--chunk-size", "1000", *cfg]) == 0
+    np.testing.assert_allclose(read_multipoles(chunked)[0]["P2"], table["P2"], rtol=1e-9, atol=1e-12 * direct.P0.max())
     # the writer and reader round-trip a result
     res = multipoles_snapshot(snap, 16, "2", progress=False)
     write_multipoles(tmp_path / "again.txt", res)
