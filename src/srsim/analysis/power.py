@@ -39,6 +39,8 @@ __all__ = [
     "default_k_edges",
     "delta_from_density_",
     "shell_sums_numpy",
+    "shell_sums_torch",
+    "delta_from_density_torch_",
     "cpu_workers",
     "power_engine",
     "power_meta",
@@ -269,19 +271,28 @@ def _power_numpy(mesh: np.ndarray, box_size: float, k_edges: np.ndarray, deconvo
     return kf, ksum, sums[0], nmodes, norm
 
 
-def _power_torch(mesh, box_size: float, k_edges: np.ndarray, deconvolve: bool, slab: int = 16):
-    """Torch twin of :func:`_power_numpy` on the mesh's device; float64 throughout."""
-    import torch
-
-    dev = mesh.device
+def delta_from_density_torch_(mesh):
+    """Torch twin of :func:`delta_from_density_`: a float64 density tensor turned into delta in place."""
     n = mesh.shape[0]
     total = mesh.sum()
     if not float(total) > 0:
         raise SrsimError("power spectrum: the density mesh is empty (no particles painted)")
     mesh /= total / n**3
     mesh -= 1.0
-    dk = torch.fft.rfftn(mesh)
-    del mesh
+    return mesh
+
+
+def shell_sums_torch(fields_k: list, box_size: float, k_edges: np.ndarray, deconvolve: bool, quantities,
+                     slab: int = 16):
+    """Torch twin of :func:`shell_sums_numpy` on the fields' device, float64, in x-slabs of ``slab`` planes.
+
+    quantities gets the fields' slabs and nx (s, 1, 1), ny (1, n, 1), nz (1, 1, n//2+1), nmag (s, n, n//2+1)
+    tensors; returns as shell_sums_numpy (NumPy arrays).
+    """
+    import torch
+
+    dev = fields_k[0].device
+    n = fields_k[0].shape[0]
     kf = 2 * np.pi / box_size
     edges = torch.as_tensor(np.asarray(k_edges, dtype=np.float64) / kf, device=dev)
     nb = len(k_edges) - 1
@@ -291,25 +302,37 @@ def _power_torch(mesh, box_size: float, k_edges: np.ndarray, deconvolve: bool, s
     sx = torch.as_tensor(_sinc2(np.fft.fftfreq(n, d=1.0 / n), n), device=dev)
     sh = torch.as_tensor(_sinc2(np.arange(n // 2 + 1, dtype=np.float64), n), device=dev)
     ksum = torch.zeros(nb, dtype=torch.float64, device=dev)
-    psum = torch.zeros_like(ksum)
     nmodes = torch.zeros_like(ksum)
+    sums = None
     for x0 in range(0, n, slab):
         x1 = min(n, x0 + slab)
-        block = dk[x0:x1]
-        p2 = block.real**2 + block.imag**2
-        if deconvolve:
-            win = (sx[x0:x1, None, None] * sx[None, :, None] * sh[None, None, :]) ** 2
-            p2 = p2 / win
         kmag = torch.sqrt(full[x0:x1, None, None] ** 2 + r2_yz[None])
+        qs = quantities([fk[x0:x1] for fk in fields_k], full[x0:x1, None, None], full[None, :, None],
+                        half[None, None, :], kmag)
+        if sums is None:
+            sums = torch.zeros((len(qs), nb), dtype=torch.float64, device=dev)
         b = torch.bucketize(kmag.reshape(-1), edges, right=False) - 1
         ok = (b >= 0) & (b < nb) & (kmag.reshape(-1) > 0)
         b = b[ok]
         ww = wyz.expand(x1 - x0, -1, -1).reshape(-1)[ok]
         nmodes += torch.bincount(b, ww, nb)
         ksum += torch.bincount(b, ww * kmag.reshape(-1)[ok], nb)
-        psum += torch.bincount(b, ww * p2.reshape(-1)[ok], nb)
+        for j, q in enumerate(qs):
+            if deconvolve:
+                q = q / (sx[x0:x1, None, None] * sx[None, :, None] * sh[None, None, :]) ** 2
+            sums[j] += torch.bincount(b, ww * q.reshape(-1)[ok], nb)
     norm = box_size**3 / float(n) ** 6
-    return kf, ksum.cpu().numpy(), psum.cpu().numpy(), nmodes.cpu().numpy(), norm
+    return kf, ksum.cpu().numpy(), sums.cpu().numpy(), nmodes.cpu().numpy(), norm
+
+
+def _power_torch(mesh, box_size: float, k_edges: np.ndarray, deconvolve: bool, slab: int = 16):
+    """Torch twin of :func:`_power_numpy` on the mesh's device; float64 throughout."""
+    import torch
+
+    dk = torch.fft.rfftn(delta_from_density_torch_(mesh))
+    del mesh
+    kf, ksum, sums, nmodes, norm = shell_sums_torch([dk], box_size, k_edges, deconvolve, _abs2, slab)
+    return kf, ksum, sums[0], nmodes, norm
 
 
 def power_meta(box_size, n_mesh, n_particles, deconvolve, engine):

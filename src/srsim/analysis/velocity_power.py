@@ -1,7 +1,8 @@
 """Power spectra that need particle velocities: redshift-space multipoles and the momentum power.
 
 Same CIC mesh, mesh-point convention, normalisation and k shells as :mod:`srsim.analysis.power` (whose shell
-accumulator both use), no window deconvolution unless asked, NumPy + numba on the CPU.
+accumulators both use), no window deconvolution unless asked, and the same two engines: NumPy + numba on the
+CPU, PyTorch on any torch device (they agree to float64 rounding).
 
 Redshift space (plane-parallel, line of sight a box axis): each particle moves along the axis by
 v_los / (a H(a)); with v the peculiar velocity in km/s and H = 100 h E(a) km/s/Mpc that is
@@ -29,8 +30,13 @@ from srsim.analysis.power import (
     cpu_workers,
     default_k_edges,
     delta_from_density_,
+    delta_from_density_torch_,
+    paint_numpy,
+    paint_torch,
+    power_engine,
     power_meta,
     shell_sums_numpy,
+    shell_sums_torch,
     snapshot_chunks,
 )
 from srsim.errors import SrsimError
@@ -42,7 +48,6 @@ __all__ = [
     "parse_axis",
     "redshift_space_positions",
     "velocity_to_distance",
-    "velocity_power_engine",
     "multipoles_from_positions",
     "momentum_power_from_particles",
     "multipoles_snapshot",
@@ -102,15 +107,6 @@ def parse_axis(axis) -> int:
     raise SrsimError(f"redshift-space axis must be x, y, z or 0, 1, 2, got {axis!r}")
 
 
-def velocity_power_engine(device) -> str:
-    """The engine of the velocity spectra: NumPy + numba only. None, '', 'numpy' and 'auto' mean it; a torch
-    device (cpu, cuda, ...) is refused rather than silently ignored."""
-    if device in (None, "", "numpy", "auto"):
-        return "numpy"
-    raise SrsimError(f"redshift-space and momentum power run on the numpy engine only, not device {device!r} "
-                     "(use --device numpy or auto)")
-
-
 def velocity_to_distance(a: float, omega_m: float, omega_l: float) -> float:
     """1 / (100 a E(a)): the factor (Mpc/h per km/s) turning a peculiar velocity into its redshift-space shift."""
     from srsim.cosmology import hubble_e
@@ -139,7 +135,7 @@ def _legendre_quantities(axis: int):
         p2 = planes[0].real**2 + planes[0].imag**2
         n_axis = (nx, ny, nz)[axis]
         with np.errstate(invalid="ignore", divide="ignore"):  # |n| = 0 is dropped by the accumulator
-            mu2 = np.broadcast_to(n_axis, nmag.shape) ** 2 / nmag**2
+            mu2 = n_axis**2 / nmag**2  # NumPy arrays or torch tensors alike
         l2 = 0.5 * (3.0 * mu2 - 1.0)
         l4 = (35.0 * mu2 * mu2 - 30.0 * mu2 + 3.0) / 8.0
         return [p2, p2 * l2, p2 * l4]
@@ -156,12 +152,17 @@ def _momentum_quantities(planes, nx, ny, nz, nmag):
     return [total, longitudinal]
 
 
+def _engine_name(engine: str) -> str:
+    return "numpy" if engine == "numpy" else f"torch:{engine}"
+
+
 def multipoles_from_positions(
     chunks: Iterable[np.ndarray],
     box_size: float,
     n_mesh: int,
     axis: int,
     *,
+    device: str = "numpy",
     k_edges=None,
     deconvolve: bool = False,
     workers: int | None = None,
@@ -170,47 +171,42 @@ def multipoles_from_positions(
 
     Pass redshift-space positions (:func:`redshift_space_positions`) for the redshift-space multipoles; P0 of
     real-space positions is the real-space P(k) of :func:`srsim.analysis.power.power_from_positions` (same
-    mesh, same sums).
+    mesh, same sums). device as there: 'numpy', a torch device string, or 'auto'.
     """
-    import scipy.fft
-
+    engine = power_engine(device)
     edges = default_k_edges(n_mesh, box_size) if k_edges is None else np.asarray(k_edges, dtype=np.float64)
-    mesh = np.zeros((n_mesh,) * 3, dtype=np.float64)
-    n_tot = 0
-    for pos in chunks:
-        cic_paint_numpy(mesh, pos, box_size)
-        n_tot += len(pos)
-    if n_tot == 0:
-        raise SrsimError("redshift-space power: no particles")
-    dk = scipy.fft.rfftn(delta_from_density_(mesh), workers=workers or cpu_workers(), overwrite_x=True)
-    del mesh
-    kf, ksum, sums, nmodes, norm = shell_sums_numpy([dk], box_size, edges, deconvolve, _legendre_quantities(axis))
+    quantities = _legendre_quantities(axis)
+    if engine == "numpy":
+        import scipy.fft
+
+        mesh, n_tot = paint_numpy(chunks, n_mesh, box_size)
+        if n_tot == 0:
+            raise SrsimError("redshift-space power: no particles")
+        dk = scipy.fft.rfftn(delta_from_density_(mesh), workers=workers or cpu_workers(), overwrite_x=True)
+        del mesh
+        kf, ksum, sums, nmodes, norm = shell_sums_numpy([dk], box_size, edges, deconvolve, quantities)
+    else:
+        import torch
+
+        mesh, n_tot = paint_torch(chunks, n_mesh, box_size, device=engine)
+        if n_tot == 0:
+            raise SrsimError("redshift-space power: no particles")
+        dk = torch.fft.rfftn(delta_from_density_torch_(mesh))
+        del mesh
+        kf, ksum, sums, nmodes, norm = shell_sums_torch([dk], box_size, edges, deconvolve, quantities)
     keep = nmodes > 0
     nm = nmodes[keep]
     p0, p2, p4 = (sums[j][keep] / nm * norm * (2 * ell + 1) for j, ell in enumerate((0, 2, 4)))
-    meta = power_meta(box_size, n_mesh, n_tot, deconvolve, "numpy")
+    meta = power_meta(box_size, n_mesh, n_tot, deconvolve, _engine_name(engine))
     meta["axis"] = AXIS_NAMES[axis]
     return MultipoleResult(k=ksum[keep] / nm * kf, P0=p0, P2=p2, P4=p4, n_modes=np.rint(nm).astype(np.int64),
                            meta=meta)
 
 
-def momentum_power_from_particles(
-    chunks: Iterable[tuple[np.ndarray, np.ndarray]],
-    box_size: float,
-    n_mesh: int,
-    *,
-    k_edges=None,
-    deconvolve: bool = False,
-    workers: int | None = None,
-) -> MomentumPowerResult:
-    """Momentum power of equal-mass particles streamed as (positions (n, 3) Mpc/h, velocities (n, 3) km/s).
-
-    The mesh of component i is the CIC sum of v_i over particles divided by N_particles / n_mesh^3, i.e.
-    (1 + delta) v_i in km/s; memory: three float64 meshes and their rFFTs.
-    """
+def _momentum_fields_numpy(chunks, n_mesh, box_size, workers):
+    """rFFTs of the three (1 + delta) v_i meshes (NumPy), and the particle count."""
     import scipy.fft
 
-    edges = default_k_edges(n_mesh, box_size) if k_edges is None else np.asarray(k_edges, dtype=np.float64)
     meshes = [np.zeros((n_mesh,) * 3, dtype=np.float64) for _ in range(3)]
     n_tot = 0
     for pos, vel in chunks:
@@ -227,10 +223,64 @@ def momentum_power_from_particles(
         m /= per_cell
         fields_k.append(scipy.fft.rfftn(m, workers=workers or cpu_workers(), overwrite_x=True))
         del m
-    kf, ksum, sums, nmodes, norm = shell_sums_numpy(fields_k, box_size, edges, deconvolve, _momentum_quantities)
+    return fields_k, n_tot
+
+
+def _momentum_fields_torch(chunks, n_mesh, box_size, device):
+    """Torch twin of :func:`_momentum_fields_numpy` on ``device``, float64."""
+    import torch
+
+    from srsim.mesh import cic_paint_add_
+
+    dev = torch.device(device)
+    meshes = [torch.zeros((n_mesh,) * 3, dtype=torch.float64, device=dev) for _ in range(3)]
+    scale = n_mesh / float(box_size)
+    n_tot = 0
+    for pos, vel in chunks:
+        p = torch.as_tensor(np.ascontiguousarray(pos, dtype=np.float64), device=dev) * scale
+        v = torch.as_tensor(np.asarray(vel, dtype=np.float64), device=dev)
+        for i in range(3):
+            cic_paint_add_(meshes[i], p, v[:, i])
+        n_tot += len(pos)
+    if n_tot == 0:
+        raise SrsimError("momentum power: no particles")
+    per_cell = n_tot / float(n_mesh) ** 3
+    fields_k = []
+    while meshes:
+        m = meshes.pop(0)
+        fields_k.append(torch.fft.rfftn(m / per_cell))
+        del m
+    return fields_k, n_tot
+
+
+def momentum_power_from_particles(
+    chunks: Iterable[tuple[np.ndarray, np.ndarray]],
+    box_size: float,
+    n_mesh: int,
+    *,
+    device: str = "numpy",
+    k_edges=None,
+    deconvolve: bool = False,
+    workers: int | None = None,
+) -> MomentumPowerResult:
+    """Momentum power of equal-mass particles streamed as (positions (n, 3) Mpc/h, velocities (n, 3) km/s).
+
+    The mesh of component i is the CIC sum of v_i over particles divided by N_particles / n_mesh^3, i.e.
+    (1 + delta) v_i in km/s; memory: three float64 meshes and their rFFTs. device as for the multipoles.
+    """
+    engine = power_engine(device)
+    edges = default_k_edges(n_mesh, box_size) if k_edges is None else np.asarray(k_edges, dtype=np.float64)
+    if engine == "numpy":
+        fields_k, n_tot = _momentum_fields_numpy(chunks, n_mesh, box_size, workers)
+        parts = shell_sums_numpy(fields_k, box_size, edges, deconvolve, _momentum_quantities)
+    else:
+        fields_k, n_tot = _momentum_fields_torch(chunks, n_mesh, box_size, engine)
+        parts = shell_sums_torch(fields_k, box_size, edges, deconvolve, _momentum_quantities)
+    del fields_k
+    kf, ksum, sums, nmodes, norm = parts
     keep = nmodes > 0
     nm = nmodes[keep]
-    meta = power_meta(box_size, n_mesh, n_tot, deconvolve, "numpy")
+    meta = power_meta(box_size, n_mesh, n_tot, deconvolve, _engine_name(engine))
     meta["momentum_convention"] = MOMENTUM_CONVENTION
     return MomentumPowerResult(k=ksum[keep] / nm * kf, P_pp=sums[0][keep] / nm * norm,
                                P_pp_longitudinal=sums[1][keep] / nm * norm,
@@ -257,8 +307,8 @@ def _finish_snapshot(res, header, path):
     return res
 
 
-def multipoles_snapshot(path, n_mesh: int, axis, *, chunk_size: int = 2**22, deconvolve: bool = False,
-                        k_edges=None, progress: bool = True) -> MultipoleResult:
+def multipoles_snapshot(path, n_mesh: int, axis, *, device: str = "numpy", chunk_size: int = 2**22,
+                        deconvolve: bool = False, k_edges=None, progress: bool = True) -> MultipoleResult:
     """Redshift-space multipoles of a snapshot along ``axis`` (:func:`parse_axis`), E(a) from the header's
     Omega0 and OmegaLambda at its Time."""
     from srsim.cosmology import hubble_e
@@ -269,19 +319,20 @@ def multipoles_snapshot(path, n_mesh: int, axis, *, chunk_size: int = 2**22, dec
     factor = velocity_to_distance(header.time, header.omega_m, header.omega_l)
     positions = (redshift_space_positions(c["Position"], c["Velocity"], axis, factor, header.box_size)
                  for c in _velocity_chunks(path, header, chunk_size, progress))
-    res = multipoles_from_positions(positions, header.box_size, n_mesh, axis, k_edges=k_edges,
+    res = multipoles_from_positions(positions, header.box_size, n_mesh, axis, device=device, k_edges=k_edges,
                                     deconvolve=deconvolve)
     e_a = float(hubble_e(header.time, header.omega_m, header.omega_l))
     res.meta.update(scale_factor=float(header.time), hubble_E=e_a, rsd_convention=RSD_CONVENTION)
     return _finish_snapshot(res, header, path)
 
 
-def momentum_power_snapshot(path, n_mesh: int, *, chunk_size: int = 2**22, deconvolve: bool = False,
-                            k_edges=None, progress: bool = True) -> MomentumPowerResult:
+def momentum_power_snapshot(path, n_mesh: int, *, device: str = "numpy", chunk_size: int = 2**22,
+                            deconvolve: bool = False, k_edges=None, progress: bool = True) -> MomentumPowerResult:
     """Momentum power spectrum of a snapshot (bigfile, MP-Gadget layout, with a 1/Velocity block)."""
     from srsim.io.snapshot import read_header
 
     header = read_header(path)
     pairs = ((c["Position"], c["Velocity"]) for c in _velocity_chunks(path, header, chunk_size, progress))
-    res = momentum_power_from_particles(pairs, header.box_size, n_mesh, k_edges=k_edges, deconvolve=deconvolve)
+    res = momentum_power_from_particles(pairs, header.box_size, n_mesh, device=device, k_edges=k_edges,
+                                        deconvolve=deconvolve)
     return _finish_snapshot(res, header, path)

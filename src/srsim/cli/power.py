@@ -24,10 +24,10 @@ def add_arguments(parser) -> None:
     kind = parser.add_mutually_exclusive_group()
     kind.add_argument("--rsd", metavar="AXIS", default=None,
                       help="redshift-space multipoles P0, P2, P4 [(Mpc/h)^3] along AXIS (x|y|z or 0|1|2): particles "
-                      "moved by v_los / (100 a E(a)) Mpc/h (plane-parallel); needs 1/Velocity; srsim engine, numpy")
+                      "moved by v_los / (100 a E(a)) Mpc/h (plane-parallel); needs 1/Velocity; srsim engine")
     kind.add_argument("--momentum", action="store_true",
                       help="momentum power of p = (1 + delta) v: P_pp and its longitudinal part "
-                      "[(km/s)^2 (Mpc/h)^3]; needs 1/Velocity; srsim engine, numpy")
+                      "[(km/s)^2 (Mpc/h)^3]; needs 1/Velocity; srsim engine")
 
 
 def run(args) -> int:
@@ -47,14 +47,14 @@ def run(args) -> int:
         from srsim.analysis import velocity_power as vp
         from srsim.io.power import write_momentum_power, write_multipoles
 
-        vp.velocity_power_engine(s["device"])
         if args.momentum:
             write_momentum_power(args.out, vp.momentum_power_snapshot(
-                args.snapshot, n_mesh, chunk_size=args.chunk_size, deconvolve=args.deconvolve))
+                args.snapshot, n_mesh, device=s["device"], chunk_size=args.chunk_size, deconvolve=args.deconvolve))
         else:
             axis = vp.parse_axis(args.rsd)  # a bad axis fails before the snapshot is read
             write_multipoles(args.out, vp.multipoles_snapshot(
-                args.snapshot, n_mesh, axis, chunk_size=args.chunk_size, deconvolve=args.deconvolve))
+                args.snapshot, n_mesh, axis, device=s["device"], chunk_size=args.chunk_size,
+                deconvolve=args.deconvolve))
         return 0
     if s["engine"] == "nbodykit":
         from srsim.analysis import nbodykit_engine as nbk
