@@ -24,7 +24,7 @@ from scipy.integrate import solve_ivp
 
 from srsim.errors import SrsimError
 
-__all__ = ["COSMOLOGY_KEYS", "Cosmology", "write_power_table", "sigma_r"]
+__all__ = ["COSMOLOGY_KEYS", "Cosmology", "hubble_e", "write_power_table", "sigma_r"]
 
 # Range of the tabulated CAMB spectrum (h/Mpc); outside it the spectrum is extrapolated as power laws.
 _CAMB_KMIN = 1e-4
@@ -83,6 +83,15 @@ def _camb_table(omega_m, omega_b, omega_l, h, n_s, t_cmb):
     if not np.all(np.isfinite(pk)) or np.any(pk <= 0):
         raise RuntimeError("CAMB returned a non-positive or non-finite matter power spectrum")
     return np.log(np.asarray(kh, dtype=np.float64)), np.log(pk), s8
+
+
+def hubble_e(a, omega_m: float, omega_l: float):
+    """E(a) = H(a) / H0 of the matter + curvature + Lambda background (dimensionless; array-friendly).
+
+    The background alone: what a snapshot header (Omega0, OmegaLambda) fixes, without sigma8 or n_s.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    return np.sqrt(omega_m * a ** -3 + (1.0 - omega_m - omega_l) * a ** -2 + omega_l)
 
 
 def _tophat_w(x):
@@ -153,8 +162,7 @@ class Cosmology:
     # ---- background -------------------------------------------------------------------------------
     def hubble(self, a):
         """E(a) = H(a) / H0 (dimensionless; array-friendly)."""
-        a = np.asarray(a, dtype=np.float64)
-        return np.sqrt(self.Omega_m * a ** -3 + self.Omega_k * a ** -2 + self.Omega_L)
+        return hubble_e(a, self.Omega_m, self.Omega_L)
 
     def omega_m_a(self, a):
         """Matter density parameter Omega_m(a)."""

@@ -37,8 +37,14 @@ __all__ = [
     "power_from_positions",
     "power_spectrum_snapshot",
     "default_k_edges",
+    "delta_from_density_",
+    "shell_sums_numpy",
+    "shell_sums_torch",
+    "delta_from_density_torch_",
+    "cpu_workers",
     "power_engine",
     "power_meta",
+    "snapshot_chunks",
 ]
 
 
@@ -196,59 +202,97 @@ def _finish(kf, ksum, psum, nmodes, norm, meta) -> PowerResult:
     return PowerResult(k=k, P=P, n_modes=np.rint(nm).astype(np.int64), Delta2=d2, meta=meta)
 
 
-def _power_numpy(mesh: np.ndarray, box_size: float, k_edges: np.ndarray, deconvolve: bool, workers: int):
-    """Shell-averaged |FFT(delta)|^2 of a float64 density mesh (mesh is turned into delta in place)."""
-    import scipy.fft
-
-    n = mesh.shape[0]
+def delta_from_density_(mesh: np.ndarray) -> np.ndarray:
+    """Turn a float64 density mesh (any positive mean) into delta = rho / rho_mean - 1, in place; returns it."""
     mean = mesh.mean()
     if not mean > 0:
         raise SrsimError("power spectrum: the density mesh is empty (no particles painted)")
     mesh /= mean
     mesh -= 1.0
-    dk = scipy.fft.rfftn(mesh, workers=workers, overwrite_x=True)
-    del mesh
+    return mesh
+
+
+def shell_sums_numpy(fields_k: list, box_size: float, k_edges: np.ndarray, deconvolve: bool, quantities):
+    """Mode-weighted shell sums of quadratic per-mode quantities of rFFT'd meshes (the estimator's binning).
+
+    fields_k    list of (n, n, n//2+1) complex arrays, the rFFT of real (n, n, n) meshes
+    k_edges     shell edges in h/Mpc; bin i holds edges[i] < |k| <= edges[i+1]; k = 0 is left out
+    deconvolve  divide every quantity by the CIC window W^2 = prod sinc^4 (each quantity is quadratic in the
+                fields, so this is the window correction of each)
+    quantities  callable (planes, nx, ny, nz, nmag) -> list of per-mode real arrays of shape (n, n//2+1);
+                planes: the fields' x-planes at integer wavenumber nx (a float), ny (n, 1), nz (1, n//2+1)
+                and nmag (n, n//2+1) integer wavenumbers (units of k_F), every one of them real-valued
+    Returns (k_F, sum of |k| / k_F, (n_quantities, nbins) sums, n_modes (nbins,), norm = V / n^6): the
+    binned mean of quantity j is sums[j] / n_modes * norm (for |delta_k|^2, the power in (Mpc/h)^3).
+    """
+    n = fields_k[0].shape[0]
     kf = 2 * np.pi / box_size
     edges = np.asarray(k_edges, dtype=np.float64) / kf  # in units of k_F
     nb = len(edges) - 1
     full, half, w = _mode_grid(n)
-    r2_yz = full[:, None] ** 2 + half[None, :] ** 2
+    ny, nz = full[:, None], half[None, :]
+    r2_yz = ny**2 + nz**2
     wyz = np.broadcast_to(w[None, :], r2_yz.shape)
     win_yz = (_sinc2(full, n)[:, None] * _sinc2(half, n)[None, :]) ** 2 if deconvolve else None
     win_x = _sinc2(full, n) ** 2
     ksum = np.zeros(nb)
-    psum = np.zeros(nb)
     nmodes = np.zeros(nb)
+    sums = None
     for ix in range(n):
-        plane = dk[ix]
-        p2 = plane.real**2 + plane.imag**2
-        if deconvolve:
-            p2 = p2 / (win_yz * win_x[ix])
         kmag = np.sqrt(full[ix] ** 2 + r2_yz)
+        qs = quantities([fk[ix] for fk in fields_k], full[ix], ny, nz, kmag)
+        if sums is None:
+            sums = np.zeros((len(qs), nb))
         b = np.searchsorted(edges, kmag.ravel(), side="left") - 1  # bin i: edges[i] < |k| <= edges[i+1]
         ok = (b >= 0) & (b < nb) & (kmag.ravel() > 0)
         b = b[ok]
         ww = wyz.ravel()[ok]
         nmodes += np.bincount(b, ww, nb)
         ksum += np.bincount(b, ww * kmag.ravel()[ok], nb)
-        psum += np.bincount(b, ww * p2.ravel()[ok], nb)
+        for j, q in enumerate(qs):
+            if deconvolve:
+                q = q / (win_yz * win_x[ix])
+            sums[j] += np.bincount(b, ww * q.ravel()[ok], nb)
     norm = box_size**3 / float(n) ** 6
-    return kf, ksum, psum, nmodes, norm
+    return kf, ksum, sums, nmodes, norm
 
 
-def _power_torch(mesh, box_size: float, k_edges: np.ndarray, deconvolve: bool, slab: int = 16):
-    """Torch twin of :func:`_power_numpy` on the mesh's device; float64 throughout."""
-    import torch
+def _abs2(planes, nx, ny, nz, nmag):
+    return [planes[0].real**2 + planes[0].imag**2]
 
-    dev = mesh.device
+
+def _power_numpy(mesh: np.ndarray, box_size: float, k_edges: np.ndarray, deconvolve: bool, workers: int):
+    """Shell-averaged |FFT(delta)|^2 of a float64 density mesh (mesh is turned into delta in place)."""
+    import scipy.fft
+
+    dk = scipy.fft.rfftn(delta_from_density_(mesh), workers=workers, overwrite_x=True)
+    del mesh
+    kf, ksum, sums, nmodes, norm = shell_sums_numpy([dk], box_size, k_edges, deconvolve, _abs2)
+    return kf, ksum, sums[0], nmodes, norm
+
+
+def delta_from_density_torch_(mesh):
+    """Torch twin of :func:`delta_from_density_`: a float64 density tensor turned into delta in place."""
     n = mesh.shape[0]
     total = mesh.sum()
     if not float(total) > 0:
         raise SrsimError("power spectrum: the density mesh is empty (no particles painted)")
     mesh /= total / n**3
     mesh -= 1.0
-    dk = torch.fft.rfftn(mesh)
-    del mesh
+    return mesh
+
+
+def shell_sums_torch(fields_k: list, box_size: float, k_edges: np.ndarray, deconvolve: bool, quantities,
+                     slab: int = 16):
+    """Torch twin of :func:`shell_sums_numpy` on the fields' device, float64, in x-slabs of ``slab`` planes.
+
+    quantities gets the fields' slabs and nx (s, 1, 1), ny (1, n, 1), nz (1, 1, n//2+1), nmag (s, n, n//2+1)
+    tensors; returns as shell_sums_numpy (NumPy arrays).
+    """
+    import torch
+
+    dev = fields_k[0].device
+    n = fields_k[0].shape[0]
     kf = 2 * np.pi / box_size
     edges = torch.as_tensor(np.asarray(k_edges, dtype=np.float64) / kf, device=dev)
     nb = len(k_edges) - 1
@@ -258,25 +302,37 @@ def _power_torch(mesh, box_size: float, k_edges: np.ndarray, deconvolve: bool, s
     sx = torch.as_tensor(_sinc2(np.fft.fftfreq(n, d=1.0 / n), n), device=dev)
     sh = torch.as_tensor(_sinc2(np.arange(n // 2 + 1, dtype=np.float64), n), device=dev)
     ksum = torch.zeros(nb, dtype=torch.float64, device=dev)
-    psum = torch.zeros_like(ksum)
     nmodes = torch.zeros_like(ksum)
+    sums = None
     for x0 in range(0, n, slab):
         x1 = min(n, x0 + slab)
-        block = dk[x0:x1]
-        p2 = block.real**2 + block.imag**2
-        if deconvolve:
-            win = (sx[x0:x1, None, None] * sx[None, :, None] * sh[None, None, :]) ** 2
-            p2 = p2 / win
         kmag = torch.sqrt(full[x0:x1, None, None] ** 2 + r2_yz[None])
+        qs = quantities([fk[x0:x1] for fk in fields_k], full[x0:x1, None, None], full[None, :, None],
+                        half[None, None, :], kmag)
+        if sums is None:
+            sums = torch.zeros((len(qs), nb), dtype=torch.float64, device=dev)
         b = torch.bucketize(kmag.reshape(-1), edges, right=False) - 1
         ok = (b >= 0) & (b < nb) & (kmag.reshape(-1) > 0)
         b = b[ok]
         ww = wyz.expand(x1 - x0, -1, -1).reshape(-1)[ok]
         nmodes += torch.bincount(b, ww, nb)
         ksum += torch.bincount(b, ww * kmag.reshape(-1)[ok], nb)
-        psum += torch.bincount(b, ww * p2.reshape(-1)[ok], nb)
+        for j, q in enumerate(qs):
+            if deconvolve:
+                q = q / (sx[x0:x1, None, None] * sx[None, :, None] * sh[None, None, :]) ** 2
+            sums[j] += torch.bincount(b, ww * q.reshape(-1)[ok], nb)
     norm = box_size**3 / float(n) ** 6
-    return kf, ksum.cpu().numpy(), psum.cpu().numpy(), nmodes.cpu().numpy(), norm
+    return kf, ksum.cpu().numpy(), sums.cpu().numpy(), nmodes.cpu().numpy(), norm
+
+
+def _power_torch(mesh, box_size: float, k_edges: np.ndarray, deconvolve: bool, slab: int = 16):
+    """Torch twin of :func:`_power_numpy` on the mesh's device; float64 throughout."""
+    import torch
+
+    dk = torch.fft.rfftn(delta_from_density_torch_(mesh))
+    del mesh
+    kf, ksum, sums, nmodes, norm = shell_sums_torch([dk], box_size, k_edges, deconvolve, _abs2, slab)
+    return kf, ksum, sums[0], nmodes, norm
 
 
 def power_meta(box_size, n_mesh, n_particles, deconvolve, engine):
@@ -309,7 +365,7 @@ def power_from_mesh(
     edges = default_k_edges(n, box_size) if k_edges is None else np.asarray(k_edges, dtype=np.float64)
     if isinstance(delta_or_density, np.ndarray):
         mesh = np.array(delta_or_density, dtype=np.float64, order="C")
-        parts = _power_numpy(mesh, box_size, edges, deconvolve, workers or _cpu_workers())
+        parts = _power_numpy(mesh, box_size, edges, deconvolve, workers or cpu_workers())
         engine = "numpy"
     else:
         import torch
@@ -319,7 +375,7 @@ def power_from_mesh(
     return _finish(*parts, power_meta(box_size, n, 0, deconvolve, engine))
 
 
-def _cpu_workers() -> int:
+def cpu_workers() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - non-Linux
@@ -358,7 +414,7 @@ def power_from_positions(
         mesh, n_tot = paint_numpy(chunks, n_mesh, box_size)
         if n_tot == 0:
             raise SrsimError("power spectrum: no particles")
-        parts = _power_numpy(mesh, box_size, edges, deconvolve, workers or _cpu_workers())
+        parts = _power_numpy(mesh, box_size, edges, deconvolve, workers or cpu_workers())
         engine = "numpy"
     else:
         mesh, n_tot = paint_torch(chunks, n_mesh, box_size, device=device)
@@ -367,6 +423,24 @@ def power_from_positions(
         parts = _power_torch(mesh, box_size, edges, deconvolve)
         engine = f"torch:{device}"
     return _finish(*parts, power_meta(box_size, n_mesh, n_tot, deconvolve, engine))
+
+
+def snapshot_chunks(path, n_particles: int, blocks: tuple, chunk_size: int, progress: bool) -> Iterator[dict]:
+    """Stream a snapshot's ``blocks`` (srsim.io.snapshot.iter_particles' units) in chunks, with a tqdm bar on
+    stderr counting painted particles when ``progress`` (hidden off a terminal)."""
+    from srsim.io.snapshot import iter_particles
+
+    it = iter_particles(path, blocks=blocks, chunk_size=chunk_size)
+    if not progress:
+        yield from it
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(total=n_particles, unit="part", desc=f"paint {os.fspath(path)}", file=sys.stderr, disable=None)
+    for c in it:
+        bar.update(len(c[blocks[0]]))
+        yield c
+    bar.close()
 
 
 def power_spectrum_snapshot(
@@ -380,26 +454,11 @@ def power_spectrum_snapshot(
     progress: bool = True,
 ) -> PowerResult:
     """P(k) of a snapshot (bigfile directory, MP-Gadget layout), read in chunks through srsim.io.snapshot."""
-    from srsim.io.snapshot import iter_particles, read_header
+    from srsim.io.snapshot import read_header
 
     header = read_header(path)
-
-    def chunks() -> Iterator[np.ndarray]:
-        it = iter_particles(path, blocks=("Position",), chunk_size=chunk_size)
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=header.n_particles, unit="part", desc=f"paint {os.fspath(path)}",
-                       file=sys.stderr, disable=None)
-            for c in it:
-                bar.update(len(c["Position"]))
-                yield c["Position"]
-            bar.close()
-        else:
-            for c in it:
-                yield c["Position"]
-
-    res = power_from_positions(chunks(), header.box_size, n_mesh, device=device, k_edges=k_edges,
+    chunks = (c["Position"] for c in snapshot_chunks(path, header.n_particles, ("Position",), chunk_size, progress))
+    res = power_from_positions(chunks, header.box_size, n_mesh, device=device, k_edges=k_edges,
                                deconvolve=deconvolve)
     if res.meta["n_particles"] != header.n_particles:
         raise SrsimError(f"{path}: header says {header.n_particles} particles, read {res.meta['n_particles']}")
