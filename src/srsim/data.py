@@ -7,6 +7,10 @@ A training sample is a crop of one pair, in a randomly transformed frame of the 
     box    (3,) int64           LR cells per side of the box (noise keys wrap modulo it)
 Displacements are divided by ``disp_scale`` (Mpc/h).
 
+Six channels (``channels=6``, ``model.channels: 6``): lr and hr are (6, ...), the displacement [:3] then the
+peculiar velocity [3:] (the files' ``vel`` datasets, km/s) divided by ``vel_scale`` (km/s,
+``srsim.model.scaling``); the same O_h element maps both parts as vectors.
+
 Epochs: every pair is tiled by ceil(N_lr / crop)^3 crop positions (the last ones wrap periodically); an
 epoch visits each (pair, position) once, in a random order, with a random per-epoch, per-pair shift of the
 tiling and a random O_h element per crop. Everything about sample i of epoch e is a pure function of
@@ -36,25 +40,39 @@ IN_MEMORY_BYTES = 4 << 30
 
 
 class FieldSource:
-    """A (3, N, N, N) displacement field in an HDF5 file, read whole or block by block.
+    """A (3, N, N, N) field of a displacement file, read whole or block by block: the displacement (``disp``,
+    Mpc/h) or, with dataset="vel", the velocity (km/s; SrsimError naming the file when it has none).
 
     The h5py file is opened lazily in the process that reads (data-loader workers fork), never shared.
     """
 
-    def __init__(self, path, in_memory: bool):
-        from srsim.io.displacement import displacement_attrs
+    def __init__(self, path, in_memory: bool, dataset: str = "disp"):
+        from srsim.io.displacement import DATASET, VELOCITY_DATASET, displacement_attrs
 
         self.path = Path(path)
+        self.dataset = dataset
         self.attrs = displacement_attrs(self.path)
         self.shape = tuple(self.attrs["shape"])
         self.n = self.shape[1]
         self._array = None
         self._file = None
         self._pid = None
-        if in_memory:
-            from srsim.io.displacement import read_displacement
+        if dataset == VELOCITY_DATASET:
+            from srsim.io.displacement import open_displacement
 
-            self._array, _ = read_displacement(self.path)
+            with open_displacement(self.path) as f:
+                if VELOCITY_DATASET not in f:
+                    raise SrsimError(f"{self.path}: no '{VELOCITY_DATASET}' dataset, which a 6-channel model "
+                                     "(model.channels: 6) trains on: rewrite it with `srsim displacement --velocity`")
+                if tuple(f[VELOCITY_DATASET].shape) != self.shape:
+                    raise SrsimError(f"{self.path}: '{VELOCITY_DATASET}' has shape {f[VELOCITY_DATASET].shape}, "
+                                     f"the displacement {self.shape}")
+        elif dataset != DATASET:
+            raise ValueError(f"FieldSource: dataset must be {DATASET!r} or {VELOCITY_DATASET!r}, got {dataset!r}")
+        if in_memory:
+            from srsim.io.displacement import read_displacement, read_velocity
+
+            self._array, _ = (read_velocity if dataset == VELOCITY_DATASET else read_displacement)(self.path)
 
     def nbytes(self) -> int:
         return int(np.prod(self.shape)) * 4
@@ -68,7 +86,7 @@ class FieldSource:
 
             self._file = open_displacement(self.path)
             self._pid = os.getpid()
-        return self._file["disp"]
+        return self._file[self.dataset]
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -83,6 +101,8 @@ class Pair:
     hr: FieldSource
     box_size: float
     redshift: float
+    lr_vel: FieldSource | None = None  #: the velocity fields of six-channel training, else None
+    hr_vel: FieldSource | None = None
 
 
 def parse_data_arg(values: Sequence[str]) -> list[tuple[str, str]]:
@@ -99,12 +119,15 @@ def parse_data_arg(values: Sequence[str]) -> list[tuple[str, str]]:
 
 
 def open_pairs(specs: Sequence[tuple[str, str]], *, scale: int, redshift: float | None = None,
-               in_memory: bool | None = None) -> list[Pair]:
-    """Open and check LR/HR displacement pairs.
+               in_memory: bool | None = None, channels: int = 3) -> list[Pair]:
+    """Open and check LR/HR displacement pairs (with channels=6 also their ``vel`` velocity fields).
 
     Checks (SrsimError naming the file): shapes (3, N, N, N); N_hr = scale * N_lr; LR and HR box sizes and
-    redshifts agree; the redshift equals ``redshift`` (when given); all pairs share box size and N_lr.
+    redshifts agree; the redshift equals ``redshift`` (when given); all pairs share box size and N_lr; with
+    channels=6 every file has a ``vel`` dataset of the displacement's shape.
     """
+    if channels not in (3, 6):
+        raise SrsimError(f"model.channels: 3 or 6, got {channels!r}")
     pairs = []
     for lr_path, hr_path in specs:
         lr = FieldSource(lr_path, in_memory=False)
@@ -120,18 +143,24 @@ def open_pairs(specs: Sequence[tuple[str, str]], *, scale: int, redshift: float 
                                                      rel_tol=1e-4, abs_tol=1e-4):
             raise SrsimError(f"{lr_path}: redshift {lr.attrs['redshift']} is not the requested {redshift}")
         pairs.append(Pair(lr, hr, float(lr.attrs["box_size"]), float(lr.attrs["redshift"])))
+        if channels == 6:
+            pairs[-1].lr_vel = FieldSource(lr_path, in_memory=False, dataset="vel")
+            pairs[-1].hr_vel = FieldSource(hr_path, in_memory=False, dataset="vel")
     first = pairs[0]
     for (lr_path, _), p in zip(specs, pairs):
         if p.lr.n != first.lr.n or not math.isclose(p.box_size, first.box_size, rel_tol=1e-6):
             raise SrsimError(f"{lr_path}: grid {p.lr.n}^3 / box {p.box_size} differs from the first pair "
                              f"({first.lr.n}^3 / {first.box_size})")
-    total = sum(p.lr.nbytes() + p.hr.nbytes() for p in pairs)
+    total = sum(p.lr.nbytes() + p.hr.nbytes() for p in pairs) * (channels // 3)
     if in_memory is None:
         in_memory = total <= IN_MEMORY_BYTES
     if in_memory:
         for (lr_path, hr_path), p in zip(specs, pairs):
             p.lr = FieldSource(lr_path, in_memory=True)
             p.hr = FieldSource(hr_path, in_memory=True)
+            if channels == 6:
+                p.lr_vel = FieldSource(lr_path, in_memory=True, dataset="vel")
+                p.hr_vel = FieldSource(hr_path, in_memory=True, dataset="vel")
     return pairs
 
 
@@ -165,11 +194,20 @@ class CropDataset(torch.utils.data.Dataset):
         disp_scale: Mpc/h per normalised displacement unit.
         seed: data seed.
         augment: apply random O_h elements (False: identity, for tests).
+        vel_scale: km/s per normalised velocity unit: given, the samples have six channels (the pairs must
+            carry velocities, ``open_pairs(channels=6)``); None, three.
     """
 
     def __init__(self, pairs: Sequence[Pair], crop: int, pad: int, scale: int, disp_scale: float, seed: int,
-                 augment: bool = True):
+                 augment: bool = True, vel_scale: float | None = None):
         self.pairs = list(pairs)
+        self.vel_scale = None if vel_scale is None else float(vel_scale)
+        self.channels = 3 if vel_scale is None else 6
+        if self.channels == 6:
+            for p in self.pairs:
+                if p.lr_vel is None or p.hr_vel is None:
+                    raise SrsimError(f"{p.lr.path}: six-channel crops need the pair's velocity fields "
+                                     "(open_pairs(..., channels=6))")
         self.crop, self.pad, self.scale = int(crop), int(pad), int(scale)
         self.disp_scale = float(disp_scale)
         self.seed = int(seed)
@@ -202,7 +240,14 @@ class CropDataset(torch.utils.data.Dataset):
         lr = transformed_block(p.lr.field(), g, lr_start, self.crop + 2 * self.pad)
         hr = transformed_block(p.hr.field(), g, self.scale * start, self.scale * self.crop)
         inv = np.float32(1.0 / self.disp_scale)
-        return {"lr": lr * inv, "hr": hr * inv, "offset": lr_start.astype(np.int64),
+        lr, hr = lr * inv, hr * inv
+        if self.channels == 6:
+            # the velocity is a vector like the displacement: the same element maps it (vector=True)
+            vinv = np.float32(1.0 / self.vel_scale)
+            lr = np.concatenate([lr, transformed_block(p.lr_vel.field(), g, lr_start, self.crop + 2 * self.pad) * vinv])
+            hr = np.concatenate([hr, transformed_block(p.hr_vel.field(), g, self.scale * start,
+                                                       self.scale * self.crop) * vinv])
+        return {"lr": lr, "hr": hr, "offset": lr_start.astype(np.int64),
                 "box": np.full(3, self.n_lr, dtype=np.int64)}
 
 

@@ -39,7 +39,7 @@ from srsim.device import resolve_device
 from srsim.distributed import DistContext, any_rank, apply_update, broadcast_parameters, reduce_mean
 from srsim.errors import SrsimError
 from srsim.model.checkpoint import FORMAT, VERSION, load_checkpoint, save_checkpoint
-from srsim.model.critic import Critic, assemble, critic_condition, critic_sample
+from srsim.model.critic import Critic, assemble, critic_channels, critic_condition, critic_sample
 from srsim.model.generator import Generator
 from srsim.model.layers import lr_to_hr
 from srsim.model.losses import critic_wgan_loss, generator_wgan_loss, gradient_penalty, l2_loss
@@ -73,10 +73,15 @@ class Models:
 
 
 def build_models(model_cfg: dict, train_cfg: dict, device: torch.device, ctx: DistContext | None = None) -> Models:
-    """Generator, critic and their Adam optimisers (lr, betas from ``train``), seeded by train.seed."""
+    """Generator, critic and their Adam optimisers (lr, betas from ``train``), seeded by train.seed.
+
+    ``model.channels`` (3 or 6) sets the generator's in/out channels and the critic's input (``critic_channels``).
+    """
     torch.manual_seed(int(train_cfg["seed"]))
-    gen = Generator(model_cfg["gen_widths"], noise=model_cfg.get("noise", True)).to(device)
-    critic = Critic(model_cfg["critic_widths"]).to(device)
+    channels = int(model_cfg["channels"])
+    gen = Generator(model_cfg["gen_widths"], in_channels=channels, out_channels=channels,
+                    noise=model_cfg.get("noise", True)).to(device)
+    critic = Critic(model_cfg["critic_widths"], in_channels=critic_channels(channels)).to(device)
     fmt = torch.channels_last_3d if train_cfg.get("channels_last") else torch.contiguous_format
     gen.to(memory_format=fmt)
     critic.to(memory_format=fmt)
@@ -141,7 +146,8 @@ def critic_step(m: Models, sample_real: torch.Tensor, sample_fake: torch.Tensor,
                 eps: torch.Tensor, penalty: bool, gp_weight: float, ctx: DistContext, bf16: bool, step: int) -> dict:
     """One critic update on Eq. 3 (gradient penalty when ``penalty``, weighted by ``gp_weight``).
 
-    sample_*: (B, 4, m, m, m) displacement + overdensity channels (fake detached); cond: (B, 4, ...).
+    sample_*: (B, C + 1, m, m, m) fields (C = 3 displacement, or 6 with velocity) + density channel (fake
+    detached); cond: (B, C + 1, ...).
     Returns {'critic', 'wdist', 'gp'} averaged over ranks ('gp' NaN-free 0 when not applied).
     """
     B = sample_real.shape[0]
@@ -336,6 +342,17 @@ class Trainer:
         if abs(scaling.disp_scale / dataset.disp_scale - 1) > 1e-6:
             raise SrsimError(f"data: crops are divided by {dataset.disp_scale:g} Mpc/h but the scaling says "
                              f"{scaling.disp_scale:g} Mpc/h")
+        channels = int(self.model_cfg["channels"])
+        data_channels = getattr(dataset, "channels", 3)
+        if data_channels != channels or scaling.channels != channels:
+            raise SrsimError(f"model.channels = {channels}, but the crops have {data_channels} channels and the "
+                             f"scaling {scaling.channels}")
+        if channels == 6 and validator is not None:
+            raise SrsimError("validation (srsim.validation) scores 3-channel models only; a model.channels: 6 run "
+                             "takes no validator")
+        if channels == 6 and abs(scaling.vel_scale / dataset.vel_scale - 1) > 1e-6:
+            raise SrsimError(f"data: velocities are divided by {dataset.vel_scale:g} km/s but the scaling says "
+                             f"{scaling.vel_scale:g} km/s")
         self.scaling = scaling
         self.meta = {"disp_scale": dataset.disp_scale, "box_size": dataset.box_size, "n_lr": dataset.n_lr,
                      "n_hr": dataset.n_hr, "crop": dataset.crop, "scaling": scaling.to_dict(), **(meta or {})}
@@ -371,6 +388,8 @@ class Trainer:
 
     def load_state_dict(self, ckpt: dict, where: str) -> None:
         old_model = ckpt["config"]["model"]
+        if "channels" not in old_model:  # written before six-channel models: a displacement-only model
+            old_model = dict(old_model, channels=3)
         if old_model != self.model_cfg:
             raise SrsimError(f"{where}: checkpoint model section {old_model} differs from the config "
                              f"{self.model_cfg}; delete {self.checkpoint_dir} to start over")

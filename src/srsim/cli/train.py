@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     levels = len(cfg["model"]["gen_widths"]) - 1
     scale = 2 ** levels
     pad = generator_geometry(levels)[1]
-    pairs = open_pairs(parse_data_arg(args.data), scale=scale, redshift=args.redshift)
+    channels = int(cfg["model"]["channels"])
+    pairs = open_pairs(parse_data_arg(args.data), scale=scale, redshift=args.redshift, channels=channels)
     cosmology = pairs[0].lr.attrs.get("cosmology")
     if not cosmology:
         raise SrsimError(f"{pairs[0].lr.path}: no cosmology attribute; the displacement scaling needs D(z)")
@@ -89,9 +90,13 @@ def run(args: argparse.Namespace) -> int:
                          f"and the config's cosmology section")
     scaling = Scaling.for_data(cfg["model"], cosmology, args.redshift)  # attrs decode the cosmology JSON
     val_specs = parse_data_arg(args.val) if args.val else []
+    if val_specs and channels != 3:
+        raise SrsimError("--val: validation scores 3-channel (displacement) models only; drop --val for "
+                         "model.channels: 6")
     if val_specs:
         check_val_pairs(open_pairs(val_specs, scale=scale, in_memory=False), pairs)
-    dataset = CropDataset(pairs, cfg["model"]["crop"], pad, scale, scaling.disp_scale, train_cfg["seed"])
+    dataset = CropDataset(pairs, cfg["model"]["crop"], pad, scale, scaling.disp_scale, train_cfg["seed"],
+                          vel_scale=scaling.vel_scale)
     init_from = None
     if train_cfg.get("init_from"):
         init_from = Path(train_cfg["init_from"].replace("{z}", f"{args.redshift:g}"))

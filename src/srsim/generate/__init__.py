@@ -13,9 +13,13 @@ invariant 3).
 
 Output (`store`). A bigfile snapshot in MP-Gadget's layout: ``Header`` (BoxSize, Time, MassTable with the
 SR particle mass, TotNumPart, ...), ``1/Position`` (kpc/h, wrapped into the box) and ``1/ID`` (SR grid IDs
-``i*n_hr^2 + j*n_hr + k + 1``). Particles are stored chunk after chunk (not in ID order). There is no
-``1/Velocity`` block: the model predicts displacements only. Optionally the SR displacement field
-(HDF5, streamed chunk-wise) for the whole box.
+``i*n_hr^2 + j*n_hr + k + 1``). Particles are stored chunk after chunk (not in ID order). A 3-channel
+model (the paper's) writes no ``1/Velocity`` block: it predicts displacements only (an LR input's
+velocities are ignored). A 6-channel model (``model.channels: 6``) needs the LR velocities (an LR file's
+``vel``, or an LR snapshot's ``1/Velocity``; refused before any output otherwise) and writes its
+generated ``1/Velocity`` (peculiar km/s, f4, in the particle order of ``1/Position``; ``Header.SRNote``
+says how it was made), journaled and checksummed like the positions. Optionally the SR displacement field
+(HDF5, streamed chunk-wise) for the whole box (displacements only, whatever the channels).
 
 Resume (`journal`, `store`). Output goes to ``.<name>.partial`` next to the final path; a journal
 ``.<name>.journal*.jsonl`` lists every finished chunk with CRC32 checksums of the bytes on disk. A rerun

@@ -25,35 +25,55 @@ __all__ = ["LRInput", "Model", "load_model", "check_model_input", "check_scaling
 
 
 class LRInput:
-    """The LR displacement field (3, n, n, n) float32 Mpc/h, read window by window.
+    """The LR displacement field (3, n, n, n) float32 Mpc/h, read window by window; with `velocity` also the
+    peculiar velocity (3, n, n, n) float32 km/s, windows then (6, ...): displacement, velocity.
 
-    path: an HDF5 displacement file (sliced lazily, so a 640^3 box is never loaded whole) or a snapshot
-    directory (converted with positions_to_displacement; the whole LR field is then in memory).
-    Attributes: n, box_size (Mpc/h), redshift, cosmology (dict), path.
+    path: an HDF5 displacement file (sliced lazily, so a 640^3 box is never loaded whole; the velocity is its
+    ``vel`` dataset) or a snapshot directory (converted with positions_to_displacement, the velocity from its
+    1/Velocity block; the whole LR field is then in memory). Without `velocity` a file's velocities are
+    ignored. With it, an input that has none fails here (SrsimError naming the file and the dataset or
+    block), before any output exists. Attributes: n, box_size (Mpc/h), redshift, cosmology (dict), path,
+    channels (3 or 6).
     """
 
-    def __init__(self, path):
+    def __init__(self, path, velocity: bool = False):
         self.path = Path(path)
         self._file = None
+        self._vel = None
         if self.path.is_dir():
-            from srsim.displacement import snapshot_displacement
+            from srsim.displacement import snapshot_fields
 
-            disp, attrs = snapshot_displacement(self.path)
+            disp, self._vel, attrs = snapshot_fields(self.path, velocity=velocity)
             self._data = disp
         else:
-            from srsim.io.displacement import displacement_attrs, open_displacement
+            from srsim.io.displacement import VELOCITY_DATASET, displacement_attrs, open_displacement
 
             attrs = displacement_attrs(self.path)
             self._file = open_displacement(self.path)
             self._data = self._file["disp"]
+            if velocity:
+                if VELOCITY_DATASET not in self._file:
+                    self.close()
+                    raise SrsimError(f"{self.path}: no '{VELOCITY_DATASET}' dataset, which the 6-channel model "
+                                     "needs as input: rewrite the LR file with `srsim displacement --velocity`")
+                self._vel = self._file[VELOCITY_DATASET]
+                if tuple(self._vel.shape) != tuple(self._data.shape):
+                    self.close()
+                    raise SrsimError(f"{self.path}: '{VELOCITY_DATASET}' has shape {self._vel.shape}, the "
+                                     f"displacement {self._data.shape}")
+        self.channels = 6 if velocity else 3
         self.n = int(self._data.shape[1])
         self.box_size = float(attrs["box_size"])
         self.redshift = float(attrs["redshift"])
         self.cosmology = dict(attrs.get("cosmology") or {})
 
     def window(self, origin: Sequence[int], size: int, pad: int) -> np.ndarray:
-        """(3, size+2*pad, ...) float32 Mpc/h: cells origin-pad .. origin+size+pad-1, periodically wrapped."""
+        """(C, size+2*pad, ...) float32: cells origin-pad .. origin+size+pad-1, periodically wrapped (C = 3,
+        Mpc/h; or 6: then [3:] the velocity in km/s)."""
         block = read_periodic(self._data, [o - pad for o in origin], size + 2 * pad, self.n)
+        if self._vel is not None:
+            block = np.concatenate([block, read_periodic(self._vel, [o - pad for o in origin], size + 2 * pad,
+                                                         self.n)])
         if not np.all(np.isfinite(block)):
             raise SrsimError(f"{self.path}: LR displacement contains NaN or inf near cell {tuple(origin)}")
         return block
@@ -128,7 +148,8 @@ def check_scaling(scaling, cosmo: dict, src: LRInput) -> None:
     """The model's D(z) scaling must be that of the LR input's cosmology and redshift."""
     from srsim.model.scaling import Scaling
 
-    data = Scaling.for_data({"disp_scale": scaling.disp_unit, "density": scaling.density}, cosmo, src.redshift)
+    data = Scaling.for_data({"disp_scale": scaling.disp_unit, "density": scaling.density,
+                             "channels": scaling.channels}, cosmo, src.redshift)
     scaling.check_matches(data, str(src.path))
 
 
@@ -142,13 +163,15 @@ def model_digest(gen) -> str:
     return h.hexdigest()[:16]
 
 
-def super_resolve(gen, windows: np.ndarray, offsets: np.ndarray, seed: int, n_lr: int, disp_scale: float,
+def super_resolve(gen, windows: np.ndarray, offsets: np.ndarray, seed: int, n_lr: int, disp_scale,
                   device, bf16: bool = False, timer=None):
     """Run the generator on a batch of padded LR windows.
 
-    windows: (B, 3, m, m, m) float32 LR displacement in Mpc/h including the periodic padding;
-    offsets: (B, 3) int global LR cell of windows[:, :, 0, 0, 0]. Returns a (B, 3, scale*(m-2*pad), ...)
-    float32 torch tensor on `device`, SR displacement in Mpc/h (network in/out are divided by disp_scale).
+    windows: (B, C, m, m, m) float32 LR fields including the periodic padding (C = 3: displacement in Mpc/h;
+    6: then the velocity in km/s); offsets: (B, 3) int global LR cell of windows[:, :, 0, 0, 0].
+    disp_scale: physical units per network unit, one number (3 channels, Mpc/h) or one per channel
+    (``Scaling.channel_scales``). Returns a (B, C, scale*(m-2*pad), ...) float32 torch tensor on `device`, in
+    the windows' units (network in/out are divided by the scales).
     timer: optional srsim.generate.profile.StageTimer (charges 'h2d' and 'generator').
     """
     import torch
@@ -162,14 +185,17 @@ def super_resolve(gen, windows: np.ndarray, offsets: np.ndarray, seed: int, n_lr
         if device.type == "cuda":
             x = x.pin_memory()
         x = x.to(device, non_blocking=True)
+    if not np.isscalar(disp_scale):  # per channel: a (1, C, 1, 1, 1) tensor broadcasts over the batch
+        disp_scale = torch.tensor([float(v) for v in disp_scale], dtype=torch.float32,
+                                  device=device).view(1, -1, 1, 1, 1)
     with stage(timer, "generator", sr_cells):
-        if disp_scale != 1.0:
+        if not isinstance(disp_scale, float) or disp_scale != 1.0:
             x = x / disp_scale
         off = torch.as_tensor(np.asarray(offsets), dtype=torch.int64)
         with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(bf16)):
             y = gen(x, off, seed, (n_lr, n_lr, n_lr))
         y = y.float()
-        if disp_scale != 1.0:
+        if not isinstance(disp_scale, float) or disp_scale != 1.0:
             y = y * disp_scale
     return y
 

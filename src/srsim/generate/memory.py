@@ -10,10 +10,13 @@ from typing import Sequence
 
 from srsim.device import available_host_bytes
 
-__all__ = ["HOST_BYTES_PER_PARTICLE", "WRITERS", "host_slots", "estimate_generator_bytes", "auto_chunk_size"]
+__all__ = ["HOST_BYTES_PER_PARTICLE", "VELOCITY_BYTES_PER_PARTICLE", "WRITERS", "host_slots",
+           "estimate_generator_bytes", "auto_chunk_size"]
 
 #: bytes per SR particle held on the host between generator and writer: position f8 x3, ID u8, disp f4 x3
 HOST_BYTES_PER_PARTICLE = 24 + 8 + 12
+#: and, for 6-channel models, their velocity f4 x3
+VELOCITY_BYTES_PER_PARTICLE = 12
 
 #: background writer threads by default: two write raw block bytes and checksum side by side (all of it
 #: releases the GIL; the SR displacement file's HDF5 writes go beside them)
@@ -37,11 +40,12 @@ def estimate_generator_bytes(widths: Sequence[int], size: int, pad: int, batch: 
 
 
 def auto_chunk_size(widths: Sequence[int], scale: int, pad: int, extent: int, device, batch: int = 1,
-                    writers: int = 1, memory_fraction: float = 0.6) -> int:
+                    writers: int = 1, memory_fraction: float = 0.6, velocity: bool = False) -> int:
     """Largest window side (LR cells) whose generator call and host buffers fit in the free memory.
 
     Device budget: `memory_fraction` of the free CUDA memory (or of the available RAM on CPU, shared with
-    the host buffers). The size is then balanced so that the windows tile `extent` evenly.
+    the host buffers). The size is then balanced so that the windows tile `extent` evenly. `velocity`: the
+    host buffers also hold velocities (6-channel models).
     """
     import torch
 
@@ -52,11 +56,12 @@ def auto_chunk_size(widths: Sequence[int], scale: int, pad: int, extent: int, de
     else:
         dev_budget = 0.5 * host
         host = 0.5 * host
+    per_particle = HOST_BYTES_PER_PARTICLE + (VELOCITY_BYTES_PER_PARTICLE if velocity else 0)
     best = 1
     for size in range(1, extent + 1):
         slots = host_slots(writers, batch)
         if (estimate_generator_bytes(widths, size, pad, batch) > dev_budget
-                or slots * (scale * size) ** 3 * HOST_BYTES_PER_PARTICLE > host):
+                or slots * (scale * size) ** 3 * per_particle > host):
             break
         best = size
     pieces = -(-extent // best)

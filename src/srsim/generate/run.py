@@ -89,10 +89,13 @@ def generate(model, lr, out, settings: GenerateSettings = GenerateSettings(), *,
 
     model: checkpoint path, or a (Generator, meta) pair (meta may hold disp_scale, redshift, box_size, n_lr;
         missing keys skip the corresponding consistency checks).
-    lr: LR displacement HDF5 file or LR snapshot directory.
+    lr: LR displacement HDF5 file or LR snapshot directory. A 6-channel model (displacement + velocity) also
+        reads its velocities (the file's `vel`, the snapshot's 1/Velocity) and writes 1/Velocity; without
+        them it fails before any output exists. A 3-channel model ignores any velocities the input has.
     out: output snapshot directory (bigfile, MP-Gadget layout; appears only when complete).
     settings: see GenerateSettings.
-    disp_out: optional HDF5 path for the SR displacement field (whole box only, single job).
+    disp_out: optional HDF5 path for the SR displacement field (whole box only, single job; displacements
+        only, also for a 6-channel model).
     stop: optional callable; when it returns True the run stops after the current batch, leaving a
         resumable partial output (the CLI sets it from SIGUSR1/SIGTERM, e.g. slurm's time-limit warning).
     timer: optional StageTimer charged with each stage's time (benchmarks/generate.py --profile); its
@@ -104,7 +107,9 @@ def generate(model, lr, out, settings: GenerateSettings = GenerateSettings(), *,
     s.check(out, disp_out)
     dev = resolve_device(s.device, what="generate")
     m = load_model(model, dev)
-    with LRInput(lr) as src:
+    # a 6-channel model needs the LR velocities (refused here, before any output, when the input has none);
+    # a 3-channel model ignores any the input has
+    with LRInput(lr, velocity=_channels(m) == 6) as src:
         plan = _plan(m, src, s, dev)
         if disp_out is not None and not plan.full_box:
             raise SrsimError(f"{disp_out}: the SR displacement file needs the whole box, not a region")
@@ -129,6 +134,21 @@ def generate(model, lr, out, settings: GenerateSettings = GenerateSettings(), *,
                           seconds=time.perf_counter() - t0, plan=plan.describe())
 
 
+def _channels(m: Model) -> int:
+    """3 (displacement) or 6 (displacement + velocity): the generator's input channels."""
+    channels = int(getattr(m.gen, "in_channels", 3))
+    if channels not in (3, 6):
+        raise SrsimError(f"{m.name}: a generator of {channels} input channels (srsim models have 3 or 6)")
+    if channels == 6 and (m.scaling is None or m.scaling.channels != 6):
+        raise SrsimError(f"{m.name}: a 6-channel generator needs a recorded 6-channel scaling (its velocity scale)")
+    return channels
+
+
+def _scales(m: Model):
+    """What super_resolve divides the network's input (and multiplies its output) by: disp_scale, or per channel."""
+    return m.disp_scale if _channels(m) == 3 else m.scaling.channel_scales()
+
+
 def _plan(m: Model, src: LRInput, s: GenerateSettings, dev) -> Plan:
     """The chunking of the run: the region (a whole-box region is the whole box) in windows that fit."""
     check_model_input(m.meta, src, int(m.gen.scale))
@@ -138,7 +158,7 @@ def _plan(m: Model, src: LRInput, s: GenerateSettings, dev) -> Plan:
     extent = n if region is None else max(int(e) for e in region[1])
     scale, pad = int(m.gen.scale), int(m.gen.pad)
     size = s.chunk or auto_chunk_size(getattr(m.gen, "widths", (64,)), scale, pad, extent, dev, s.batch,
-                                      int(s.writers or WRITERS))
+                                      int(s.writers or WRITERS), velocity=_channels(m) == 6)
     return plan_chunks(n, size, scale, pad, region)
 
 
@@ -148,22 +168,27 @@ def _open_store(m: Model, src: LRInput, plan: Plan, s: GenerateSettings, dev, ou
     cosmo = {**(s.cosmology or {}), **src.cosmology}
     if "scaling" in m.meta and cosmo:  # recorded scalings only: pre-scaling checkpoints used a fixed unit
         check_scaling(m.scaling, cosmo, src)
-    attrs = snapshot_attrs(plan, src, seed=s.seed, model=m.name, cosmology=cosmo)
+    velocity = _channels(m) == 6
+    attrs = snapshot_attrs(plan, src, seed=s.seed, model=m.name, cosmology=cosmo, velocity=velocity)
     fingerprint = {"plan": plan.describe(), "seed": int(s.seed), "model": model_digest(m.gen),
                    "lr": _file_identity(src.path), "position_dtype": s.position_dtype, "bf16": bool(s.bf16),
                    "batch": int(s.batch), "device": dev.type, "disp": disp_out is not None,
                    "disp_scale": m.disp_scale}
+    if velocity:  # the key only where there are velocities: a 3-channel run's fingerprint is what it was
+        fingerprint["vel_scale"] = m.scaling.vel_scale
     disp_attrs = {"box_size": src.box_size, "redshift": src.redshift, "cosmology": cosmo, "seed": int(s.seed),
                   "source": f"srsim generate: model {m.name}, LR {src.path}"}
     return ChunkStore(out, plan, attrs, fingerprint, box_size=src.box_size, job=s.job, jobs=s.jobs,
                       resume=s.resume, position_dtype=s.position_dtype, disp_path=disp_out, disp_attrs=disp_attrs,
-                      writers=s.writers, pin=dev.type == "cuda", progress=s.progress, timer=timer)
+                      writers=s.writers, pin=dev.type == "cuda", progress=s.progress, timer=timer,
+                      velocity=velocity)
 
 
 def _sr_blocks(m: Model, src: LRInput, plan: Plan, group: list[Chunk], s: GenerateSettings, dev,
                timer: StageTimer | None = None) -> Iterator:
-    """SR displacement of each chunk's kept cells, in turn: (3, scale*a, ...) float32 torch tensors on `dev`,
-    Mpc/h, minimum-image wrapped; one generator call for the group. Refuses a generator output of the wrong
+    """SR displacement of each chunk's kept cells, in turn: (C, scale*a, ...) float32 torch tensors on `dev`,
+    [:3] Mpc/h, minimum-image wrapped, [3:] (6-channel models) peculiar velocity km/s; one generator call
+    for the group. Refuses a generator output of the wrong
     shape, and a chunk with NaN/inf (the chunks before it are queued for writing by then)."""
     import torch
 
@@ -171,8 +196,8 @@ def _sr_blocks(m: Model, src: LRInput, plan: Plan, group: list[Chunk], s: Genera
     with stage(timer, "lr_read", len(group) * (scale * plan.size) ** 3, sync=False):
         windows = np.stack([src.window(c.window, plan.size, pad) for c in group])
     offsets = np.array([[w - pad for w in c.window] for c in group], dtype=np.int64)
-    y = super_resolve(m.gen, windows, offsets, s.seed, src.n, m.disp_scale, dev, s.bf16, timer)
-    expect = (len(group), 3) + (scale * plan.size,) * 3
+    y = super_resolve(m.gen, windows, offsets, s.seed, src.n, _scales(m), dev, s.bf16, timer)
+    expect = (len(group), src.channels) + (scale * plan.size,) * 3
     if tuple(y.shape) != expect:
         raise SrsimError(f"{m.name}: generator returned shape {tuple(y.shape)}, expected {expect}")
     for c, yc in zip(group, y):
@@ -183,7 +208,7 @@ def _sr_blocks(m: Model, src: LRInput, plan: Plan, group: list[Chunk], s: Genera
             if not bool(torch.isfinite(torch.stack(torch.aminmax(block))).all()):
                 raise SrsimError(f"{m.name}: generator produced NaN/inf in chunk {c.index} "
                                  f"(LR window {c.window}, seed {s.seed})")
-            block = minimum_image_(block, src.box_size)
+            minimum_image_(block[:3], src.box_size)  # in place, the displacement only (block[:3] is a view)
         yield block
 
 

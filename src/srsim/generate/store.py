@@ -1,8 +1,9 @@
 """The output side of generation: a `ChunkStore` owns everything written to disk.
 
 That is the partial SR snapshot ``.<name>.partial`` (bigfile, MP-Gadget layout: ``Header`` with the SR
-particle mass, ``1/Position`` kpc/h wrapped into the box, ``1/ID`` SR grid IDs; particles stored chunk
-after chunk, no ``1/Velocity`` block), the lock under which jobs set it up, this job's journal, the
+particle mass, ``1/Position`` kpc/h wrapped into the box, ``1/ID`` SR grid IDs, and for a 6-channel model
+``1/Velocity`` peculiar km/s f4 in the same order; particles stored chunk after chunk; a 3-channel model
+writes no ``1/Velocity`` block), the lock under which jobs set it up, this job's journal, the
 verification of journaled chunks on a rerun, the background writer threads, the optional SR displacement
 field (HDF5, streamed chunk-wise) and the final rename. `finalize` completes an output written by several
 jobs (``srsim generate-merge``).
@@ -38,8 +39,9 @@ __all__ = ["BIGFILE_LOCK", "ChunkStore", "finalize", "snapshot_attrs", "stored_c
 BIGFILE_LOCK = threading.Lock()
 
 
-def snapshot_attrs(plan: Plan, lr: LRInput, *, seed: int, model: str, cosmology: dict) -> dict:
-    """Raw Header attributes of the SR snapshot (MP-Gadget units; MassTable = SR particle mass)."""
+def snapshot_attrs(plan: Plan, lr: LRInput, *, seed: int, model: str, cosmology: dict, velocity: bool = False) -> dict:
+    """Raw Header attributes of the SR snapshot (MP-Gadget units; MassTable = SR particle mass); `velocity`:
+    the snapshot has a generated 1/Velocity block (6-channel model), which SRNote then describes."""
     from srsim.io.snapshot import make_header
 
     cosmo = dict(cosmology)
@@ -55,21 +57,33 @@ def snapshot_attrs(plan: Plan, lr: LRInput, *, seed: int, model: str, cosmology:
     if model == "TrivialPredictor":
         attrs["SRPredictor"] = "trivial: LR displacement trilinearly upsampled (vertex-aligned) onto the HR grid"
     attrs["SRInput"] = str(lr.path)
-    attrs["SRNote"] = ("super-resolved snapshot: positions = SR grid + generated displacement; no Velocity "
-                       "block (the model predicts displacements only); particles stored chunk by chunk, not in "
-                       "ID order; SRRegionCells = LR origin and extent of the super-resolved region")
+    if velocity:
+        vel_note = ("1/Velocity = generated peculiar velocity in km/s (a dx/dt, UsePeculiarVelocity = 1): the "
+                    "6-channel model's velocity channels times its recorded velocity scale disp_scale D 100 a E f, "
+                    "from the LR velocities of the input")
+    else:
+        vel_note = "no Velocity block (the model predicts displacements only)"
+    attrs["SRNote"] = (f"super-resolved snapshot: positions = SR grid + generated displacement; {vel_note}; "
+                       "particles stored chunk by chunk, not in ID order; SRRegionCells = LR origin and extent of "
+                       "the super-resolved region")
+    if velocity:
+        attrs["UsePeculiarVelocity"] = np.array([1], dtype=np.int32)
     return attrs
 
 
-def read_stored(reader, start: int, count: int) -> dict:
-    """Raw stored Position and ID arrays of particles [start, start+count) (caller holds BIGFILE_LOCK)."""
-    return {"crc_position": reader["1/Position"][start:start + count], "crc_id": reader["1/ID"][start:start + count]}
+def read_stored(reader, start: int, count: int, velocity: bool = False) -> dict:
+    """Raw stored Position and ID (and, with `velocity`, Velocity) arrays of particles [start, start+count)
+    (caller holds BIGFILE_LOCK)."""
+    raw = {"crc_position": reader["1/Position"][start:start + count], "crc_id": reader["1/ID"][start:start + count]}
+    if velocity:
+        raw["crc_velocity"] = reader["1/Velocity"][start:start + count]
+    return raw
 
 
-def stored_crc(reader, start: int, count: int) -> dict:
-    """CRC32 of the Position and ID bytes of particles [start, start+count) as stored in a bigfile."""
+def stored_crc(reader, start: int, count: int, velocity: bool = False) -> dict:
+    """CRC32 of the Position and ID (and Velocity) bytes of particles [start, start+count) as stored."""
     with BIGFILE_LOCK:
-        raw = read_stored(reader, start, count)
+        raw = read_stored(reader, start, count, velocity)
     return {k: crc32(v) for k, v in raw.items()}
 
 
@@ -88,7 +102,10 @@ def verify_chunks(entries: dict[int, dict], chunks: list[Chunk], plan: Plan, rea
         n = plan.particles(c)
         if e.get("start") != c.start or e.get("count") != n:
             continue
-        if {k: e.get(k) for k in ("crc_position", "crc_id")} != stored_crc(reader, c.start, n):
+        # a velocity snapshot's entries carry crc_velocity (its fingerprint differs from a 3-channel run's)
+        velocity = "crc_velocity" in e
+        keys = ("crc_position", "crc_id") + (("crc_velocity",) if velocity else ())
+        if {k: e.get(k) for k in keys} != stored_crc(reader, c.start, n, velocity):
             continue
         if disp is not None:
             shape = tuple(plan.scale * s for s in c.shape)
@@ -98,9 +115,9 @@ def verify_chunks(entries: dict[int, dict], chunks: list[Chunk], plan: Plan, rea
     return good
 
 
-def _alloc_slot(n_part: int, with_disp: bool, pin: bool, position_dtype: str) -> dict:
+def _alloc_slot(n_part: int, with_disp: bool, pin: bool, position_dtype: str, with_vel: bool = False) -> dict:
     """Host buffers for one chunk of up to n_part particles, as stored: pos (n, 3) kpc/h of `position_dtype`,
-    ids (n,) i8 (viewed as u8 for writing), disp (3n,) f4 Mpc/h."""
+    ids (n,) i8 (viewed as u8 for writing), disp (3n,) f4 Mpc/h, vel (n, 3) f4 km/s."""
     import torch
 
     pos_dtype = torch.float32 if position_dtype == "f4" else torch.float64
@@ -108,6 +125,8 @@ def _alloc_slot(n_part: int, with_disp: bool, pin: bool, position_dtype: str) ->
             "ids": torch.empty(n_part, dtype=torch.int64, pin_memory=pin)}
     if with_disp:
         slot["disp"] = torch.empty(3 * n_part, dtype=torch.float32, pin_memory=pin)
+    if with_vel:
+        slot["vel"] = torch.empty((n_part, 3), dtype=torch.float32, pin_memory=pin)
     return slot
 
 
@@ -170,13 +189,16 @@ class _Writer:
         n = self.plan.particles(chunk)
         pos = slot["pos"][:n].numpy()
         ids = slot["ids"][:n].numpy().view(np.uint64)
+        vel = slot["vel"][:n].numpy() if "vel" in slot else None
         with stage(self.timer, "write", n, sync=False):  # raw block writes: no bigfile call, no BIGFILE_LOCK
-            self.snap.write_stored(chunk.start, pos, ids)
+            self.snap.write_stored(chunk.start, pos, ids, vel)
         # the bytes just handed to bigfile are those on disk (it stores them raw): their checksum is the
         # one verify_chunks recomputes from the file on a rerun, without reading the chunk back here
         with stage(self.timer, "checksum", n, sync=False):
             entry = {"chunk": chunk.index, "start": chunk.start, "count": n,
                      "crc_position": crc32(pos), "crc_id": crc32(ids)}
+            if vel is not None:
+                entry["crc_velocity"] = crc32(vel)
         if self.disp is not None:
             shape = tuple(self.plan.scale * s for s in chunk.shape)
             block = slot["disp"][:3 * n].numpy().reshape(3, *shape)
@@ -209,18 +231,20 @@ class ChunkStore:
     (`snapshot_attrs`); fingerprint: JSON-able settings a resumed chunk must share; box_size: Mpc/h;
     disp_path, disp_attrs: the SR displacement file and its `DisplacementWriter` attributes (box_size,
     redshift, cosmology, source, ...), or None; writers: background threads (None: WRITERS); pin: page-locked
-    host buffers (CUDA); timer: a StageTimer to charge the stages to (profiling), or None.
+    host buffers (CUDA); timer: a StageTimer to charge the stages to (profiling), or None; velocity: the
+    snapshot has a 1/Velocity block (6-channel models: `put` then takes (6, ...) blocks).
     """
 
     def __init__(self, out, plan: Plan, attrs: dict, fingerprint: dict, *, box_size: float, job: int = 0,
                  jobs: int = 1, resume: bool = True, position_dtype: str = "f8", disp_path=None,
                  disp_attrs: dict | None = None, writers: int | None = None, pin: bool = False,
-                 progress: bool = True, timer: StageTimer | None = None):
+                 progress: bool = True, timer: StageTimer | None = None, velocity: bool = False):
         import bigfile
 
         self.out, self.plan, self.box_size = Path(out), plan, float(box_size)
         self.job, self.jobs, self.pin, self.timer = job, jobs, pin, timer
         self.position_dtype = position_dtype
+        self.velocity = bool(velocity)
         self.writers = int(writers or WRITERS)
         self.paths = output_paths(self.out, jobs, job)
         self.snap, entries = self._open_partial(attrs, fingerprint, resume, position_dtype)
@@ -244,7 +268,8 @@ class ChunkStore:
         p = self.paths
         with locked(p["lock"]):
             plan_ok = p["plan"].is_file() and json.loads(p["plan"].read_text() or "{}") == fingerprint
-            structure_ok = all((p["partial"] / b / "header").is_file() for b in ("1/Position", "1/ID"))
+            blocks = ("1/Position", "1/ID") + (("1/Velocity",) if self.velocity else ())
+            structure_ok = all((p["partial"] / b / "header").is_file() for b in blocks)
             if not p["partial"].exists():  # journals without their data are meaningless
                 _drop_bookkeeping(self.out, p, lock=False)
             elif not (plan_ok and structure_ok and resume):
@@ -257,7 +282,7 @@ class ChunkStore:
                 tmp = p["plan"].with_name(p["plan"].name + ".tmp")
                 tmp.write_text(json.dumps(fingerprint, sort_keys=True, indent=1))
                 os.replace(tmp, p["plan"])
-            snap = SnapshotWriter(self.out, attrs, self.plan.n_particles, velocity=False,
+            snap = SnapshotWriter(self.out, attrs, self.plan.n_particles, velocity=self.velocity,
                                   position_dtype=position_dtype, tmp_path=p["partial"])
         entries = read_journal(p["journal"], fingerprint) if resume else {}
         return snap, entries or {}
@@ -273,14 +298,16 @@ class ChunkStore:
         max_part = max((self.plan.particles(c) for c in todo), default=0)
         self._writer = _Writer(self.snap, self.disp, self.journal, self.plan, self.writers, self.timer)
         for _ in range(host_slots(self.writers, batch) if todo else 0):
-            self._writer.free.put(_alloc_slot(max_part, self.disp is not None, self.pin, self.position_dtype))
+            self._writer.free.put(_alloc_slot(max_part, self.disp is not None, self.pin, self.position_dtype,
+                                              self.velocity))
         return todo
 
     def put(self, chunk: Chunk, disp) -> None:
         """Queue one chunk for writing.
 
         disp: (3, scale*a, scale*b, scale*c) float32 torch tensor of the chunk's kept SR cells, Mpc/h,
-        minimum-image wrapped, on any device. Positions and IDs are computed where `disp` lives; only the
+        minimum-image wrapped, on any device; (6, ...) for a velocity store, [3:] the peculiar velocity km/s
+        (stored in the particle order of the positions). Positions and IDs are computed where `disp` lives; only the
         stored arrays are copied to the host. Blocks while every host buffer is in use (this bounds memory).
         """
         import torch
@@ -288,6 +315,11 @@ class ChunkStore:
         scale = self.plan.scale
         hr_origin = [scale * (w + l) for w, l in zip(chunk.window, chunk.lo)]
         m = self.plan.particles(chunk)
+        if disp.shape[0] != (6 if self.velocity else 3):
+            raise SrsimError(f"{self.out}: chunk {chunk.index} has {disp.shape[0]} channels, the store takes "
+                             f"{6 if self.velocity else 3}")
+        vel = disp[3:] if self.velocity else None
+        disp = disp[:3]
         with stage(self.timer, "particles", m):
             pos, ids = chunk_particles(disp, hr_origin, self.plan.n_hr, self.box_size, self.position_dtype)
         slot = self._writer.take_slot()
@@ -296,6 +328,8 @@ class ChunkStore:
             slot["ids"][:m].copy_(ids, non_blocking=self.pin)
             if self.disp is not None:
                 slot["disp"][:3 * m].copy_(disp.reshape(-1), non_blocking=self.pin)
+            if vel is not None:  # (3, A, B, C) -> (A*B*C, 3): C order over the cells, as chunk_particles' positions
+                slot["vel"][:m].copy_(vel.permute(1, 2, 3, 0).reshape(-1, 3), non_blocking=self.pin)
         event = None
         if self.pin:
             event = torch.cuda.Event()

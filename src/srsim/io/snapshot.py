@@ -323,23 +323,27 @@ class SnapshotWriter:
                 raise ValueError("this snapshot has a Velocity block: pass velocity")
             self._file[f"{PTYPE}/Velocity"].write(start, np.asarray(velocity, dtype=np.float32))
 
-    def write_stored(self, start: int, position: np.ndarray, ids: np.ndarray) -> None:
+    def write_stored(self, start: int, position: np.ndarray, ids: np.ndarray,
+                     velocity: np.ndarray | None = None) -> None:
         """Write particles `[start, start + len(ids))` already in the stored form, as they go to disk.
 
         position: (n, 3) kpc/h of the Position block's dtype, wrapped into [0, BoxSize) by the caller
         (e.g. srsim.generate.infer.chunk_particles); ids: (n,) u8. No conversion pass: the generator's hot
         path. The bytes go straight into the block files (srsim.io.rawblock: the files and headers are
         those bigfile's own write leaves); safe to call from several threads for disjoint slices.
-        Snapshots with a Velocity block take `write`.
+        velocity: (n, 3) f4 km/s, required exactly when the snapshot has a Velocity block.
         """
         from srsim.io.rawblock import RawBlock
 
         n = len(ids)
-        if self.velocity:
-            raise ValueError("this snapshot has a Velocity block: use write")
+        if self.velocity != (velocity is not None):
+            raise ValueError("write_stored: pass velocity exactly when the snapshot has a Velocity block")
+        if velocity is not None and (velocity.shape != (n, 3) or velocity.dtype != np.float32):
+            raise ValueError(f"write_stored: expected velocity ({n}, 3) f4, got {velocity.shape} {velocity.dtype}")
         with self._raw_lock:
             if not self._raw:
-                self._raw = {b: RawBlock(self.tmp / str(PTYPE) / b) for b in ("Position", "ID")}
+                blocks = ("Position", "ID") + (("Velocity",) if self.velocity else ())
+                self._raw = {b: RawBlock(self.tmp / str(PTYPE) / b) for b in blocks}
         dtype = self._raw["Position"].dtype
         if position.shape != (n, 3) or position.dtype != dtype or ids.dtype != np.uint64:
             raise ValueError(f"write_stored: expected position ({n}, 3) {dtype} and ids u8, got "
@@ -348,6 +352,8 @@ class SnapshotWriter:
             raise ValueError(f"slice [{start}, {start + n}) outside the snapshot's {self.n_total} particles")
         self._raw["Position"].write(start, position)
         self._raw["ID"].write(start, ids)
+        if velocity is not None:
+            self._raw["Velocity"].write(start, velocity)
 
     def _close_raw(self) -> None:
         for block in self._raw.values():

@@ -11,6 +11,9 @@ Conditional input (8 channels, all on the HR lattice of the crop):
           channel ``srsim.model.scaling.density_channel`` makes of it (log((1 + rho) / 2) by default)
     [7]   density of the interpolated-LR particles, painted and transformed the same way
 Channels [0:3] and [6] are the sample ("i" in paper Eq. 3); [3:6] and [7] are the condition.
+
+A six-channel model (displacement + velocity, ``model.channels: 6``) has 14: the sample's 6 channels, the
+condition's 6, then the two densities; densities are always painted from the displacement part ([:3]).
 """
 
 from __future__ import annotations
@@ -24,9 +27,14 @@ from srsim.model.lag2eul import lag2eul_density
 from srsim.model.layers import ResBlock, act
 from srsim.model.scaling import density_channel
 
-__all__ = ["Critic", "critic_sample", "critic_condition", "CRITIC_CHANNELS"]
+__all__ = ["Critic", "critic_sample", "critic_condition", "critic_channels", "CRITIC_CHANNELS"]
 
 CRITIC_CHANNELS = 8
+
+
+def critic_channels(channels: int) -> int:
+    """Critic input channels for a generator of `channels` (3 -> 8, 6 -> 14): sample, condition, 2 densities."""
+    return 2 * int(channels) + 2
 
 
 class Critic(nn.Module):
@@ -34,7 +42,7 @@ class Critic(nn.Module):
 
     Args:
         widths: channels at the HR level and after each residual block (paper 64, 128, 256, 512).
-        in_channels: 8 (see the module docstring).
+        in_channels: 8, or 14 for six-channel models (``critic_channels``; see the module docstring).
     """
 
     def __init__(self, widths: Sequence[int] = (64, 128, 256, 512), in_channels: int = CRITIC_CHANNELS):
@@ -77,25 +85,29 @@ def critic_condition(lr_hr: torch.Tensor, disp_to_cells: float,
                      density: str = "log1p") -> tuple[torch.Tensor, torch.Tensor]:
     """The condition channels [3:6] + [7] and the common shift used to paint densities.
 
-    lr_hr: (B, 3, m, m, m) normalised LR displacement interpolated onto the HR lattice of the crop.
+    lr_hr: (B, C, m, m, m) normalised LR fields interpolated onto the HR lattice of the crop (C = 3, or 6
+        with the velocity after the displacement; the density is painted from the displacement [:3]).
     disp_to_cells: HR mesh cells per normalised displacement unit (disp_scale * n_hr / box_size).
     density: the density channel's transform (``srsim.model.scaling.DENSITY_KINDS``).
-    Returns (cond (B, 4, m, m, m), shift (B, 3) in HR cells, detached): the mean interpolated-LR
+    Returns (cond (B, C + 1, m, m, m), shift (B, 3) in HR cells, detached): the mean interpolated-LR
     displacement, removed from every painted field of the sample so that fewer particles leave the crop
     and SR, HR and LR are painted in the same frame.
     """
-    shift = (lr_hr.detach().float().mean(dim=(2, 3, 4)) * disp_to_cells)
-    rho = lag2eul_density(lr_hr, None, disp_to_cells=disp_to_cells, shift=shift)
+    disp = lr_hr[:, :3]
+    shift = (disp.detach().float().mean(dim=(2, 3, 4)) * disp_to_cells)
+    rho = lag2eul_density(disp, None, disp_to_cells=disp_to_cells, shift=shift)
     return torch.cat([lr_hr, density_channel(rho, density).to(lr_hr.dtype)], dim=1), shift
 
 
 def critic_sample(disp: torch.Tensor, shift: torch.Tensor, disp_to_cells: float,
                   density: str = "log1p") -> torch.Tensor:
-    """The sample channels [0:3] + [6]: displacement and its CIC density channel (differentiable)."""
-    rho = lag2eul_density(disp, None, disp_to_cells=disp_to_cells, shift=shift)
+    """The sample channels [0:3] + [6]: displacement and its CIC density channel (differentiable).
+
+    disp: (B, C, m, m, m), C = 3 or 6 (velocity after displacement; painted from [:3]) -> (B, C + 1, ...)."""
+    rho = lag2eul_density(disp[:, :3], None, disp_to_cells=disp_to_cells, shift=shift)
     return torch.cat([disp, density_channel(rho, density).to(disp.dtype)], dim=1)
 
 
 def assemble(sample: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-    """Order the 8 critic channels: sample disp, LR disp, sample density, LR density."""
-    return torch.cat([sample[:, :3], cond[:, :3], sample[:, 3:], cond[:, 3:]], dim=1)
+    """Order the critic channels: sample fields, LR fields, sample density, LR density (each density last)."""
+    return torch.cat([sample[:, :-1], cond[:, :-1], sample[:, -1:], cond[:, -1:]], dim=1)
