@@ -3,6 +3,8 @@ chunked generation into an SR snapshot with 1/Velocity, and the refusals."""
 
 from __future__ import annotations
 
+import csv
+
 import numpy as np
 import pytest
 import torch
@@ -342,9 +344,10 @@ def test_adversarial_six_channel_steps_run(tmp_path):
     assert [r["phase"] for r in rows] == ["adversarial"] * 3
     assert all(np.isfinite(r["critic"]) and np.isfinite(r["generator"]) for r in rows)
     assert np.isfinite(rows[0]["gp"])  # the gradient penalty through the 14-channel critic
-    with pytest.raises(SrsimError, match="3-channel models only"):
+    three = type("ThreeChannelValidator", (), {"channels": 3})()
+    with pytest.raises(SrsimError, match="validation pairs have 3 channels, the model 6"):
         Trainer({"model": tr.model_cfg, "train": tr.train_cfg}, tr.dataset,
-                tmp_path / "v" / "model.pt", progress=False, scaling=tr.scaling, validator=object())
+                tmp_path / "v" / "model.pt", progress=False, scaling=tr.scaling, validator=three)
 
 
 def test_cli_trains_a_six_channel_model_and_generates_a_snapshot_with_velocities(tmp_path, capfd):
@@ -362,9 +365,21 @@ def test_cli_trains_a_six_channel_model_and_generates_a_snapshot_with_velocities
     gen, meta = load_generator(out)
     assert gen.in_channels == 6 and meta["scaling"]["channels"] == 6 and meta["step"] == 10
     assert meta["scaling"]["vel_scale"] == pytest.approx(Scaling.for_data(MODEL6, COSMO, Z).vel_scale / 12)  # 0.5 / 6
-    # validation scores 3-channel models only: refused up front
-    assert main(base + ["--out", str(tmp_path / "v" / "model.pt"), "--val", f"{lr}:{hr}"]) == 2
-    assert "--val" in capfd.readouterr().err and not (tmp_path / "v").exists()
+    # validation of a six-channel run: the displacement scores plus the velocity's L2 against the trivial one
+    val = tmp_path / "v" / "val.csv"
+    assert main(base + ["--out", str(tmp_path / "v" / "model.pt"), "--val", f"{lr}:{hr}", "--val-csv", str(val)]) == 0
+    with open(val) as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows][0] == 0 and int(rows[-1]["step"]) == 10
+    # step 0 is init: the untrained generator is the trivial predictor in both parts
+    assert float(rows[0]["l2_ratio"]) == pytest.approx(1.0, abs=1e-5)
+    assert float(rows[0]["l2v_ratio"]) == pytest.approx(1.0, abs=1e-5)
+    assert all(np.isfinite(float(r["l2v_ratio"])) and float(r["l2v_trivial"]) > 0 for r in rows)
+    # a validation file without velocities: refused up front, naming it
+    bare_hr = tmp_path / "bare_hr.h5"
+    write_displacement(bare_hr, read_displacement(hr)[0], box_size=12.5, redshift=Z, cosmology=COSMO, source="t")
+    assert main(base + ["--out", str(tmp_path / "w" / "model.pt"), "--val", f"{lr}:{bare_hr}"]) == 2
+    assert f"{bare_hr}: no 'vel' dataset" in capfd.readouterr().err and not (tmp_path / "w").exists()
     assert main(["generate", "--model", str(out), "--lr", lr, "--out", str(tmp_path / "sr"), "--chunk", "4",
                  "--quiet"]) == 0
     p = read_particles(tmp_path / "sr", ("ID", "Velocity"))

@@ -347,9 +347,9 @@ class Trainer:
         if data_channels != channels or scaling.channels != channels:
             raise SrsimError(f"model.channels = {channels}, but the crops have {data_channels} channels and the "
                              f"scaling {scaling.channels}")
-        if channels == 6 and validator is not None:
-            raise SrsimError("validation (srsim.validation) scores 3-channel models only; a model.channels: 6 run "
-                             "takes no validator")
+        v_channels = getattr(validator, "channels", channels)  # a duck-typed validator is trusted
+        if validator is not None and v_channels != channels:
+            raise SrsimError(f"validation pairs have {v_channels} channels, the model {channels}")
         if channels == 6 and abs(scaling.vel_scale / dataset.vel_scale - 1) > 1e-6:
             raise SrsimError(f"data: velocities are divided by {dataset.vel_scale:g} km/s but the scaling says "
                              f"{scaling.vel_scale:g} km/s")

@@ -22,6 +22,10 @@ The noise seed is fixed (``seed``), so two validations of the same weights agree
 differ only by what training changed. Several validation pairs are pooled: sums of squared errors and
 mean band powers over the boxes.
 
+Six-channel models (``model.channels: 6``) are validated on the same displacement scores, and also on
+``l2v_ratio``, the same L2 ratio for the velocity channels (km/s): the velocity of the trivial predictor is
+the LR velocity upsampled alike. The P(k) bands stay those of the particles, which the displacements place.
+
 Rows go to ``val.csv`` (columns ``Validator.columns``), appended and flushed per validation and truncated
 to the checkpoint's step on resume, like the loss log.
 """
@@ -55,7 +59,8 @@ def octave_bands(n_lr: int, n_hr: int, box_size: float, n_bands: int | None = No
 
 
 def trivial_prediction(lr: np.ndarray, scale: int, pad: int = 1) -> np.ndarray:
-    """The trivial predictor of a whole periodic box: (3, n, n, n) LR -> (3, scale*n, ...) float32 Mpc/h.
+    """The trivial predictor of a whole periodic box: (C, n, n, n) LR -> (C, scale*n, ...) float32, in the
+    LR's units (C = 3: displacement, Mpc/h; 6: then velocity, km/s, upsampled alike).
 
     ``lr_to_hr`` of the periodically padded box: HR cell q gets the trilinear interpolation of the LR
     displacements at Lagrangian position q / scale (the generator's output rail before any rung adds to it).
@@ -68,15 +73,17 @@ def trivial_prediction(lr: np.ndarray, scale: int, pad: int = 1) -> np.ndarray:
     return lr_to_hr(x, scale, pad)[0].numpy()
 
 
-def super_resolve_box(gen, lr: np.ndarray, disp_scale: float, *, seed: int = 0, chunk: int | None = None,
+def super_resolve_box(gen, lr: np.ndarray, disp_scale, *, seed: int = 0, chunk: int | None = None,
                       device=None) -> np.ndarray:
-    """Super-resolve a whole periodic LR box: (3, n, n, n) float32 Mpc/h -> (3, scale*n, ...) float32 Mpc/h.
+    """Super-resolve a whole periodic LR box: (C, n, n, n) float32 -> (C, scale*n, ...) float32, C = 3
+    (displacement, Mpc/h) or 6 (then the peculiar velocity, km/s).
 
     gen: a generator (``scale``, ``pad`` attributes; called as gen(x, offset, seed, box_cells) on inputs in
-    network units); inputs are divided by ``disp_scale`` (Mpc/h per network unit) and outputs multiplied
-    by it, as in training and generation. The box is cut into windows of ``chunk`` LR cells (default:
-    what fits in memory, ``srsim.generate.auto_chunk_size``) with ``gen.pad`` cells of periodic padding;
-    the noise is keyed on global positions, so the result does not depend on ``chunk``.
+    network units); inputs are divided by ``disp_scale`` (physical units per network unit: one number, or one
+    per channel as ``Scaling.channel_scales()``) and outputs multiplied by it, as in training and generation.
+    The box is cut into windows of ``chunk`` LR cells (default: what fits in memory,
+    ``srsim.generate.auto_chunk_size``) with ``gen.pad`` cells of periodic padding; the noise is keyed on
+    global positions, so the result does not depend on ``chunk``.
     """
     from srsim.fields import read_periodic
     from srsim.generate import auto_chunk_size, plan_chunks, super_resolve
@@ -91,7 +98,7 @@ def super_resolve_box(gen, lr: np.ndarray, disp_scale: float, *, seed: int = 0, 
         widths = getattr(gen, "widths", (64,) * (int(math.log2(scale)) + 1))
         chunk = auto_chunk_size(widths, scale, pad, n, device)
     plan = plan_chunks(n, int(chunk), scale, pad)
-    out = np.empty((3, scale * n, scale * n, scale * n), dtype=np.float32)
+    out = np.empty((lr.shape[0], scale * n, scale * n, scale * n), dtype=np.float32)
     for c in plan.chunks:
         window = read_periodic(lr, [w - pad for w in c.window], plan.size + 2 * pad, n)[None]
         offset = np.array([[w - pad for w in c.window]], dtype=np.int64)
@@ -127,7 +134,7 @@ def band_powers(disp: np.ndarray, box_size: float, edges: np.ndarray, n_mesh: in
 
 
 def squared_error(a: np.ndarray, b: np.ndarray, slab: int = 16) -> float:
-    """sum (a - b)^2 over (3, n, n, n) arrays, accumulated in float64 slab by slab (no full-size copy)."""
+    """sum (a - b)^2 over (C, n, n, n) arrays, accumulated in float64 slab by slab (no full-size copy)."""
     total = 0.0
     for i0 in range(0, a.shape[1], slab):
         d = a[:, i0:i0 + slab].astype(np.float64) - b[:, i0:i0 + slab]
@@ -140,7 +147,8 @@ class _Box:
 
     def __init__(self, lr: np.ndarray, hr: np.ndarray, trivial: np.ndarray, p_hr: np.ndarray, p_trivial: np.ndarray):
         self.lr, self.hr = lr, hr
-        self.sq_trivial = squared_error(trivial, hr)
+        self.sq_trivial = squared_error(trivial[:3], hr[:3])
+        self.sq_trivial_v = squared_error(trivial[3:], hr[3:]) if len(hr) == 6 else 0.0
         self.p_hr, self.p_trivial = p_hr, p_trivial
 
 
@@ -148,10 +156,12 @@ class Validator:
     """Scores a generator on held-out LR/HR pairs and logs one CSV row per call.
 
     Args:
-        pairs: [(lr, hr)], lr (3, n_lr, n_lr, n_lr) and hr (3, n_hr, n_hr, n_hr) float32 displacements in
-            Mpc/h of the same initial conditions (``srsim.io.displacement.read_displacement``).
+        pairs: [(lr, hr)], lr (C, n_lr, n_lr, n_lr) and hr (C, n_hr, n_hr, n_hr) float32 fields of the same
+            initial conditions: C = 3, the displacement in Mpc/h (``srsim.io.displacement.read_displacement``),
+            or C = 6, then the peculiar velocity in km/s (``read_velocity``), for six-channel models.
         box_size: Mpc/h (every pair).
-        disp_scale: Mpc/h per network unit, the training dataset's ``disp_scale``.
+        disp_scale: Mpc/h per network unit, the training dataset's ``disp_scale``; for six channels the
+            per-channel scales (``Scaling.channel_scales()``: Mpc/h, then km/s, per network unit).
         path: the CSV file (e.g. CHECKPOINT_DIR/val.csv).
         seed: noise seed of every validation.
         edges: band edges in h/Mpc (default ``octave_bands``).
@@ -167,17 +177,22 @@ class Validator:
         if not pairs:
             raise SrsimError("validation: no validation pairs")
         self.box_size = float(box_size)
-        self.disp_scale = float(disp_scale)
+        self.disp_scale = float(disp_scale) if np.isscalar(disp_scale) else tuple(float(v) for v in disp_scale)
         self.path = Path(path)
         self.seed = int(seed)
         self.chunk = chunk
         self.power_device = power_device
         self.verbose = verbose
-        n_lr, n_hr = pairs[0][0].shape[1], pairs[0][1].shape[1]
+        c, n_lr, n_hr = pairs[0][0].shape[0], pairs[0][0].shape[1], pairs[0][1].shape[1]
+        channels = 1 if np.isscalar(disp_scale) else len(self.disp_scale)
+        if c not in (3, 6) or channels not in (1, c):
+            raise SrsimError(f"validation: {c}-channel pairs with {channels} scales; expected 3 channels "
+                             "(displacement) or 6 (displacement, velocity) with one scale per channel")
         for lr, hr in pairs:
-            if lr.shape != (3, n_lr, n_lr, n_lr) or hr.shape != (3, n_hr, n_hr, n_hr):
-                raise SrsimError(f"validation: pairs must be (3, {n_lr}^3) LR and (3, {n_hr}^3) HR displacements, "
+            if lr.shape != (c, n_lr, n_lr, n_lr) or hr.shape != (c, n_hr, n_hr, n_hr):
+                raise SrsimError(f"validation: pairs must be ({c}, {n_lr}^3) LR and ({c}, {n_hr}^3) HR fields, "
                                  f"got {lr.shape} and {hr.shape}")
+        self.channels = c
         scale = n_hr // n_lr
         if scale * n_lr != n_hr or scale < 2 or scale & (scale - 1):
             raise SrsimError(f"validation: HR grid {n_hr}^3 is not a power-of-2 multiple of the LR grid {n_lr}^3")
@@ -189,21 +204,27 @@ class Validator:
             lr = np.ascontiguousarray(lr, dtype=np.float32)
             hr = np.ascontiguousarray(hr, dtype=np.float32)
             trivial = trivial_prediction(lr, scale)
-            self.boxes.append(_Box(lr, hr, trivial, self._powers(hr), self._powers(trivial)))
+            self.boxes.append(_Box(lr, hr, trivial, self._powers(hr[:3]), self._powers(trivial[:3])))
         self.p_hr = np.mean([b.p_hr for b in self.boxes], axis=0)
         self.p_trivial = np.mean([b.p_trivial for b in self.boxes], axis=0)
         self._fh = None
         self._last_step = None
 
     @classmethod
-    def from_files(cls, specs: Sequence[tuple[str, str]], disp_scale: float, path, **kw) -> "Validator":
-        """A validator of displacement files [(LR.h5, HR.h5)] (box size from the files; they must agree)."""
-        from srsim.io.displacement import read_displacement
+    def from_files(cls, specs: Sequence[tuple[str, str]], disp_scale, path, **kw) -> "Validator":
+        """A validator of displacement files [(LR.h5, HR.h5)] (box size from the files; they must agree).
+        With per-channel ``disp_scale`` of six channels the files' velocities (``vel``) are read too: a file
+        without them fails naming it (``read_velocity``)."""
+        from srsim.io.displacement import read_displacement, read_velocity
 
+        six = not np.isscalar(disp_scale) and len(disp_scale) == 6
         pairs, boxes = [], set()
         for lr_path, hr_path in specs:
             lr, a = read_displacement(lr_path)
             hr, b = read_displacement(hr_path)
+            if six:
+                lr = np.concatenate([lr, read_velocity(lr_path)[0]])
+                hr = np.concatenate([hr, read_velocity(hr_path)[0]])
             if not math.isclose(float(a["box_size"]), float(b["box_size"]), rel_tol=1e-6):
                 raise SrsimError(f"{hr_path}: box_size {b['box_size']} differs from {a['box_size']} of {lr_path}")
             pairs.append((lr, hr))
@@ -222,6 +243,8 @@ class Validator:
     @property
     def columns(self) -> list[str]:
         cols = ["step", "l2_ratio", "l2_sr", "l2_trivial"]
+        if self.channels == 6:
+            cols += ["l2v_ratio", "l2v_sr", "l2v_trivial"]
         for i in range(self.n_bands):
             cols += [f"band{i}_kmin", f"band{i}_kmax", f"band{i}_sr_hr", f"band{i}_trivial_hr"]
         return cols + ["seconds"]
@@ -230,27 +253,34 @@ class Validator:
     def evaluate(self, gen) -> dict:
         """Scores of ``gen`` (run as is: the caller sets eval mode and no_grad).
 
-        Returns l2_sr, l2_trivial (mean squared displacement error, (Mpc/h)^2), l2_ratio, and per band i
+        Returns l2_sr, l2_trivial (mean squared displacement error, (Mpc/h)^2), l2_ratio, with six channels
+        l2v_sr, l2v_trivial ((km/s)^2) and l2v_ratio for the velocity, and per band i
         band{i}_kmin / _kmax (h/Mpc), band{i}_sr_hr = P_SR / P_HR and band{i}_trivial_hr = P_T / P_HR.
         An SR field with NaN/inf values gives NaN SR scores.
         """
-        sq_sr = sq_trivial = 0.0
+        sq_sr = sq_trivial = sqv_sr = sqv_trivial = 0.0
         p_sr = []
         for box in self.boxes:
             sr = super_resolve_box(gen, box.lr, self.disp_scale, seed=self.seed, chunk=self.chunk)
             sq_trivial += box.sq_trivial
+            sqv_trivial += box.sq_trivial_v
             if not np.all(np.isfinite(sr)):
                 # a collapsed generator is logged (NaN scores), not painted: NaN positions have no mesh cell
                 print("srsim train: validation: the generator's SR displacement has NaN/inf values",
                       file=sys.stderr)
-                sq_sr = float("nan")
+                sq_sr = sqv_sr = float("nan")
                 p_sr.append(np.full(self.n_bands, np.nan))
                 continue
-            sq_sr += squared_error(sr, box.hr)
-            p_sr.append(self._powers(sr))
+            sq_sr += squared_error(sr[:3], box.hr[:3])
+            if self.channels == 6:
+                sqv_sr += squared_error(sr[3:], box.hr[3:])
+            p_sr.append(self._powers(sr[:3]))
         count = len(self.boxes) * 3 * self.n_hr**3
         row = {"l2_sr": sq_sr / count, "l2_trivial": sq_trivial / count,
                "l2_ratio": sq_sr / sq_trivial if sq_trivial > 0 else float("nan")}
+        if self.channels == 6:
+            row.update({"l2v_sr": sqv_sr / count, "l2v_trivial": sqv_trivial / count,
+                        "l2v_ratio": sqv_sr / sqv_trivial if sqv_trivial > 0 else float("nan")})
         p_sr = np.mean(p_sr, axis=0)
         for i in range(self.n_bands):
             row.update({f"band{i}_kmin": float(self.edges[i]), f"band{i}_kmax": float(self.edges[i + 1]),
@@ -273,7 +303,8 @@ class Validator:
             bands = ", ".join(f"{row[f'band{i}_kmin']:.3g}-{row[f'band{i}_kmax']:.3g}: "
                               f"{row[f'band{i}_sr_hr']:.3f} (trivial {row[f'band{i}_trivial_hr']:.3f})"
                               for i in range(self.n_bands))
-            print(f"srsim train: validation at step {step}: L2 / L2_trivial = {row['l2_ratio']:.4f}; "
+            vel = f" (velocity {row['l2v_ratio']:.4f})" if self.channels == 6 else ""
+            print(f"srsim train: validation at step {step}: L2 / L2_trivial = {row['l2_ratio']:.4f}{vel}; "
                   f"P_SR / P_HR in k bands [h/Mpc] {bands} ({row['seconds']:.1f} s)", file=sys.stderr)
         return row
 

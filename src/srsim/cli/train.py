@@ -90,11 +90,8 @@ def run(args: argparse.Namespace) -> int:
                          f"and the config's cosmology section")
     scaling = Scaling.for_data(cfg["model"], cosmology, args.redshift)  # attrs decode the cosmology JSON
     val_specs = parse_data_arg(args.val) if args.val else []
-    if val_specs and channels != 3:
-        raise SrsimError("--val: validation scores 3-channel (displacement) models only; drop --val for "
-                         "model.channels: 6")
     if val_specs:
-        check_val_pairs(open_pairs(val_specs, scale=scale, in_memory=False), pairs)
+        check_val_pairs(open_pairs(val_specs, scale=scale, in_memory=False, channels=channels), pairs)
     dataset = CropDataset(pairs, cfg["model"]["crop"], pad, scale, scaling.disp_scale, train_cfg["seed"],
                           vel_scale=scaling.vel_scale)
     init_from = None
@@ -109,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
 
             # the network units of the training crops; P(k) on the training device
             power_device = "numpy" if ctx.device.type == "cpu" else str(ctx.device)
-            validator = Validator.from_files(val_specs, dataset.disp_scale, files.running_val,
+            scales = dataset.disp_scale if channels == 3 else scaling.channel_scales()  # six: Mpc/h, then km/s
+            validator = Validator.from_files(val_specs, scales, files.running_val,
                                              seed=train_cfg["seed"], power_device=power_device)
             print(f"srsim train: validating on {len(val_specs)} pair(s) every {train_cfg['val_every']} steps, "
                   f"P(k) bands {[round(float(k), 3) for k in validator.edges]} h/Mpc", file=sys.stderr)
