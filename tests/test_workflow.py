@@ -187,3 +187,45 @@ def _check_bigbox(results, metrics):
     assert bb["log10M_lr_limit"] == pytest.approx(np.log10(lr_limit), abs=1e-9)
     assert [b["side"] for b in bb["bins"]] and all(b["side"] in ("above", "below", "straddles") for b in bb["bins"])
     assert "bigbox" in metrics["pass"] and "Big box" in (results / "metrics.txt").read_text()
+
+
+@pytest.mark.slow
+def test_six_channel_workflow_end_to_end(tmp_path):
+    """model.channels: 6 through the workflow (issue 15): velocity fields -> six-channel training with
+    validation -> SR snapshots with 1/Velocity -> halo velocities, redshift-space multipoles and momentum power
+    of LR, HR and SR."""
+    from srsim.io.catalog import read_catalog
+    from srsim.io.displacement import read_velocity
+    from srsim.io.power import read_momentum_power, read_multipoles
+    from srsim.io.snapshot import read_header, read_particles
+
+    results = tmp_path / "results"
+    base = [*SNAKEMAKE, "all", "--configfile", ".test/config/velocity.yaml", "--cores", "2",
+            "--config", f"results={results}"]
+    run = subprocess.run(base, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=WATCHDOG_S)
+    assert run.returncode == 0, run.stderr[-5000:]
+    again = subprocess.run([*base, "-n"], cwd=REPO, env=_env(), capture_output=True, text=True)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+    for kind, n in (("lr", 8), ("hr", 64)):
+        vel, attrs = read_velocity(results / f"disp/train00/{kind}/z0.h5")
+        assert vel.shape == (3, n, n, n) and attrs["velocity_units"] == "km/s" and np.all(np.isfinite(vel))
+    # validation scored the velocity too; at step 0 the model is the trivial predictor in both parts
+    rows = (results / "models/z0/val.csv").read_text().splitlines()
+    cols = rows[0].split(",")
+    first = dict(zip(cols, rows[1].split(",")))
+    assert float(first["l2v_ratio"]) == pytest.approx(1.0, abs=1e-4)
+    sr = results / "snapshots/test00/sr0/z0"
+    assert "1/Velocity = generated peculiar velocity" in str(read_header(sr).attrs["SRNote"])
+    v = read_particles(sr, ("Velocity",))["Velocity"]
+    assert v.shape == (64**3, 3) and np.all(np.isfinite(v)) and v.std() > 10.0  # km/s
+    for kind in ("lr", "hr", "sr0"):
+        d = results / f"analysis/test00/{kind}/z0"
+        mult, meta = read_multipoles(d / "power_rsd.txt")
+        assert meta["axis"] == "z" and len(mult["k"]) > 10 and np.all(mult["P0"][:5] > 0)
+        mom, _ = read_momentum_power(d / "power_momentum.txt")
+        assert np.all(mom["P_pp"][:5] > 0)
+        cat, cat_attrs = read_catalog(d / "fof.h5")
+        assert cat_attrs["has_velocity"] and cat["vel"].shape == (len(cat["npart"]), 3)
+    # the trivial predictor has no velocities, and gets no velocity statistics
+    assert not (results / "analysis/test00/trivial/z0/power_rsd.txt").exists()

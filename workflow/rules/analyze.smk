@@ -35,6 +35,35 @@ rule power:
         "exec {params.launch} srsim power {input} {output} --config {params.cfg} > {log} 2>&1"
 
 
+if VELOCITY:
+
+    # Redshift-space multipoles (along analysis.rsd_axis) and the momentum power of every test-box snapshot
+    # with velocities: LR, HR and the six-channel SR (the trivial predictor has none). srsim's own engine:
+    # nbodykit's does not compute them.
+    rule power_velocity:
+        input:
+            snapshot_dir("{sim}", "{kind}", "{z}"),
+        output:
+            analysis_path("{sim}", "{kind}", "{z}", "power_{stat}.txt"),
+        log:
+            log_path("power_{stat}", "{sim}_{kind}_z{z}"),
+        wildcard_constraints:
+            kind=r"lr|hr|sr\d+",
+            stat="rsd|momentum",
+        conda:
+            "../../envs/analysis.yaml"
+        threads: 2
+        resources:
+            gpu=ANA_GPU,
+            mem_mb=power_mem_mb,
+            runtime=60,
+        params:
+            cfg=ANA_CFG,
+            stat=lambda w: f"--rsd {ANA['rsd_axis']}" if w.stat == "rsd" else "--momentum",
+        shell:
+            "exec srsim power {input} {output} --config {params.cfg} --engine srsim {params.stat} > {log} 2>&1"
+
+
 rule fof:
     input:
         snapshot_dir("{sim}", "{kind}", "{z}"),

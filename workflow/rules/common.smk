@@ -33,6 +33,8 @@ ANA_MPI = ANA["engine"] == "nbodykit"
 FOF_IN_DOMAINS = BIGBOX and ANA_DOMAINS > 1 and not ANA_MPI
 ANA_PARTS = ANA["fof_partition_jobs"]
 TRAIN_GPUS = config["train"]["gpus"]
+# six-channel models predict velocities: their SR snapshots, like LR and HR, get velocity statistics
+VELOCITY = config["model"]["channels"] == 6
 
 
 wildcard_constraints:
@@ -179,6 +181,9 @@ def analysis_targets(z=None):
             for kind in ["lr", "hr"] + SR_KINDS + [TRIVIAL]:
                 out += [analysis_path(sim, kind, zz, f) for f in names]
             out.append(analysis_path(sim, "sr", zz, "hmf.txt"))
+            if VELOCITY:
+                for kind in ["lr", "hr"] + SR_KINDS:
+                    out += [analysis_path(sim, kind, zz, f) for f in ("power_rsd.txt", "power_momentum.txt")]
     for zz in _select(BIGBOX_ZS, z):
         for kind in ("lr", "sr0"):
             out += [analysis_path("bigbox", kind, zz, f) for f in names]

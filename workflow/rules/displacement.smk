@@ -17,8 +17,10 @@ rule displacement:
     params:
         # MP-Gadget's snapshots lack sigma8 and n_s, which training and generation need
         cfg=cfg_json("cosmology"),
+        # six-channel models (model.channels: 6) also learn the peculiar velocity: keep it on the grid too
+        velocity="--velocity" if config["model"]["channels"] == 6 else "",
     shell:
-        "exec srsim displacement {input} {output} --config {params.cfg} > {log} 2>&1"
+        "exec srsim displacement {input} {output} --config {params.cfg} {params.velocity} > {log} 2>&1"
 
 
 TARGETS["displacement"] = displacement_targets
