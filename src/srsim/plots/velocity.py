@@ -98,7 +98,8 @@ def ratio_limits(ax, tolerance: float | None = None) -> None:
             worst = int(np.argmax(np.where(over, np.abs(y), -np.inf)))
             dy = -9 - 8 * n if edge > 0 else 3 + 8 * n  # staggered: one label per line
             ax.annotate(f"{y[worst]:.3g}", (x[worst], at), textcoords="offset points", xytext=(-4, dy), ha="right",
-                        fontsize=6, color=line.get_color())
+                        fontsize=6, color=line.get_color(),
+                        bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})
 
 
 def _markers(ax, group: dict, k_max: float | None) -> None:
