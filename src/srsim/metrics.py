@@ -4,6 +4,7 @@ Fig. 6's claim: its SR HMF matches its LR HMF above the LR resolution limit and 
 
 All power spectra compared at one redshift must share the k bins (same box and mesh); SR power is averaged over
 realizations before the ratio. HMF ratio errors propagate the tables' Poisson errors in quadrature.
+Optionally the velocity statistics (issue 15): redshift-space P0, P2 and the momentum power P_pp against HR.
 """
 
 from __future__ import annotations
@@ -112,6 +113,62 @@ def power_metrics(lr, hr, sr, k_max: float, tolerance: float, trivial=None, targ
         out["target_power"] = {"k_max": float(target_k_max), "tolerance": float(target_tolerance),
                                "max_abs_dev": d["max_abs_dev"],
                                "pass": None if d["max_abs_dev"] is None else bool(d["max_abs_dev"] < target_tolerance)}
+    return out
+
+
+#: the velocity statistics compared: {table kind: (column, ...)} (`srsim power --rsd` / `--momentum` tables)
+VELOCITY_COLUMNS = {"rsd": ("P0", "P2"), "momentum": ("P_pp",)}
+#: the `figures` setting holding each statistic's tolerance
+VELOCITY_TOLERANCE_KEYS = {"P0": "rsd_p0_tolerance", "P2": "rsd_p2_tolerance", "P_pp": "momentum_tolerance"}
+
+
+def _column_deviation(group: dict, column: str, k_max: float, trivial=None) -> dict:
+    """Deviation from HR of one column of velocity statistics tables at one redshift (see `velocity_metrics`)."""
+    items = [(group["hr"].table["k"], group["hr"].path), (group["lr"].table["k"], group["lr"].path)]
+    items += [(s.table["k"], s.path) for s in group["sr"]]
+    if trivial is not None:
+        items.append((trivial.table["k"], trivial.path))
+    k = np.asarray(_same_bins(items, "the compared velocity statistics"), dtype=np.float64)
+    ref = np.asarray(group["hr"].table[column], dtype=np.float64)
+    n_modes = group["hr"].table.get("n_modes")
+    out = {"lr": power_deviation(k, group["lr"].table[column], ref, k_max, n_modes)}
+    if group["sr"]:
+        mean = np.mean([s.table[column] for s in group["sr"]], axis=0)
+        out["sr"] = power_deviation(k, mean, ref, k_max, n_modes)
+        out["sr"]["realizations"] = []
+        for s in group["sr"]:
+            d = power_deviation(k, s.table[column], ref, k_max, n_modes)
+            out["sr"]["realizations"].append({"path": s.path, "max_abs_dev": d["max_abs_dev"],
+                                              "rms_dev": d["rms_dev"]})
+    if trivial is not None:
+        out["trivial"] = power_deviation(k, trivial.table[column], ref, k_max, n_modes)
+    return out
+
+
+def velocity_metrics(rsd: dict | None, momentum: dict | None, k_max: float, tolerances: dict,
+                     trivial_rsd=None, trivial_momentum=None) -> dict:
+    """Velocity metrics at one redshift: the redshift-space monopole P0 and quadrupole P2 and the momentum
+    power P_pp of SR (realization mean), LR and the trivial predictor against HR, each as `power_deviation`
+    over 0 < k <= k_max [h/Mpc] (bins where the HR value is <= 0 are skipped: no ratio across P2's zero
+    crossing).
+
+    rsd, momentum: {'lr': Table, 'hr': Table, 'sr': [Table, ...]} (srsim.plots.tables.multipole_item /
+    momentum_item; 'sr' may be empty: then there are no SR entries and no verdict) or None (absent);
+    tolerances: {'P0', 'P2', 'P_pp': fraction}; trivial_rsd, trivial_momentum: the trivial predictor's Table or None.
+    Returns {'k_max', then per statistic present 'P0', 'P2', 'P_pp': {'lr': deviation, 'sr': deviation +
+    'realizations' (with SR), 'trivial' (with it), 'tolerance', 'pass': SR max |dev| < tolerance (None
+    without SR or bins)}, 'pass': all present verdicts (`combine_pass`)}.
+    """
+    out = {"k_max": float(k_max)}
+    for kind, group, trivial in (("rsd", rsd, trivial_rsd), ("momentum", momentum, trivial_momentum)):
+        if group is None:
+            continue
+        for column in VELOCITY_COLUMNS[kind]:
+            m = _column_deviation(group, column, k_max, trivial)
+            tol = float(tolerances[column])
+            dev = m["sr"]["max_abs_dev"] if "sr" in m else None
+            out[column] = {**m, "tolerance": tol, "pass": None if dev is None else bool(dev < tol)}
+    out["pass"] = combine_pass(out[c]["pass"] for c in VELOCITY_TOLERANCE_KEYS if c in out)
     return out
 
 
@@ -359,10 +416,37 @@ def summary_table(metrics: dict) -> str:
             f"{name} {_yes(v)}" for name, v in bars.items() if name != "redshifts"))
     if "bigbox" in metrics:
         lines.extend(_bigbox_lines(metrics["bigbox"], fig))
+    if "velocity" in metrics:
+        lines.extend(_velocity_lines(metrics["velocity"], fig))
     p = metrics["pass"]
     big = f", big box {_verdict(p['bigbox'])}" if "bigbox" in p else ""
-    lines.append(f"Overall: power {_verdict(p['power'])}, HMF {_verdict(p['hmf'])}{big}, all {_verdict(p['all'])}")
+    vel = f", velocity {_verdict(p['velocity'])} (not in all)" if "velocity" in p else ""
+    lines.append(f"Overall: power {_verdict(p['power'])}, HMF {_verdict(p['hmf'])}{big}, all {_verdict(p['all'])}{vel}")
     return "\n".join(lines) + "\n"
+
+
+def _velocity_lines(vel: dict, fig: dict) -> list[str]:
+    """The summary table's velocity section: P0, P2 (redshift space) and P_pp (momentum) against HR."""
+    first = next(iter(vel.values()), {})
+    tols = ", ".join(f"{c} {100 * first[c]['tolerance']:g}%" for c in VELOCITY_TOLERANCE_KEYS if c in first)
+    lines = [f"Velocity: |X/X_HR - 1| for k <= {fig['k_max']:g} h/Mpc, X = P0, P2 (redshift space; P2 over bins with "
+             f"P2_HR > 0), P_pp (momentum) (pass: SR max < {tols})"]
+    has_tr = any("trivial" in m[c] for m in vel.values() for c in VELOCITY_TOLERANCE_KEYS if c in m)
+    tr_head = f" {'Tr max':>8} {'Tr rms':>8}" if has_tr else ""
+    lines.append(f"{'z':>6} {'stat':>5} {'k_used':>8} {'SR max':>8} {'SR rms':>8} {'LR max':>8} {'LR rms':>8}{tr_head}"
+                 f"  verdict")
+    for z, m in vel.items():
+        for c in VELOCITY_TOLERANCE_KEYS:
+            if c not in m:
+                continue
+            d, sr = m[c], m[c].get("sr", {})
+            tr = (f" {_fmt(d['trivial']['max_abs_dev']):>8} {_fmt(d['trivial']['rms_dev']):>8}"
+                  if "trivial" in d else (f" {'-':>8} {'-':>8}" if has_tr else ""))
+            k_used = sr.get("k_max_used", d["lr"]["k_max_used"])
+            lines.append(f"{z:>6} {c:>5} {_fmt(k_used, False):>8} {_fmt(sr.get('max_abs_dev')):>8} "
+                         f"{_fmt(sr.get('rms_dev')):>8} {_fmt(d['lr']['max_abs_dev']):>8} "
+                         f"{_fmt(d['lr']['rms_dev']):>8}{tr}  {_verdict(d['pass'])}")
+    return lines
 
 
 def _ratio_text(r, e) -> str:
@@ -401,7 +485,9 @@ BAR_KEYS = {"power": ("sr_beats_lr_power", "sr_beats_trivial_power"), "hmf": ("s
 
 
 def compute_metrics(power: dict, hmf: dict, criteria: dict, sim: str = "", trivial_power: dict | None = None,
-                    trivial_hmf: dict | None = None, bigbox_hmf: dict | None = None) -> dict:
+                    trivial_hmf: dict | None = None, bigbox_hmf: dict | None = None, rsd: dict | None = None,
+                    momentum: dict | None = None, trivial_rsd: dict | None = None,
+                    trivial_momentum: dict | None = None) -> dict:
     """Assemble metrics.json.
 
     power: {z: {'lr': item, 'hr': item, 'sr': [items]}}; hmf: {z: {'lr': item, 'hr': item, 'sr': item}} with
@@ -413,6 +499,12 @@ def compute_metrics(power: dict, hmf: dict, criteria: dict, sim: str = "", trivi
     bigbox_hmf: {z: {'lr': item, 'sr': item, 'hr': item}} (the big box's LR and SR HMFs, the test box's HR HMF)
     or None (no big box): then 'bigbox' {'hmf': {z: `bigbox_hmf_metrics`}} is added, its verdict is
     'pass'['bigbox'] and enters 'pass'['all']; the LR resolution limit comes from each LR table's header.
+    rsd, momentum: {z: {'lr': item, 'hr': item, 'sr': [items] (may be empty)}} of redshift-space multipole /
+    momentum power tables (srsim.plots.tables.velocity_by_redshift), or None (absent); trivial_rsd,
+    trivial_momentum: {z: item} or None. With either, 'velocity' {z: `velocity_metrics`} is added (k_max and
+    the tolerances rsd_p0_tolerance, rsd_p2_tolerance, momentum_tolerance from criteria) and its verdict is
+    'pass'['velocity'], kept out of 'pass'['all'] (the paper makes no velocity claim). Without them the
+    output is exactly what it was before velocities existed.
     """
     keys = ("k_max", "power_tolerance", "hmf_tolerance", "hmf_min_halos", "target_k_max", "target_power_tolerance",
             "target_hmf_tolerance", "bar_redshifts")
@@ -455,6 +547,26 @@ def compute_metrics(power: dict, hmf: dict, criteria: dict, sim: str = "", trivi
     for section, name in (("power", "target_power"), ("hmf", "target_hmf")):
         bars[name] = combine_pass(out[section][z][name]["pass"] for z in bar_z if z in out[section])
     out["bars"] = bars
+    if rsd is not None or momentum is not None:
+        out["velocity"] = _velocity_section(rsd, momentum, criteria, trivial_rsd, trivial_momentum)
+        out["pass"]["velocity"] = combine_pass(m["pass"] for m in out["velocity"].values())
+    return out
+
+
+def _velocity_section(rsd, momentum, criteria: dict, trivial_rsd, trivial_momentum) -> dict:
+    """{z: `velocity_metrics`} over the redshifts of the multipole and momentum tables, highest first."""
+    missing = [key for key in VELOCITY_TOLERANCE_KEYS.values() if key not in criteria]
+    if missing:
+        raise SrsimError(f"compute_metrics: the figures settings lack {missing} (validate the config)")
+    tol = {column: criteria[key] for column, key in VELOCITY_TOLERANCE_KEYS.items()}
+    out = {}
+    for z in sorted(set(rsd or {}) | set(momentum or {}), key=lambda v: -v):
+        g_rsd = (rsd or {}).get(z)
+        g_mom = (momentum or {}).get(z)
+        tr_rsd = _trivial_at(trivial_rsd, z, "redshift-space multipole") if g_rsd is not None else None
+        tr_mom = _trivial_at(trivial_momentum, z, "momentum power") if g_mom is not None else None
+        out[zkey(z)] = velocity_metrics(g_rsd, g_mom, criteria["k_max"], tol, trivial_rsd=tr_rsd,
+                                        trivial_momentum=tr_mom)
     return out
 
 

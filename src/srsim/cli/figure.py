@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 COMMAND = "figure"
-HELP = "make one of the paper's figures (fig1..fig6) as PNG and PDF"
+HELP = "make one of the paper's figures (fig1..fig6) or the velocity figure as PNG and PDF"
 
-FIGS = ("fig1", "fig2", "fig3", "fig4", "fig5", "fig6")
+FIGS = ("fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "velocity")
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("figure", choices=FIGS, help=(
         "fig1: LR/HR/SR projections (snapshots); fig2: HR + SR realizations (snapshots); fig3: power spectra; "
-        "fig4: mass functions; fig5: big-box slice (snapshots); fig6: big-box mass functions"))
+        "fig4: mass functions; fig5: big-box slice (snapshots); fig6: big-box mass functions; velocity: "
+        "redshift-space multipoles and momentum power (--rsd-*, --momentum-* tables)"))
     parser.add_argument("--lr", nargs="+", default=[], help="LR inputs: snapshot (fig1, 2, 5), power tables (fig3, "
                         "any redshifts), HMF tables (fig4; fig6: the big box's)")
     parser.add_argument("--hr", nargs="+", default=[], help="HR inputs (fig6: the small box's HMF table)")
@@ -22,6 +23,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--lr-fof", nargs="+", default=[], help="FOF catalogues matching --lr (fig1, 2, 5)")
     parser.add_argument("--hr-fof", nargs="+", default=[], help="FOF catalogue matching --hr (fig1, 2)")
     parser.add_argument("--sr-fof", nargs="+", default=[], help="FOF catalogues matching --sr (fig1, 2, 5)")
+    for kind, what in (("rsd", "redshift-space multipole tables (srsim power --rsd AXIS)"),
+                       ("momentum", "momentum power tables (srsim power --momentum)")):
+        parser.add_argument(f"--{kind}-lr", nargs="+", default=[], help=f"velocity: LR {what}, one per redshift")
+        parser.add_argument(f"--{kind}-hr", nargs="+", default=[], help=f"velocity: HR {what}, one per redshift")
+        parser.add_argument(f"--{kind}-sr", nargs="+", default=[], help=f"velocity: SR {what}, every realization "
+                            "(optional: without them LR and HR alone are drawn)")
     parser.add_argument("--out", required=True, help="output PNG (the PDF gets the same stem)")
     parser.add_argument("--config", default=None, help="JSON string or YAML file with a 'figures' section")
     parser.add_argument("--seed", type=int, default=2, help="fig2: seed of the panel order")
@@ -66,6 +73,9 @@ def _draw(args, fig):
         return figures.fig3(args.lr, args.hr, args.sr, args.trivial, args.out, fig)
     if args.figure == "fig4":
         return figures.fig4(args.lr, args.hr, args.sr, args.trivial, args.out, fig)
+    if args.figure == "velocity":
+        tables = {kind: {n: getattr(args, f"{kind}_{n}") for n in ("lr", "hr", "sr")} for kind in ("rsd", "momentum")}
+        return figures.velocity(tables["rsd"], tables["momentum"], args.out, fig)
     if args.figure == "fig5":
         return figures.fig5(_one(args, "lr", "snapshot"), _one(args, "sr", "snapshot"), args.out, fig,
                             lr_fof=_opt(args, "lr-fof"), sr_fof=_opt(args, "sr-fof"), collect_limit=limit)

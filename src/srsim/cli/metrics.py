@@ -21,6 +21,13 @@ def add_arguments(parser) -> None:
                         help="HMF tables of the big box's LR snapshot, one per big-box redshift (Fig. 6's claim)")
     parser.add_argument("--bigbox-hmf-sr", nargs="+", help="HMF tables of the big box's SR snapshot, one per redshift "
                         "of --bigbox-hmf-lr (compared with them above the LR limit, with --hmf-hr below it)")
+    for kind, what in (("rsd", "redshift-space multipole tables (srsim power --rsd AXIS)"),
+                       ("momentum", "momentum power tables (srsim power --momentum)")):
+        parser.add_argument(f"--{kind}-lr", nargs="+", help=f"LR {what}, one per redshift (optional: with "
+                            f"--{kind}-hr, metrics.json gains a 'velocity' section)")
+        parser.add_argument(f"--{kind}-hr", nargs="+", help=f"HR {what}, one per redshift")
+        parser.add_argument(f"--{kind}-sr", nargs="+", help=f"SR {what}, every realization (optional)")
+        parser.add_argument(f"--{kind}-trivial", nargs="+", help=f"{what} of the trivial predictor, one per redshift")
     parser.add_argument("--sim", default="", help="name of the compared simulation (recorded in the JSON)")
     parser.add_argument("--out", required=True, help="output JSON; the table goes next to it as .txt")
     parser.add_argument("--config", default=None, help="JSON string or YAML file with a 'figures' section")
@@ -33,8 +40,8 @@ def run(args) -> int:
     from srsim.config import section
     from srsim.io.atomic import atomic_path
     from srsim.metrics import compute_metrics, summary_table
-    from srsim.plots.tables import (bigbox_by_redshift, hmf_item, matched_by_redshift, power_item,
-                                    trivial_by_redshift)
+    from srsim.plots.tables import (bigbox_by_redshift, hmf_item, matched_by_redshift, momentum_item,
+                                    multipole_item, power_item, trivial_by_redshift, velocity_tables)
 
     fig = section(args.config, "figures")
     power = matched_by_redshift(args.power_lr, args.power_hr, args.power_sr, power_item, "metrics (power)",
@@ -43,8 +50,12 @@ def run(args) -> int:
     trivial_power = trivial_by_redshift(args.power_trivial, power_item, "metrics (power)")
     trivial_hmf = trivial_by_redshift(args.hmf_trivial, hmf_item, "metrics (hmf)")
     bigbox = bigbox_by_redshift(args.bigbox_hmf_lr, args.bigbox_hmf_sr, args.hmf_hr, hmf_item, "metrics (big box)")
+    velocity = {kind: velocity_tables(*(getattr(args, f"{kind}_{n}") for n in ("lr", "hr", "sr", "trivial")),
+                                      loader, f"metrics ({kind})", kind)
+                for kind, loader in (("rsd", multipole_item), ("momentum", momentum_item))}
     metrics = compute_metrics(power, hmf, fig, sim=args.sim, trivial_power=trivial_power, trivial_hmf=trivial_hmf,
-                              bigbox_hmf=bigbox)
+                              bigbox_hmf=bigbox, rsd=velocity["rsd"][0], momentum=velocity["momentum"][0],
+                              trivial_rsd=velocity["rsd"][1], trivial_momentum=velocity["momentum"][1])
     table = summary_table(metrics)
     out = Path(args.out)
     with atomic_path(out) as tmp:

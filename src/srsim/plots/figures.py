@@ -1,6 +1,6 @@
-"""The paper's Figs. 1-6 from files: one function per figure, taking input paths and the config's `figures`
-section (`srsim.config.section(..., "figures")`: dpi, zoom and slab_thickness in Mpc/h, smoothing in Mpc/h,
-adaptive_count, k_max in h/Mpc, tolerances). Each reads its inputs, checks that they share a redshift,
+"""The paper's Figs. 1-6 and issue 15's velocity figure from files: one function per figure, taking input paths
+and the config's `figures` section (`srsim.config.section(..., "figures")`: dpi, zoom and slab_thickness in
+Mpc/h, smoothing in Mpc/h, adaptive_count, k_max in h/Mpc, tolerances). Each reads its inputs, checks that they share a redshift,
 chooses the regions, renders and draws; `srsim figure` only parses its arguments and calls one of them.
 
 Every function returns a `Drawn`: the written PNG and PDF paths, and notes worth printing (particles rendered
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import NamedTuple
+
+import numpy as np
 
 from srsim.errors import SrsimError
 from srsim.plots.tables import hmf_item, matched_by_redshift, power_item, with_trivial
@@ -142,3 +144,34 @@ def fig6(lr, sr, hr, out, settings: dict) -> Drawn:
     items = {k: hmf_item(p) for k, p in (("lr", lr), ("sr", sr), ("hr", hr))}
     same_redshift({i.path: float(i.meta["redshift"]) for i in items.values()}, "fig6")
     return Drawn(plot_fig6(items["lr"], items["sr"], items["hr"], out, dpi=settings["dpi"]), [])
+
+
+def velocity(rsd: dict, momentum: dict, out, settings: dict) -> Drawn:
+    """The velocity figure (issue 15): redshift-space multipoles and momentum power of LR, HR and SR with ratio
+    panels. rsd, momentum: {'lr', 'hr', 'sr': lists of table paths} of `srsim power --rsd` and `--momentum`
+    tables; either may have no LR/HR paths (then its panels are left out), SR may be empty
+    (LR and HR only). Both kinds present must cover the same redshifts."""
+    from srsim.metrics import VELOCITY_TOLERANCE_KEYS
+    from srsim.plots.tables import momentum_item, multipole_item, velocity_tables
+    from srsim.plots.velocity import plot_velocity
+
+    groups = {kind: velocity_tables(paths.get("lr"), paths.get("hr"), paths.get("sr"), None, loader,
+                                    f"velocity ({kind})", kind)[0]
+              for kind, paths, loader in (("rsd", rsd, multipole_item), ("momentum", momentum, momentum_item))}
+    present = {k: g for k, g in groups.items() if g is not None}
+    if not present:
+        raise SrsimError("velocity: no tables given (--rsd-lr/--rsd-hr and/or --momentum-lr/--momentum-hr)")
+    if len(present) == 2:
+        z_rsd, z_mom = set(present["rsd"]), set(present["momentum"])
+        if z_rsd != z_mom:
+            raise SrsimError("velocity: redshifts differ: the multipole tables are at z = "
+                             f"{', '.join(f'{z:g}' for z in sorted(z_rsd))}, the momentum tables at z = "
+                             f"{', '.join(f'{z:g}' for z in sorted(z_mom))}")
+        for z in z_rsd:
+            a, b = present["rsd"][z]["hr"], present["momentum"][z]["hr"]
+            if not np.isclose(float(a.meta["box_size"]), float(b.meta["box_size"]), rtol=1e-6):
+                raise SrsimError(f"velocity: box size differs: {a.path} has box_size = {a.meta['box_size']}, "
+                                 f"{b.path} has box_size = {b.meta['box_size']}")
+    tol = {column: settings[key] for column, key in VELOCITY_TOLERANCE_KEYS.items()}
+    return Drawn(plot_velocity(groups["rsd"], groups["momentum"], out, k_max=settings["k_max"], tolerances=tol,
+                               dpi=settings["dpi"]), [])

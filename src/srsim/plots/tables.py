@@ -6,6 +6,7 @@ Formats are those of `srsim power` and `srsim hmf` (read by `srsim.io.power.read
 
 from __future__ import annotations
 
+import math
 from typing import Callable, NamedTuple
 
 from srsim.errors import SrsimError
@@ -135,3 +136,84 @@ def with_trivial(groups: dict, paths, loader: Loader, figure: str) -> dict:
     for z, g in groups.items():
         g["trivial"] = trivial[z] if trivial else None
     return groups
+
+
+def multipole_item(path) -> Table:
+    """A redshift-space multipole table (`srsim power --rsd AXIS`): 'k' [h/Mpc], 'P0', 'P2', 'P4' [(Mpc/h)^3],
+    'n_modes'; meta: box_size [Mpc/h], n_mesh, k_nyquist [h/Mpc], n_particles, redshift, axis."""
+    from srsim.io.power import read_multipoles
+
+    table, meta = read_multipoles(path)
+    _require(path, meta, table, ("k", "P0", "P2", "P4", "n_modes"))
+    if "axis" not in meta:
+        raise SrsimError(f"{path}: header lacks '# axis = ...' (the line of sight)")
+    return Table(table, meta, str(path))
+
+
+def momentum_item(path) -> Table:
+    """A momentum power table (`srsim power --momentum`): 'k' [h/Mpc], 'P_pp', 'P_pp_longitudinal'
+    [(km/s)^2 (Mpc/h)^3], 'n_modes'; meta as a power table's."""
+    from srsim.io.power import read_momentum_power
+
+    table, meta = read_momentum_power(path)
+    _require(path, meta, table, ("k", "P_pp", "P_pp_longitudinal", "n_modes"))
+    return Table(table, meta, str(path))
+
+
+def _agree(items, key: str, what: str, figure: str, close: bool) -> None:
+    """SrsimError naming both tables and both values when `items` disagree on header `key`."""
+    ref = next((i for i in items if key in i.meta), None)
+    if ref is None:
+        return
+    for item in items:
+        if key not in item.meta:
+            continue
+        a, b = ref.meta[key], item.meta[key]
+        same = math.isclose(float(a), float(b), rel_tol=1e-6) if close else str(a) == str(b)
+        if not same:
+            raise SrsimError(f"{figure}: {what} differs: {ref.path} has {key} = {a}, {item.path} has {key} = {b}")
+
+
+def velocity_by_redshift(lr, hr, sr, loader: Loader, figure: str, kind: str) -> dict[float, dict]:
+    """{z: {'lr': Table, 'hr': Table, 'sr': [Table, ...] (empty without SR tables)}} of velocity statistics
+    tables (`multipole_item` or `momentum_item`; `kind` names the option, e.g. 'rsd' or 'momentum').
+    One LR and one HR table per redshift, SR optional (any number of realizations). All tables must share
+    the box size and mesh (so the k bins) and, for multipoles, the line of sight; a table at a redshift without
+    its LR or HR counterpart raises SrsimError naming both redshifts."""
+    groups = {name: by_redshift(paths, loader, f"{kind}-{name}", figure) if (paths or name != "sr") else {}
+              for name, paths in (("lr", lr), ("hr", hr), ("sr", sr))}
+    every = [i for g in groups.values() for items in g.values() for i in items]
+    _agree(every, "box_size", "box size", figure, close=True)
+    _agree(every, "n_mesh", "mesh (hence the k bins)", figure, close=True)
+    _agree(every, "axis", "line of sight", figure, close=False)
+    for name in ("lr", "hr"):
+        for z, items in groups[name].items():
+            if len(items) != 1:
+                raise SrsimError(f"{figure}: {len(items)} --{kind}-{name} tables at z = {z:g}: " +
+                                 ", ".join(i.path for i in items))
+    hr_z = groups["hr"]
+    for name in ("lr", "sr"):
+        for z, items in groups[name].items():
+            if z not in hr_z:
+                raise SrsimError(f"{figure}: redshift differs: {items[0].path} is at z = {z:g}, the --{kind}-hr "
+                                 f"tables at z = {', '.join(f'{v:g}' for v in sorted(hr_z))}")
+    for z, items in hr_z.items():
+        if z not in groups["lr"]:
+            raise SrsimError(f"{figure}: redshift differs: {items[0].path} is at z = {z:g}, the --{kind}-lr tables at "
+                             f"z = {', '.join(f'{v:g}' for v in sorted(groups['lr']))}")
+    return {z: {"lr": groups["lr"][z][0], "hr": hr_z[z][0], "sr": groups["sr"].get(z, [])} for z in hr_z}
+
+
+def velocity_tables(lr, hr, sr, trivial, loader: Loader, figure: str, kind: str) -> tuple[dict | None, dict | None]:
+    """(`velocity_by_redshift` groups, trivial {z: Table} or None) of the paths given as --KIND-lr, --KIND-hr,
+    --KIND-sr and --KIND-trivial (KIND 'rsd' or 'momentum'; each a list or None); (None, None) when none is
+    given. LR without HR or the reverse (also SR or trivial tables without both) raise SrsimError."""
+    opts = {"lr": lr, "hr": hr, "sr": sr, "trivial": trivial}
+    if not any(opts.values()):
+        return None, None
+    for name in ("lr", "hr"):
+        if not opts[name]:
+            given = ", ".join(f"--{kind}-{n}" for n, v in opts.items() if v)
+            raise SrsimError(f"{figure}: {given} given without --{kind}-{name}")
+    groups = velocity_by_redshift(lr, hr, sr, loader, figure, kind)
+    return groups, trivial_by_redshift(trivial, loader, figure, groups)
