@@ -229,3 +229,10 @@ def test_six_channel_workflow_end_to_end(tmp_path):
         assert cat_attrs["has_velocity"] and cat["vel"].shape == (len(cat["npart"]), 3)
     # the trivial predictor has no velocities, and gets no velocity statistics
     assert not (results / "analysis/test00/trivial/z0/power_rsd.txt").exists()
+    # the velocity figure and the velocity section of the metrics (SR against HR, and LR)
+    for ext in ("png", "pdf"):
+        assert (results / f"figures/fig7_velocity.{ext}").stat().st_size > 1000
+    metrics = json.loads((results / "metrics.json").read_text())
+    vel = metrics["velocity"]["0"]
+    assert "velocity" in metrics["pass"] and {"sr", "lr"} <= set(json.dumps(vel).replace('"', " ").split())
+    assert "Velocity" in (results / "metrics.txt").read_text()

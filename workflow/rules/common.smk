@@ -315,6 +315,25 @@ def metrics_bigbox_arg(wildcards, input):
     return f"--bigbox-hmf-lr {' '.join(input.bigbox_hmf_lr)} --bigbox-hmf-sr {' '.join(input.bigbox_hmf_sr)}"
 
 
+def velocity_paths(stat, kinds):
+    """The first test box's power_{stat}.txt (rsd or momentum) of `kinds` at every redshift; none without
+    velocities (model.channels 3)."""
+    if not VELOCITY:
+        return []
+    return [analysis_path(TEST[0], k, z, f"power_{stat}.txt") for z in ZS for k in kinds]
+
+
+def metrics_velocity_arg(wildcards, input):
+    """`--rsd-lr ... --momentum-sr ...` for `srsim metrics` (six-channel runs), or nothing."""
+    if not VELOCITY:
+        return ""
+    return " ".join(
+        f"--{stat}-{who} {' '.join(input[f'{stat}_{who}'])}"
+        for stat in ("rsd", "momentum")
+        for who in ("lr", "hr", "sr")
+    )
+
+
 def fig_z(zs, target):
     """The redshift string of zs closest to target (ties: the lower redshift)."""
     return min(zs, key=lambda z: (abs(float(z) - target), float(z)))

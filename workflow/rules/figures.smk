@@ -177,6 +177,13 @@ rule metrics:
         # the big box's HMFs (none without one): SR vs LR above the LR limit, vs the test box's HR below it
         bigbox_hmf_lr=bigbox_hmf_paths("lr"),
         bigbox_hmf_sr=bigbox_hmf_paths("sr0"),
+        # six-channel runs: the redshift-space multipoles and momentum power (none otherwise)
+        rsd_lr=velocity_paths("rsd", ["lr"]),
+        rsd_hr=velocity_paths("rsd", ["hr"]),
+        rsd_sr=velocity_paths("rsd", FIG_SR),
+        momentum_lr=velocity_paths("momentum", ["lr"]),
+        momentum_hr=velocity_paths("momentum", ["hr"]),
+        momentum_sr=velocity_paths("momentum", FIG_SR),
     output:
         json=report(metrics_path("json"), caption="../report/metrics_json.rst", category="Metrics"),
         txt=report(metrics_path("txt"), caption="../report/metrics.rst", category="Metrics"),
@@ -188,18 +195,45 @@ rule metrics:
         cfg=FIG_CFG,
         sim=FIG_SIM,
         bigbox=metrics_bigbox_arg,
+        velocity=metrics_velocity_arg,
     shell:
         # the summary table goes to the log and to the console (no exec: `cat` runs after srsim)
         "srsim metrics --power-lr {input.power_lr} --power-hr {input.power_hr} --power-sr {input.power_sr}"
         " --hmf-lr {input.hmf_lr} --hmf-hr {input.hmf_hr} --hmf-sr {input.hmf_sr} --sim {params.sim}"
-        " --power-trivial {input.power_trivial} --hmf-trivial {input.hmf_trivial} {params.bigbox}"
+        " --power-trivial {input.power_trivial} --hmf-trivial {input.hmf_trivial} {params.bigbox} {params.velocity}"
         " --out {output.json} --config {params.cfg} > {log} 2>&1 && cat {output.txt}"
+
+
+if VELOCITY:
+
+    rule fig_velocity:
+        input:
+            rsd_lr=velocity_paths("rsd", ["lr"]),
+            rsd_hr=velocity_paths("rsd", ["hr"]),
+            rsd_sr=velocity_paths("rsd", FIG_SR),
+            momentum_lr=velocity_paths("momentum", ["lr"]),
+            momentum_hr=velocity_paths("momentum", ["hr"]),
+            momentum_sr=velocity_paths("momentum", FIG_SR),
+        output:
+            png=report(figure_path("fig7_velocity"), caption="../report/fig7.rst", category="Figures"),
+            pdf=figure_path("fig7_velocity", "pdf"),
+        log:
+            log_path("figure", "fig7"),
+        conda:
+            "../../envs/analysis.yaml"
+        params:
+            cfg=FIG_CFG,
+        shell:
+            "exec srsim figure velocity --rsd-lr {input.rsd_lr} --rsd-hr {input.rsd_hr} --rsd-sr {input.rsd_sr}"
+            " --momentum-lr {input.momentum_lr} --momentum-hr {input.momentum_hr}"
+            " --momentum-sr {input.momentum_sr} --out {output.png} --config {params.cfg} > {log} 2>&1"
 
 
 FIGURE_TARGETS = [
     figure_path(name, ext)
     for name in ["fig1_projections", "fig2_realizations", "fig3_power", "fig4_hmf"]
     + (["fig5_bigbox", "fig6_bigbox_hmf"] if FIG56_Z is not None else [])
+    + (["fig7_velocity"] if VELOCITY else [])
     for ext in ("png", "pdf")
 ]
 METRICS_TXT = metrics_path("txt")
