@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -63,4 +64,7 @@ def figure_note(fig, *parts: str, tolerance: float | None = None) -> None:
     items = [p for p in parts if p]
     if tolerance:
         items.insert(1, f"grey band: +-{100 * tolerance:g}%")
-    fig.text(0.5, 0.99, "; ".join(items), ha="center", va="top", fontsize=7, color="0.3")
+    # wrapped to the figure's width (7 pt characters average about 0.6 em): a one-column figure keeps it all
+    per_line = max(20, int(fig.get_figwidth() * 72 / (7 * 0.62)))
+    text = textwrap.fill("; ".join(items), per_line)
+    fig.text(0.5, 0.99, text, ha="center", va="top", fontsize=7, color="0.3")

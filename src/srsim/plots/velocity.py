@@ -132,7 +132,7 @@ def plot_velocity(rsd: dict | None, momentum: dict | None, out, *, k_max: float 
     W, H = panel[0] * len(zs) + 0.9, panel[1] * sum(heights) + 0.9
     fig, axes = plt.subplots(len(rows), len(zs), figsize=(W, H), sharex="col", squeeze=False,
                              gridspec_kw={"height_ratios": heights, "hspace": 0.08, "wspace": 0.32,
-                                          "left": 0.85 / W, "right": 1 - 0.15 / W, "top": 1 - 0.45 / H,
+                                          "left": 0.85 / W, "right": 1 - 0.15 / W, "top": 1 - 0.6 / H,
                                           "bottom": 0.45 / H})
     tolerances = tolerances or {}
     for j, z in enumerate(zs):
