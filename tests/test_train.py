@@ -248,6 +248,33 @@ def test_resume_refuses_changed_hyperparameters(tmp_path):
         Trainer(cfg2, make_dataset(specs, cfg2), out, progress=False).run(resume=True)
 
 
+def test_critic_lr_and_critic_steps(tmp_path):
+    """train.critic_lr sets the critic's Adam rate alone; train.critic_steps updates the critic that many times
+    per generator update (the generator's weights then match a run whose critic differs only in how it moved)."""
+    specs = make_pairs(tmp_path, n=8)
+    base = dict(supervised_epochs=0, max_steps=2, gp_every=1)
+    cfg = tiny_config(**base, critic_lr=3e-3)
+    tr = Trainer(cfg, make_dataset(specs, cfg), tmp_path / "a" / "model.pt", progress=False)
+    assert tr.models.opt_c.param_groups[0]["lr"] == 3e-3 and tr.models.opt_g.param_groups[0]["lr"] == 1e-3
+    runs = {}
+    for n in (1, 3):
+        cfg = tiny_config(**base, critic_steps=n)
+        t = Trainer(cfg, make_dataset(specs, cfg), tmp_path / f"s{n}" / "model.pt", progress=False)
+        t.run()
+        runs[n] = t
+    # Adam took 3 critic steps per generator step: its step counter says so, the generator's does not
+    c1 = runs[1].models.opt_c.state_dict()["state"][0]["step"]
+    c3 = runs[3].models.opt_c.state_dict()["state"][0]["step"]
+    g3 = runs[3].models.opt_g.state_dict()["state"][0]["step"]
+    assert float(c1) == 2 and float(c3) == 6 and float(g3) == 2
+    w1, w3 = _weights(runs[1]), _weights(runs[3])
+    assert any(not torch.equal(w1[k], w3[k]) for k in w1 if k.startswith("c."))
+    # a run with critic_steps changed cannot resume the checkpoint
+    cfg = tiny_config(**dict(base, max_steps=3), critic_steps=2)
+    with pytest.raises(SrsimError, match="train.critic_steps"):
+        Trainer(cfg, make_dataset(specs, cfg), tmp_path / "s3" / "model.pt", progress=False).run(resume=True)
+
+
 class _PoisonedDataset(CropDataset):
     def __getitem__(self, i):
         s = super().__getitem__(i)
