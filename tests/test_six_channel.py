@@ -252,18 +252,55 @@ def test_six_channel_model_refuses_lr_without_velocity_before_any_output(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lr.h5"]
 
 
-def test_three_channel_model_ignores_lr_velocities_and_writes_no_velocity_block(tmp_path):
+def test_three_channel_model_refuses_lr_file_with_velocities_before_any_output(tmp_path):
     torch.manual_seed(0)
     gen3 = Generator(widths=(6, 4, 4, 4)).eval()
     with_vel, without = write_lr(tmp_path / "a.h5"), write_lr(tmp_path / "b.h5", velocity=False)
-    for lr, out in ((with_vel, tmp_path / "sa"), (without, tmp_path / "sb")):
-        assert generate((gen3, {}), lr, out, GenerateSettings(seed=1, chunk=N, progress=False)).complete
-    pa, pb = (read_particles(p, ("Position", "ID")) for p in (tmp_path / "sa", tmp_path / "sb"))
-    assert np.array_equal(pa["Position"], pb["Position"]) and np.array_equal(pa["ID"], pb["ID"])
-    assert not (tmp_path / "sa" / "1" / "Velocity").exists()
+    out = tmp_path / "sa"
+    with pytest.raises(SrsimError) as err:
+        generate((gen3, {}), with_vel, out, GenerateSettings(seed=1, chunk=N, progress=False))
+    msg = str(err.value)
+    assert msg.startswith(f"{with_vel}: ") and "'vel'" in msg and "3-channel" in msg
+    assert "without --velocity" in msg and "6-channel model" in msg
+    assert not out.exists() and not any(p.exists() for p in output_paths(out).values() if p != out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h5", "b.h5"]
+    # the same field without 'vel': displacement only, no velocity block
+    assert generate((gen3, {}), without, tmp_path / "sb", GenerateSettings(seed=1, chunk=N, progress=False)).complete
+    assert not (tmp_path / "sb" / "1" / "Velocity").exists()
     # an SR snapshot (no 1/Velocity) as the LR input of a 6-channel model is refused naming the block
     with pytest.raises(SrsimError, match=r"no '1/Velocity' block"):
-        LRInput(tmp_path / "sa", velocity=True)
+        LRInput(tmp_path / "sb", velocity=True)
+
+
+def test_trivial_predictor_takes_lr_file_with_velocities_and_ignores_them(tmp_path):
+    """The workflow's trivial baseline of a 6-channel run reads the LR file written with --velocity."""
+    from srsim.generate import trivial_generator
+
+    triv = trivial_generator({"gen_widths": [6, 4, 4, 4]})
+    with_vel, without = write_lr(tmp_path / "a.h5"), write_lr(tmp_path / "b.h5", velocity=False)
+    for lr, out in ((with_vel, tmp_path / "ta"), (without, tmp_path / "tb")):
+        assert generate((triv, {}), lr, out, GenerateSettings(seed=0, chunk=N, progress=False)).complete
+    pa, pb = (read_particles(p, ("Position", "ID")) for p in (tmp_path / "ta", tmp_path / "tb"))
+    assert np.array_equal(pa["Position"], pb["Position"]) and np.array_equal(pa["ID"], pb["ID"])
+    assert not (tmp_path / "ta" / "1" / "Velocity").exists()
+
+
+def test_three_channel_model_uses_an_lr_snapshots_positions_despite_its_velocities(mpgadget_dir, tmp_path):
+    """MP-Gadget snapshots always carry 1/Velocity: a 3-channel model takes them (positions only)."""
+    from srsim.displacement import snapshot_to_displacement_file
+    from srsim.generate import region_from_cells
+
+    snap = mpgadget_dir / "n16" / "output" / "PART_001"
+    snapshot_to_displacement_file(snap, tmp_path / "lr.h5")  # no --velocity: no 'vel'
+    torch.manual_seed(0)
+    gen3 = Generator(widths=(6, 4, 4, 4)).eval()
+    region = region_from_cells((14, 0, 5), (17, 2, 7), 16)
+    for name, src in (("a", snap), ("b", tmp_path / "lr.h5")):
+        res = generate((gen3, {}), src, tmp_path / name,
+                       GenerateSettings(seed=2, chunk=2, region=region, cosmology=COSMO, progress=False))
+        assert res.complete and not (tmp_path / name / "1" / "Velocity").exists()
+    for b in ("Position", "ID"):
+        assert (tmp_path / "a" / "1" / b / "000000").read_bytes() == (tmp_path / "b" / "1" / b / "000000").read_bytes()
 
 
 def test_interrupted_six_channel_run_resumes_to_identical_bytes(lr6, tmp_path):
@@ -389,6 +426,18 @@ def test_cli_trains_a_six_channel_model_and_generates_a_snapshot_with_velocities
     assert main(["generate", "--model", str(out), "--lr", str(bare), "--out", str(tmp_path / "sr2"), "--quiet"]) == 2
     assert f"{bare}: no 'vel' dataset" in capfd.readouterr().err
     assert not any(q.name.startswith((".sr2", "sr2")) for q in tmp_path.iterdir())
+    # the reverse: a 3-channel model given the LR file with velocities, refused before any output
+    cfg3 = {**cfg, "model": {**cfg["model"], "channels": 3}}
+    out3 = tmp_path / "m3" / "model.pt"
+    lr3 = tmp_path / "lr3.h5"
+    write_displacement(lr3, read_displacement(lr)[0], box_size=12.5, redshift=Z, cosmology=COSMO, source="t")
+    assert main(["train", "--data", f"{lr3}:{bare_hr}", "--redshift", str(Z), "--config", json.dumps(cfg3),
+                 "--no-progress", "--out", str(out3)]) == 0
+    capfd.readouterr()
+    assert main(["generate", "--model", str(out3), "--lr", lr, "--out", str(tmp_path / "sr3"), "--quiet"]) == 2
+    err = capfd.readouterr().err
+    assert f"{lr}: the LR displacement file has velocities" in err and "3-channel" in err, err
+    assert not any(q.name.startswith((".sr3", "sr3")) for q in tmp_path.iterdir())
 
 
 def test_lr_snapshot_input_with_velocities_equals_its_displacement_file(mpgadget_dir, tmp_path):

@@ -236,3 +236,6 @@ def test_six_channel_workflow_end_to_end(tmp_path):
     vel = metrics["velocity"]["0"]
     assert "velocity" in metrics["pass"] and {"sr", "lr"} <= set(json.dumps(vel).replace('"', " ").split())
     assert "Velocity" in (results / "metrics.txt").read_text()
+    # the halo velocity dispersions per mass bin, from the LR, HR and SR FOF catalogues
+    assert vel["sigma_v"]["hr"].endswith("hr/z0/fof.h5") and not vel["sigma_v"]["no_velocity"]
+    assert "Halo sigma_v:" in (results / "metrics.txt").read_text()

@@ -4,7 +4,8 @@ Fig. 6's claim: its SR HMF matches its LR HMF above the LR resolution limit and 
 
 All power spectra compared at one redshift must share the k bins (same box and mesh); SR power is averaged over
 realizations before the ratio. HMF ratio errors propagate the tables' Poisson errors in quadrature.
-Optionally the velocity statistics (issue 15): redshift-space P0, P2 and the momentum power P_pp against HR.
+Optionally the velocity statistics (issue 15): redshift-space P0, P2 and the momentum power P_pp against HR,
+and the mean halo velocity dispersion per HMF mass bin from FOF catalogues with velocities.
 """
 
 from __future__ import annotations
@@ -170,6 +171,118 @@ def velocity_metrics(rsd: dict | None, momentum: dict | None, k_max: float, tole
             out[column] = {**m, "tolerance": tol, "pass": None if dev is None else bool(dev < tol)}
     out["pass"] = combine_pass(out[c]["pass"] for c in VELOCITY_TOLERANCE_KEYS if c in out)
     return out
+
+
+def binned_sigma_v(mass, sigma_v, edges) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean halo velocity dispersion per log10 M bin and its standard error.
+
+    mass: (G,) Msun/h; sigma_v: (G,) km/s (a catalogue's 1D dispersions); edges: (nbins+1,) increasing
+    log10(M / (Msun/h)), bins [e_i, e_{i+1}) as in the HMF (`srsim.analysis.hmf.mass_function`).
+    Returns (n (nbins,) int64 halos per bin, mean (nbins,) km/s, sem (nbins,) km/s = sample std (ddof 1) /
+    sqrt(n)); mean is NaN in empty bins, sem NaN where n < 2.
+    """
+    mass = np.asarray(mass, dtype=np.float64).ravel()
+    sigma_v = np.asarray(sigma_v, dtype=np.float64).ravel()
+    edges = np.asarray(edges, dtype=np.float64)
+    if mass.shape != sigma_v.shape:
+        raise SrsimError(f"binned_sigma_v: {mass.size} masses but {sigma_v.size} dispersions")
+    nb = edges.size - 1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        idx = np.searchsorted(edges, np.log10(mass), side="right") - 1
+    ok = (idx >= 0) & (idx < nb) & np.isfinite(sigma_v)
+    idx, sv = idx[ok], sigma_v[ok]
+    n = np.bincount(idx, minlength=nb).astype(np.int64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.bincount(idx, weights=sv, minlength=nb) / n
+        # two passes: the spread about the bin mean, not sum v^2 - n mean^2 (cancellation)
+        ss = np.bincount(idx, weights=(sv - mean[idx]) ** 2, minlength=nb)
+        sem = np.where(n >= 2, np.sqrt(ss / np.maximum(n - 1, 1) / n), np.nan)
+    mean[n == 0] = np.nan
+    return n, mean, sem
+
+
+def _sv_ratio(m_test, e_test, m_ref, e_ref) -> tuple[np.ndarray, np.ndarray]:
+    """m_test / m_ref per bin and its error from the two standard errors in quadrature (NaN where undefined)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(m_ref > 0, m_test / m_ref, np.nan)
+        e = r * np.hypot(e_test / m_test, e_ref / m_ref)
+    return r, e
+
+
+def _pooled(items):
+    """Masses and dispersions of halo catalogue `Table` items pooled (SR realizations of one box)."""
+    return (np.concatenate([np.asarray(i.table["mass"], dtype=np.float64) for i in items]),
+            np.concatenate([np.asarray(i.table["sigma_v"], dtype=np.float64) for i in items]))
+
+
+def halo_velocity_metrics(hr, sr, edges, tolerance: float, min_halos: int, lr=None, trivial=None,
+                          n_sigma: float = 2.0) -> dict:
+    """Halo velocity dispersions of SR against HR at one redshift, per HMF mass bin.
+
+    hr: a halo catalogue `Table` (srsim.plots.tables.halo_item: 'mass' (G,) Msun/h, 'sigma_v' (G,) km/s);
+    sr: list of those, one per SR realization (>= 1), pooled: the SR mean in a bin is over all its
+    realizations' halos there (as the SR HMF combines them); lr, trivial: a `Table` or None (absent). An HR
+    or SR catalogue without velocities raises SrsimError naming it; an LR or trivial one without them is
+    left out (listed under 'no_velocity'). edges: (nbins+1,) log10(M / (Msun/h)), the HMF's bins.
+    A bin is tested where HR has >= min_halos halos (the HMF's criterion); it passes when the SR mean
+    sigma_v is within `tolerance` of HR's (|ratio - 1| < tolerance) or, where the standard errors exceed
+    that, within n_sigma times the ratio's error; a tested bin without SR halos fails.
+    Returns {'tolerance', 'min_halos', 'n_sigma', 'bins': [{log10M_lo, log10M_hi, log10M_mid, n_halos_hr,
+    n_halos_sr, sigma_v_hr, err_hr, sigma_v_sr, err_sr (km/s), ratio_sr, err_ratio_sr, tested,
+    within_tolerance, within_errors, pass; with LR / trivial: n_halos_X, sigma_v_X, ratio_X}], 'n_tested',
+    'max_abs_dev_sr' (over tested bins), 'realizations' [{path, max_abs_dev}], 'pass' (None when no bin is
+    tested), 'hr', 'sr', 'no_velocity' (paths)}.
+    """
+    if not sr:
+        raise SrsimError("halo_velocity_metrics: no SR halo catalogue given")
+    for item in [hr, *sr]:
+        if "sigma_v" not in item.table:
+            raise SrsimError(f"{item.path}: halo catalogue has no velocities ('sigma_v'; made from a snapshot "
+                             "without 1/Velocity); the halo velocity metrics need HR and SR catalogues with them")
+    others, skipped = {}, []
+    for name, item in (("lr", lr), ("trivial", trivial)):
+        if item is not None and "sigma_v" in item.table:
+            others[name] = item
+        elif item is not None:  # e.g. the trivial predictor's snapshot: displacement only, no 1/Velocity
+            skipped.append(item.path)
+    n_hr, m_hr, e_hr = binned_sigma_v(hr.table["mass"], hr.table["sigma_v"], edges)
+    n_sr, m_sr, e_sr = binned_sigma_v(*_pooled(sr), edges)
+    r_sr, er_sr = _sv_ratio(m_sr, e_sr, m_hr, e_hr)
+    tested = n_hr >= min_halos
+    extra = {}
+    for name, item in others.items():
+        n_x, m_x, e_x = binned_sigma_v(item.table["mass"], item.table["sigma_v"], edges)
+        extra[name] = (n_x, m_x, _sv_ratio(m_x, e_x, m_hr, e_hr)[0])
+    bins, devs = [], []
+    for i in range(edges.size - 1):
+        dev = abs(r_sr[i] - 1.0) if np.isfinite(r_sr[i]) else math.inf
+        in_tol = bool(dev < tolerance)
+        in_err = bool(np.isfinite(er_sr[i]) and dev < n_sigma * er_sr[i])
+        if tested[i]:
+            devs.append(dev)
+        b = {"log10M_lo": float(edges[i]), "log10M_hi": float(edges[i + 1]),
+             "log10M_mid": float(0.5 * (edges[i] + edges[i + 1])),
+             "n_halos_hr": int(n_hr[i]), "n_halos_sr": int(n_sr[i]),
+             "sigma_v_hr": _none(m_hr[i]), "err_hr": _none(e_hr[i]),
+             "sigma_v_sr": _none(m_sr[i]), "err_sr": _none(e_sr[i]),
+             "ratio_sr": _none(r_sr[i]), "err_ratio_sr": _none(er_sr[i]),
+             "tested": bool(tested[i]), "within_tolerance": in_tol, "within_errors": in_err,
+             "pass": (in_tol or in_err) if tested[i] else None}
+        for name, (n_x, m_x, r_x) in extra.items():
+            b.update({f"n_halos_{name}": int(n_x[i]), f"sigma_v_{name}": _none(m_x[i]), f"ratio_{name}": _none(r_x[i])})
+        bins.append(b)
+    realizations = []
+    for item in sr:
+        _, m_one, _ = binned_sigma_v(item.table["mass"], item.table["sigma_v"], edges)
+        d = [abs(m_one[i] / m_hr[i] - 1.0) for i in np.flatnonzero(tested) if np.isfinite(m_one[i])]
+        realizations.append({"path": item.path, "max_abs_dev": _none(max(d)) if d else None})
+    n_tested = len(devs)
+    return {"tolerance": float(tolerance), "min_halos": int(min_halos), "n_sigma": float(n_sigma), "bins": bins,
+            "n_tested": n_tested, "max_abs_dev_sr": _none(max(devs)) if devs else None,
+            "realizations": realizations,
+            "pass": all(b["pass"] for b in bins if b["tested"]) if n_tested else None,
+            "hr": hr.path, "sr": [i.path for i in sr], **({"lr": others["lr"].path} if "lr" in others else {}),
+            "no_velocity": skipped}
 
 
 def hmf_ratio(n_test, err_test, n_ref, err_ref) -> tuple[np.ndarray, np.ndarray]:
@@ -426,8 +539,48 @@ def summary_table(metrics: dict) -> str:
 
 
 def _velocity_lines(vel: dict, fig: dict) -> list[str]:
-    """The summary table's velocity section: P0, P2 (redshift space) and P_pp (momentum) against HR."""
-    first = next(iter(vel.values()), {})
+    """The summary table's velocity section: P0, P2 (redshift space) and P_pp (momentum) against HR, then the
+    halo velocity dispersions per mass bin where there are catalogues."""
+    has_power = any(c in m for m in vel.values() for c in VELOCITY_TOLERANCE_KEYS)
+    lines = _velocity_power_lines(vel, fig) if has_power else []
+    halos = {z: m["sigma_v"] for z, m in vel.items() if "sigma_v" in m}
+    if halos:
+        lines.extend(_sigma_v_lines(halos))
+    return lines
+
+
+def _sigma_v_lines(halos: dict) -> list[str]:
+    """The summary table's halo velocity dispersion rows ({z: `halo_velocity_metrics`})."""
+    first = next(iter(halos.values()))
+    has_lr = any("lr" in m for m in halos.values())
+    lines = [f"Halo sigma_v: mean 1D velocity dispersion (km/s) per HMF mass bin, SR/HR (tested where HR has >= "
+             f"{first['min_halos']} halos; pass: |ratio - 1| < {100 * first['tolerance']:g}% or < "
+             f"{first['n_sigma']:g} sigma)"]
+    lr_head = f" {'LR/HR':>7}" if has_lr else ""
+    lines.append(f"{'z':>6} {'log10M':>12} {'N_HR':>7} {'N_SR':>7} {'sv_HR':>8} {'sv_SR':>8} {'SR/HR':>14}{lr_head}"
+                 f"  verdict")
+    for z, m in halos.items():
+        for b in m["bins"]:
+            if b["n_halos_hr"] == 0 and b["n_halos_sr"] == 0:
+                continue
+            lr = f" {_fmt(b.get('ratio_lr'), False):>7}" if has_lr else ""
+            lines.append(f"{z:>6} {b['log10M_lo']:5.2f}-{b['log10M_hi']:5.2f} {b['n_halos_hr']:>7} {b['n_halos_sr']:>7} "
+                         f"{_kms(b['sigma_v_hr']):>8} {_kms(b['sigma_v_sr']):>8} "
+                         f"{_ratio_text(b['ratio_sr'], b['err_ratio_sr']):>14}{lr}  "
+                         f"{_verdict(b['pass']) if b['tested'] else 'untested'}")
+        skipped = f"; without velocities, left out: {', '.join(m['no_velocity'])}" if m["no_velocity"] else ""
+        lines.append(f"{z:>6} sigma_v verdict: {_verdict(m['pass'])} ({m['n_tested']} bins tested, "
+                     f"max |SR/HR - 1| = {_fmt(m['max_abs_dev_sr'])}){skipped}")
+    return lines
+
+
+def _kms(x) -> str:
+    return "-" if x is None else f"{x:.1f}"
+
+
+def _velocity_power_lines(vel: dict, fig: dict) -> list[str]:
+    """The velocity section's P0, P2 and P_pp rows."""
+    first = next((m for m in vel.values() if any(c in m for c in VELOCITY_TOLERANCE_KEYS)), {})
     tols = ", ".join(f"{c} {100 * first[c]['tolerance']:g}%" for c in VELOCITY_TOLERANCE_KEYS if c in first)
     lines = [f"Velocity: |X/X_HR - 1| for k <= {fig['k_max']:g} h/Mpc, X = P0, P2 (redshift space; P2 over bins with "
              f"P2_HR > 0), P_pp (momentum) (pass: SR max < {tols})"]
@@ -487,7 +640,7 @@ BAR_KEYS = {"power": ("sr_beats_lr_power", "sr_beats_trivial_power"), "hmf": ("s
 def compute_metrics(power: dict, hmf: dict, criteria: dict, sim: str = "", trivial_power: dict | None = None,
                     trivial_hmf: dict | None = None, bigbox_hmf: dict | None = None, rsd: dict | None = None,
                     momentum: dict | None = None, trivial_rsd: dict | None = None,
-                    trivial_momentum: dict | None = None) -> dict:
+                    trivial_momentum: dict | None = None, halos: dict | None = None) -> dict:
     """Assemble metrics.json.
 
     power: {z: {'lr': item, 'hr': item, 'sr': [items]}}; hmf: {z: {'lr': item, 'hr': item, 'sr': item}} with
@@ -503,8 +656,12 @@ def compute_metrics(power: dict, hmf: dict, criteria: dict, sim: str = "", trivi
     momentum power tables (srsim.plots.tables.velocity_by_redshift), or None (absent); trivial_rsd,
     trivial_momentum: {z: item} or None. With either, 'velocity' {z: `velocity_metrics`} is added (k_max and
     the tolerances rsd_p0_tolerance, rsd_p2_tolerance, momentum_tolerance from criteria) and its verdict is
-    'pass'['velocity'], kept out of 'pass'['all'] (the paper makes no velocity claim). Without them the
-    output is exactly what it was before velocities existed.
+    'pass'['velocity'], kept out of 'pass'['all'] (the paper makes no velocity claim). halos: {z: {'hr': item,
+    'sr': [items], 'lr': item or None, 'trivial': item or None}} of FOF catalogues with velocities
+    (srsim.plots.tables.halo_tables), or None: then each 'velocity'[z] also has 'sigma_v'
+    (`halo_velocity_metrics` on the mass bins of the HR HMF table at z, tolerance sigma_v_tolerance,
+    hmf_min_halos), entering that redshift's velocity verdict. Without any of them the output is exactly
+    what it was before velocities existed.
     """
     keys = ("k_max", "power_tolerance", "hmf_tolerance", "hmf_min_halos", "target_k_max", "target_power_tolerance",
             "target_hmf_tolerance", "bar_redshifts")
@@ -547,26 +704,44 @@ def compute_metrics(power: dict, hmf: dict, criteria: dict, sim: str = "", trivi
     for section, name in (("power", "target_power"), ("hmf", "target_hmf")):
         bars[name] = combine_pass(out[section][z][name]["pass"] for z in bar_z if z in out[section])
     out["bars"] = bars
-    if rsd is not None or momentum is not None:
-        out["velocity"] = _velocity_section(rsd, momentum, criteria, trivial_rsd, trivial_momentum)
+    if rsd is not None or momentum is not None or halos is not None:
+        out["velocity"] = _velocity_section(rsd, momentum, criteria, trivial_rsd, trivial_momentum, halos, hmf)
         out["pass"]["velocity"] = combine_pass(m["pass"] for m in out["velocity"].values())
     return out
 
 
-def _velocity_section(rsd, momentum, criteria: dict, trivial_rsd, trivial_momentum) -> dict:
-    """{z: `velocity_metrics`} over the redshifts of the multipole and momentum tables, highest first."""
-    missing = [key for key in VELOCITY_TOLERANCE_KEYS.values() if key not in criteria]
+def _velocity_section(rsd, momentum, criteria: dict, trivial_rsd, trivial_momentum, halos=None,
+                      hmf=None) -> dict:
+    """{z: `velocity_metrics` (+ 'sigma_v': `halo_velocity_metrics`)} over the redshifts of the multipole and
+    momentum tables and the halo catalogues, highest first."""
+    keys = list(VELOCITY_TOLERANCE_KEYS.values()) + (["sigma_v_tolerance"] if halos is not None else [])
+    missing = [key for key in keys if key not in criteria]
     if missing:
         raise SrsimError(f"compute_metrics: the figures settings lack {missing} (validate the config)")
     tol = {column: criteria[key] for column, key in VELOCITY_TOLERANCE_KEYS.items()}
+    # by zkey: a catalogue's redshift (from the snapshot's Time) may differ from a table's in the last digits
+    by_key: dict[str, dict] = {}
+    for name, groups in (("rsd", rsd), ("momentum", momentum), ("halos", halos)):
+        for z, g in (groups or {}).items():
+            by_key.setdefault(zkey(z), {})[name] = (z, g)
+    edges = {zkey(z): np.append(g["hr"].table["log10M_lo"], g["hr"].table["log10M_hi"][-1])
+             for z, g in (hmf or {}).items()}
     out = {}
-    for z in sorted(set(rsd or {}) | set(momentum or {}), key=lambda v: -v):
-        g_rsd = (rsd or {}).get(z)
-        g_mom = (momentum or {}).get(z)
-        tr_rsd = _trivial_at(trivial_rsd, z, "redshift-space multipole") if g_rsd is not None else None
-        tr_mom = _trivial_at(trivial_momentum, z, "momentum power") if g_mom is not None else None
-        out[zkey(z)] = velocity_metrics(g_rsd, g_mom, criteria["k_max"], tol, trivial_rsd=tr_rsd,
-                                        trivial_momentum=tr_mom)
+    for key in sorted(by_key, key=lambda k: -float(k)):
+        g = by_key[key]
+        g_rsd, g_mom = g.get("rsd", (None, None))[1], g.get("momentum", (None, None))[1]
+        tr_rsd = _trivial_at(trivial_rsd, g["rsd"][0], "redshift-space multipole") if g_rsd is not None else None
+        tr_mom = _trivial_at(trivial_momentum, g["momentum"][0], "momentum power") if g_mom is not None else None
+        m = velocity_metrics(g_rsd, g_mom, criteria["k_max"], tol, trivial_rsd=tr_rsd, trivial_momentum=tr_mom)
+        if "halos" in g:
+            h = g["halos"][1]
+            if key not in edges:
+                raise SrsimError(f"compute_metrics: halo catalogue {h['hr'].path} is at z = {key}, where there is "
+                                 "no HR HMF table (the halo velocity metrics use its mass bins)")
+            m["sigma_v"] = halo_velocity_metrics(h["hr"], h["sr"], edges[key], criteria["sigma_v_tolerance"],
+                                                 criteria["hmf_min_halos"], lr=h.get("lr"), trivial=h.get("trivial"))
+            m["pass"] = combine_pass([m["pass"], m["sigma_v"]["pass"]])
+        out[key] = m
     return out
 
 

@@ -323,13 +323,22 @@ def velocity_paths(stat, kinds):
     return [analysis_path(TEST[0], k, z, f"power_{stat}.txt") for z in ZS for k in kinds]
 
 
+def velocity_fof_paths(kinds):
+    """The first test box's FOF catalogues of `kinds` at every redshift, for the halo velocity metrics; none
+    without velocities (model.channels 3). The trivial predictor's are not among them: its snapshots have
+    no velocities."""
+    if not VELOCITY:
+        return []
+    return [analysis_path(TEST[0], k, z, "fof.h5") for z in ZS for k in kinds]
+
+
 def metrics_velocity_arg(wildcards, input):
-    """`--rsd-lr ... --momentum-sr ...` for `srsim metrics` (six-channel runs), or nothing."""
+    """`--rsd-lr ... --momentum-sr ... --fof-lr ... --fof-sr ...` for `srsim metrics` (six-channel runs), or nothing."""
     if not VELOCITY:
         return ""
     return " ".join(
         f"--{stat}-{who} {' '.join(input[f'{stat}_{who}'])}"
-        for stat in ("rsd", "momentum")
+        for stat in ("rsd", "momentum", "fof")
         for who in ("lr", "hr", "sr")
     )
 

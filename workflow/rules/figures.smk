@@ -177,13 +177,17 @@ rule metrics:
         # the big box's HMFs (none without one): SR vs LR above the LR limit, vs the test box's HR below it
         bigbox_hmf_lr=bigbox_hmf_paths("lr"),
         bigbox_hmf_sr=bigbox_hmf_paths("sr0"),
-        # six-channel runs: the redshift-space multipoles and momentum power (none otherwise)
+        # six-channel runs: the redshift-space multipoles, momentum power and the FOF catalogues (halo
+        # velocity dispersions) (none otherwise)
         rsd_lr=velocity_paths("rsd", ["lr"]),
         rsd_hr=velocity_paths("rsd", ["hr"]),
         rsd_sr=velocity_paths("rsd", FIG_SR),
         momentum_lr=velocity_paths("momentum", ["lr"]),
         momentum_hr=velocity_paths("momentum", ["hr"]),
         momentum_sr=velocity_paths("momentum", FIG_SR),
+        fof_lr=velocity_fof_paths(["lr"]),
+        fof_hr=velocity_fof_paths(["hr"]),
+        fof_sr=velocity_fof_paths(FIG_SR),
     output:
         json=report(metrics_path("json"), caption="../report/metrics_json.rst", category="Metrics"),
         txt=report(metrics_path("txt"), caption="../report/metrics.rst", category="Metrics"),

@@ -28,6 +28,14 @@ def add_arguments(parser) -> None:
         parser.add_argument(f"--{kind}-hr", nargs="+", help=f"HR {what}, one per redshift")
         parser.add_argument(f"--{kind}-sr", nargs="+", help=f"SR {what}, every realization (optional)")
         parser.add_argument(f"--{kind}-trivial", nargs="+", help=f"{what} of the trivial predictor, one per redshift")
+    parser.add_argument("--fof-hr", nargs="+", help="HR FOF catalogues with velocities (srsim fof of a snapshot "
+                        "with 1/Velocity), one per redshift (optional: with --fof-sr, the 'velocity' section "
+                        "compares the mean halo sigma_v per HMF mass bin)")
+    parser.add_argument("--fof-sr", nargs="+", help="SR FOF catalogues with velocities, every realization")
+    parser.add_argument("--fof-lr", nargs="+", help="LR FOF catalogues, one per redshift (optional; left out "
+                        "where they have no velocities)")
+    parser.add_argument("--fof-trivial", nargs="+", help="FOF catalogues of the trivial predictor (optional; left "
+                        "out where they have no velocities, as its snapshots have none)")
     parser.add_argument("--sim", default="", help="name of the compared simulation (recorded in the JSON)")
     parser.add_argument("--out", required=True, help="output JSON; the table goes next to it as .txt")
     parser.add_argument("--config", default=None, help="JSON string or YAML file with a 'figures' section")
@@ -40,7 +48,7 @@ def run(args) -> int:
     from srsim.config import section
     from srsim.io.atomic import atomic_path
     from srsim.metrics import compute_metrics, summary_table
-    from srsim.plots.tables import (bigbox_by_redshift, hmf_item, matched_by_redshift, momentum_item,
+    from srsim.plots.tables import (bigbox_by_redshift, halo_tables, hmf_item, matched_by_redshift, momentum_item,
                                     multipole_item, power_item, trivial_by_redshift, velocity_tables)
 
     fig = section(args.config, "figures")
@@ -53,9 +61,11 @@ def run(args) -> int:
     velocity = {kind: velocity_tables(*(getattr(args, f"{kind}_{n}") for n in ("lr", "hr", "sr", "trivial")),
                                       loader, f"metrics ({kind})", kind)
                 for kind, loader in (("rsd", multipole_item), ("momentum", momentum_item))}
+    halos = halo_tables(args.fof_lr, args.fof_hr, args.fof_sr, args.fof_trivial, "metrics (fof)")
     metrics = compute_metrics(power, hmf, fig, sim=args.sim, trivial_power=trivial_power, trivial_hmf=trivial_hmf,
                               bigbox_hmf=bigbox, rsd=velocity["rsd"][0], momentum=velocity["momentum"][0],
-                              trivial_rsd=velocity["rsd"][1], trivial_momentum=velocity["momentum"][1])
+                              trivial_rsd=velocity["rsd"][1], trivial_momentum=velocity["momentum"][1],
+                              halos=halos)
     table = summary_table(metrics)
     out = Path(args.out)
     with atomic_path(out) as tmp:

@@ -14,8 +14,9 @@ invariant 3).
 Output (`store`). A bigfile snapshot in MP-Gadget's layout: ``Header`` (BoxSize, Time, MassTable with the
 SR particle mass, TotNumPart, ...), ``1/Position`` (kpc/h, wrapped into the box) and ``1/ID`` (SR grid IDs
 ``i*n_hr^2 + j*n_hr + k + 1``). Particles are stored chunk after chunk (not in ID order). A 3-channel
-model (the paper's) writes no ``1/Velocity`` block: it predicts displacements only (an LR input's
-velocities are ignored). A 6-channel model (``model.channels: 6``) needs the LR velocities (an LR file's
+model (the paper's) writes no ``1/Velocity`` block: it predicts displacements only (an LR snapshot's
+velocities are ignored; an LR displacement file with ``vel``, made for a 6-channel model, is refused before
+any output, except by the trivial predictor). A 6-channel model (``model.channels: 6``) needs the LR velocities (an LR file's
 ``vel``, or an LR snapshot's ``1/Velocity``; refused before any output otherwise) and writes its
 generated ``1/Velocity`` (peculiar km/s, f4, in the particle order of ``1/Position``; ``Header.SRNote``
 says how it was made), journaled and checksummed like the positions. Optionally the SR displacement field

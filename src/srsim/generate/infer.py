@@ -33,13 +33,14 @@ class LRInput:
     1/Velocity block; the whole LR field is then in memory). Without `velocity` a file's velocities are
     ignored. With it, an input that has none fails here (SrsimError naming the file and the dataset or
     block), before any output exists. Attributes: n, box_size (Mpc/h), redshift, cosmology (dict), path,
-    channels (3 or 6).
+    channels (3 or 6), file_velocity (True when `path` is a displacement file holding ``vel``, read or not).
     """
 
     def __init__(self, path, velocity: bool = False):
         self.path = Path(path)
         self._file = None
         self._vel = None
+        self.file_velocity = False
         if self.path.is_dir():
             from srsim.displacement import snapshot_fields
 
@@ -51,6 +52,7 @@ class LRInput:
             attrs = displacement_attrs(self.path)
             self._file = open_displacement(self.path)
             self._data = self._file["disp"]
+            self.file_velocity = VELOCITY_DATASET in self._file
             if velocity:
                 if VELOCITY_DATASET not in self._file:
                     self.close()

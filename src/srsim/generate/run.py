@@ -91,7 +91,9 @@ def generate(model, lr, out, settings: GenerateSettings = GenerateSettings(), *,
         missing keys skip the corresponding consistency checks).
     lr: LR displacement HDF5 file or LR snapshot directory. A 6-channel model (displacement + velocity) also
         reads its velocities (the file's `vel`, the snapshot's 1/Velocity) and writes 1/Velocity; without
-        them it fails before any output exists. A 3-channel model ignores any velocities the input has.
+        them it fails before any output exists. A trained 3-channel model given a displacement file with
+        velocities (`vel`) fails likewise (the file was made for a 6-channel model); it uses an LR snapshot's
+        positions whatever velocities it has, and the trivial predictor takes either.
     out: output snapshot directory (bigfile, MP-Gadget layout; appears only when complete).
     settings: see GenerateSettings.
     disp_out: optional HDF5 path for the SR displacement field (whole box only, single job; displacements
@@ -107,9 +109,9 @@ def generate(model, lr, out, settings: GenerateSettings = GenerateSettings(), *,
     s.check(out, disp_out)
     dev = resolve_device(s.device, what="generate")
     m = load_model(model, dev)
-    # a 6-channel model needs the LR velocities (refused here, before any output, when the input has none);
-    # a 3-channel model ignores any the input has
+    # a 6-channel model needs the LR velocities (refused here, before any output, when the input has none)
     with LRInput(lr, velocity=_channels(m) == 6) as src:
+        _refuse_unused_velocities(m, src)
         plan = _plan(m, src, s, dev)
         if disp_out is not None and not plan.full_box:
             raise SrsimError(f"{disp_out}: the SR displacement file needs the whole box, not a region")
@@ -132,6 +134,28 @@ def generate(model, lr, out, settings: GenerateSettings = GenerateSettings(), *,
     return GenerateResult(path=out, complete=store.complete, n_chunks=len(store.chunks),
                           generated=store.generated, skipped=len(store.done), particles=plan.n_particles,
                           seconds=time.perf_counter() - t0, plan=plan.describe())
+
+
+def _refuse_unused_velocities(m: Model, src: LRInput) -> None:
+    """The reverse of the 6-channel refusal: a trained 3-channel model given an LR displacement file that
+    holds velocities (`vel`, written by `srsim displacement --velocity` for 6-channel runs) fails here,
+    before any output, rather than silently dropping them: such a file was made for a 6-channel model.
+
+    Not refused: LR snapshot directories (MP-Gadget snapshots always carry 1/Velocity, and a 3-channel model
+    legitimately uses their positions alone) and the trivial predictor (`srsim generate --trivial`, the
+    displacement-only baseline that the workflow also runs on a 6-channel run's LR files)."""
+    if _channels(m) != 3 or not src.file_velocity or _is_trivial(m):
+        return
+    raise SrsimError(f"{src.path}: the LR displacement file has velocities (dataset 'vel') but the model {m.name} "
+                     "is 3-channel (displacement only) and would ignore them; recompute the LR displacement "
+                     "without --velocity (`srsim displacement SNAPSHOT OUT.h5`), or use a 6-channel model "
+                     "(model.channels: 6)")
+
+
+def _is_trivial(m: Model) -> bool:
+    """Whether the generator is the trivial predictor (`trivial_predictor`: hyperparameters()['trivial'])."""
+    hyper = getattr(m.gen, "hyperparameters", None)
+    return bool(callable(hyper) and hyper().get("trivial"))
 
 
 def _channels(m: Model) -> int:

@@ -217,3 +217,55 @@ def velocity_tables(lr, hr, sr, trivial, loader: Loader, figure: str, kind: str)
             raise SrsimError(f"{figure}: {given} given without --{kind}-{name}")
     groups = velocity_by_redshift(lr, hr, sr, loader, figure, kind)
     return groups, trivial_by_redshift(trivial, loader, figure, groups)
+
+
+def halo_item(path) -> Table:
+    """A FOF halo catalogue (`srsim fof`) as a `Table`: 'mass' (G,) Msun/h and, where it has velocities,
+    'sigma_v' (G,) km/s (the members' 1D dispersion; absent otherwise); meta: its attributes (redshift,
+    box_size, has_velocity, ...). Member lists are not loaded."""
+    import numpy as np
+
+    from srsim.io.catalog import read_catalog
+
+    cat, attrs = read_catalog(path, max_members=0)
+    table = {"mass": np.asarray(cat["mass"], dtype=np.float64)}
+    if "sigma_v" in cat:
+        table["sigma_v"] = np.asarray(cat["sigma_v"], dtype=np.float64)
+    return Table(table, dict(attrs), str(path))
+
+
+def halo_tables(lr, hr, sr, trivial, figure: str, loader: Loader = halo_item) -> dict[float, dict] | None:
+    """{z: {'hr': Table, 'sr': [Table, ...], 'lr': Table or None, 'trivial': Table or None}} of the FOF
+    catalogues given as --fof-hr, --fof-sr (every realization), --fof-lr and --fof-trivial (each a list or
+    None); None when none is given. Every HR redshift needs SR catalogues; at most one HR, LR and trivial
+    catalogue per redshift, all of one box size; LR, SR or trivial catalogues at a redshift without HR, or
+    LR / SR / trivial ones without --fof-hr, raise SrsimError."""
+    opts = {"lr": lr, "hr": hr, "sr": sr, "trivial": trivial}
+    if not any(opts.values()):
+        return None
+    for name in ("hr", "sr"):
+        if not opts[name]:
+            given = ", ".join(f"--fof-{n}" for n, v in opts.items() if v)
+            raise SrsimError(f"{figure}: {given} given without --fof-{name}")
+    groups = {name: by_redshift(paths, loader, f"fof-{name}", figure) if paths else {}
+              for name, paths in opts.items()}
+    _agree([i for g in groups.values() for items in g.values() for i in items], "box_size", "box size", figure,
+           close=True)
+    hr_z = groups["hr"]
+    for name in ("lr", "hr", "trivial"):
+        for z, items in groups[name].items():
+            if len(items) != 1:
+                raise SrsimError(f"{figure}: {len(items)} --fof-{name} catalogues at z = {z:g}: " +
+                                 ", ".join(i.path for i in items))
+    for name in ("lr", "sr", "trivial"):
+        for z, items in groups[name].items():
+            if z not in hr_z:
+                raise SrsimError(f"{figure}: redshift differs: {items[0].path} is at z = {z:g}, the --fof-hr "
+                                 f"catalogues at z = {', '.join(f'{v:g}' for v in sorted(hr_z))}")
+    for z, items in hr_z.items():
+        if z not in groups["sr"]:
+            raise SrsimError(f"{figure}: no --fof-sr catalogue at z = {z:g} ({items[0].path} is there)")
+    return {z: {"hr": items[0], "sr": groups["sr"][z],
+                "lr": groups["lr"][z][0] if z in groups["lr"] else None,
+                "trivial": groups["trivial"][z][0] if z in groups["trivial"] else None}
+            for z, items in hr_z.items()}
