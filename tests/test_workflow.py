@@ -48,21 +48,24 @@ def test_bad_config_fails_naming_the_key(tmp_path):
     assert "suite.n_hr" in out.stdout + out.stderr
 
 
+def _run_all(configfile: str, results):
+    """Run target `all` of `configfile` into `results` on 2 cores; check that a second run has nothing to do
+    (every target exists). Returns `results`."""
+    base = [*SNAKEMAKE, "all", "--configfile", configfile, "--cores", "2", "--config", f"results={results}"]
+    run = subprocess.run(base, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=WATCHDOG_S)
+    assert run.returncode == 0, run.stderr[-5000:]
+    again = subprocess.run([*base, "-n"], cwd=REPO, env=_env(), capture_output=True, text=True)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+    return results
+
+
 @pytest.mark.slow
 def test_tiny_workflow_end_to_end(tmp_path):
     """simulate -> displacement -> train -> generate -> analyze -> figures -> metrics on the tiny config."""
     from srsim.io.power import read_power
     from srsim.io.snapshot import read_header
 
-    results = tmp_path / "results"
-    base = [*SNAKEMAKE, "all", "--configfile", ".test/config/config.yaml", "--cores", "2",
-            "--config", f"results={results}"]
-    run = subprocess.run(base, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=WATCHDOG_S)
-    assert run.returncode == 0, run.stderr[-5000:]
-
-    # every target exists: a second run has nothing to do
-    again = subprocess.run([*base, "-n"], cwd=REPO, env=_env(), capture_output=True, text=True)
-    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+    results = _run_all(".test/config/config.yaml", tmp_path / "results")
 
     for kind in ("lr", "hr", "sr0"):
         assert read_header(results / f"snapshots/test00/{kind}/z0").n_particles == (8 if kind == "lr" else 64) ** 3
@@ -199,13 +202,7 @@ def test_six_channel_workflow_end_to_end(tmp_path):
     from srsim.io.power import read_momentum_power, read_multipoles
     from srsim.io.snapshot import read_header, read_particles
 
-    results = tmp_path / "results"
-    base = [*SNAKEMAKE, "all", "--configfile", ".test/config/velocity.yaml", "--cores", "2",
-            "--config", f"results={results}"]
-    run = subprocess.run(base, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=WATCHDOG_S)
-    assert run.returncode == 0, run.stderr[-5000:]
-    again = subprocess.run([*base, "-n"], cwd=REPO, env=_env(), capture_output=True, text=True)
-    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+    results = _run_all(".test/config/velocity.yaml", tmp_path / "results")
 
     for kind, n in (("lr", 8), ("hr", 64)):
         vel, attrs = read_velocity(results / f"disp/train00/{kind}/z0.h5")
