@@ -48,15 +48,15 @@ def test_bad_config_fails_naming_the_key(tmp_path):
     assert "suite.n_hr" in out.stdout + out.stderr
 
 
-def _run_all(configfile: str, results):
+def _run_all(configfile: str, results) -> subprocess.CompletedProcess:
     """Run target `all` of `configfile` into `results` on 2 cores; check that a second run has nothing to do
-    (every target exists). Returns `results`."""
+    (every target exists). Returns the first run (its stdout and stderr hold the summary table)."""
     base = [*SNAKEMAKE, "all", "--configfile", configfile, "--cores", "2", "--config", f"results={results}"]
     run = subprocess.run(base, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=WATCHDOG_S)
     assert run.returncode == 0, run.stderr[-5000:]
     again = subprocess.run([*base, "-n"], cwd=REPO, env=_env(), capture_output=True, text=True)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
-    return results
+    return run
 
 
 @pytest.mark.slow
@@ -65,7 +65,8 @@ def test_tiny_workflow_end_to_end(tmp_path):
     from srsim.io.power import read_power
     from srsim.io.snapshot import read_header
 
-    results = _run_all(".test/config/config.yaml", tmp_path / "results")
+    results = tmp_path / "results"
+    run = _run_all(".test/config/config.yaml", results)
 
     for kind in ("lr", "hr", "sr0"):
         assert read_header(results / f"snapshots/test00/{kind}/z0").n_particles == (8 if kind == "lr" else 64) ** 3
@@ -202,7 +203,8 @@ def test_six_channel_workflow_end_to_end(tmp_path):
     from srsim.io.power import read_momentum_power, read_multipoles
     from srsim.io.snapshot import read_header, read_particles
 
-    results = _run_all(".test/config/velocity.yaml", tmp_path / "results")
+    results = tmp_path / "results"
+    _run_all(".test/config/velocity.yaml", results)
 
     for kind, n in (("lr", 8), ("hr", 64)):
         vel, attrs = read_velocity(results / f"disp/train00/{kind}/z0.h5")
