@@ -255,19 +255,17 @@ def halo_velocity_metrics(hr, sr, edges, tolerance: float, min_halos: int, lr=No
         extra[name] = (n_x, m_x, _sv_ratio(m_x, e_x, m_hr, e_hr)[0])
     bins, devs = [], []
     for i in range(edges.size - 1):
-        dev = abs(r_sr[i] - 1.0) if np.isfinite(r_sr[i]) else math.inf
-        in_tol = bool(dev < tolerance)
-        in_err = bool(np.isfinite(er_sr[i]) and dev < n_sigma * er_sr[i])
+        v = _bin_verdict(r_sr[i], er_sr[i], bool(tested[i]), tolerance, n_sigma)
         if tested[i]:
-            devs.append(dev)
+            devs.append(v["dev"])
         b = {"log10M_lo": float(edges[i]), "log10M_hi": float(edges[i + 1]),
              "log10M_mid": float(0.5 * (edges[i] + edges[i + 1])),
              "n_halos_hr": int(n_hr[i]), "n_halos_sr": int(n_sr[i]),
              "sigma_v_hr": _none(m_hr[i]), "err_hr": _none(e_hr[i]),
              "sigma_v_sr": _none(m_sr[i]), "err_sr": _none(e_sr[i]),
              "ratio_sr": _none(r_sr[i]), "err_ratio_sr": _none(er_sr[i]),
-             "tested": bool(tested[i]), "within_tolerance": in_tol, "within_errors": in_err,
-             "pass": (in_tol or in_err) if tested[i] else None}
+             "tested": bool(tested[i]), "within_tolerance": v["within_tolerance"],
+             "within_errors": v["within_errors"], "pass": v["pass"]}
         for name, (n_x, m_x, r_x) in extra.items():
             b.update({f"n_halos_{name}": int(n_x[i]), f"sigma_v_{name}": _none(m_x[i]), f"ratio_{name}": _none(r_x[i])})
         bins.append(b)

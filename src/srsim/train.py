@@ -221,12 +221,11 @@ def adversarial_step(m: Models, batch: dict, *, seeds, eps, penalty: bool, gp_we
         cond, shift = critic_condition(lr_hr, disp_to_cells, density)
         real = critic_sample(batch["hr"], shift, disp_to_cells, density)
         fake = critic_sample(sr.detach(), shift, disp_to_cells, density)
-    for i in range(int(critic_steps)):
-        values = critic_step(m, real, fake, cond, eps=eps, penalty=penalty and i == 0, gp_weight=gp_weight,
-                             ctx=ctx, bf16=bf16, step=step)
-        if i == 0:
-            gp = values["gp"]
-    values["gp"] = gp
+    values = critic_step(m, real, fake, cond, eps=eps, penalty=penalty, gp_weight=gp_weight, ctx=ctx, bf16=bf16,
+                         step=step)
+    for _ in range(int(critic_steps) - 1):
+        values.update(critic_step(m, real, fake, cond, eps=eps, penalty=False, gp_weight=gp_weight, ctx=ctx,
+                                  bf16=bf16, step=step), gp=values["gp"])
     values.update(generator_step(m, sr, shift, cond, disp_to_cells, ctx=ctx, bf16=bf16, step=step, density=density,
                                  hr=batch["hr"], l2_weight=l2_weight))
     return values
@@ -409,8 +408,7 @@ class Trainer:
             raise SrsimError(f"{where}: checkpoint model section {old_model} differs from the config "
                              f"{self.model_cfg}; delete {self.checkpoint_dir} to start over")
         old_train = ckpt["config"]["train"]
-        changed = [k for k in RESUME_KEYS
-                   if old_train.get(k, RESUME_KEY_FORMER.get(k)) != self.train_cfg.get(k, RESUME_KEY_FORMER.get(k))]
+        changed = [k for k in RESUME_KEYS if old_train.get(k, RESUME_KEY_FORMER.get(k)) != self.train_cfg.get(k)]
         if changed:
             raise SrsimError(f"{where}: train.{', train.'.join(changed)} changed since the checkpoint; "
                              f"delete {self.checkpoint_dir} to start over")

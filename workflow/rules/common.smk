@@ -315,21 +315,13 @@ def metrics_bigbox_arg(wildcards, input):
     return f"--bigbox-hmf-lr {' '.join(input.bigbox_hmf_lr)} --bigbox-hmf-sr {' '.join(input.bigbox_hmf_sr)}"
 
 
-def velocity_paths(stat, kinds):
-    """The first test box's power_{stat}.txt (rsd or momentum) of `kinds` at every redshift; none without
-    velocities (model.channels 3)."""
+def velocity_paths(name, kinds):
+    """The first test box's analysis file `name` (power_rsd.txt, power_momentum.txt, or fof.h5 for the halo
+    velocities) of `kinds` at every redshift; none without velocities (model.channels 3). The trivial
+    predictor is never among `kinds`: its snapshots have no velocities."""
     if not VELOCITY:
         return []
-    return [analysis_path(TEST[0], k, z, f"power_{stat}.txt") for z in ZS for k in kinds]
-
-
-def velocity_fof_paths(kinds):
-    """The first test box's FOF catalogues of `kinds` at every redshift, for the halo velocity metrics; none
-    without velocities (model.channels 3). The trivial predictor's are not among them: its snapshots have
-    no velocities."""
-    if not VELOCITY:
-        return []
-    return [analysis_path(TEST[0], k, z, "fof.h5") for z in ZS for k in kinds]
+    return [analysis_path(TEST[0], k, z, name) for z in ZS for k in kinds]
 
 
 def metrics_velocity_arg(wildcards, input):

@@ -179,15 +179,15 @@ rule metrics:
         bigbox_hmf_sr=bigbox_hmf_paths("sr0"),
         # six-channel runs: the redshift-space multipoles, momentum power and the FOF catalogues (halo
         # velocity dispersions) (none otherwise)
-        rsd_lr=velocity_paths("rsd", ["lr"]),
-        rsd_hr=velocity_paths("rsd", ["hr"]),
-        rsd_sr=velocity_paths("rsd", FIG_SR),
-        momentum_lr=velocity_paths("momentum", ["lr"]),
-        momentum_hr=velocity_paths("momentum", ["hr"]),
-        momentum_sr=velocity_paths("momentum", FIG_SR),
-        fof_lr=velocity_fof_paths(["lr"]),
-        fof_hr=velocity_fof_paths(["hr"]),
-        fof_sr=velocity_fof_paths(FIG_SR),
+        rsd_lr=velocity_paths("power_rsd.txt", ["lr"]),
+        rsd_hr=velocity_paths("power_rsd.txt", ["hr"]),
+        rsd_sr=velocity_paths("power_rsd.txt", FIG_SR),
+        momentum_lr=velocity_paths("power_momentum.txt", ["lr"]),
+        momentum_hr=velocity_paths("power_momentum.txt", ["hr"]),
+        momentum_sr=velocity_paths("power_momentum.txt", FIG_SR),
+        fof_lr=velocity_paths("fof.h5", ["lr"]),
+        fof_hr=velocity_paths("fof.h5", ["hr"]),
+        fof_sr=velocity_paths("fof.h5", FIG_SR),
     output:
         json=report(metrics_path("json"), caption="../report/metrics_json.rst", category="Metrics"),
         txt=report(metrics_path("txt"), caption="../report/metrics.rst", category="Metrics"),
@@ -212,12 +212,12 @@ if VELOCITY:
 
     rule fig_velocity:
         input:
-            rsd_lr=velocity_paths("rsd", ["lr"]),
-            rsd_hr=velocity_paths("rsd", ["hr"]),
-            rsd_sr=velocity_paths("rsd", FIG_SR),
-            momentum_lr=velocity_paths("momentum", ["lr"]),
-            momentum_hr=velocity_paths("momentum", ["hr"]),
-            momentum_sr=velocity_paths("momentum", FIG_SR),
+            rsd_lr=velocity_paths("power_rsd.txt", ["lr"]),
+            rsd_hr=velocity_paths("power_rsd.txt", ["hr"]),
+            rsd_sr=velocity_paths("power_rsd.txt", FIG_SR),
+            momentum_lr=velocity_paths("power_momentum.txt", ["lr"]),
+            momentum_hr=velocity_paths("power_momentum.txt", ["hr"]),
+            momentum_sr=velocity_paths("power_momentum.txt", FIG_SR),
         output:
             png=report(figure_path("fig7_velocity"), caption="../report/fig7.rst", category="Figures"),
             pdf=figure_path("fig7_velocity", "pdf"),

@@ -174,6 +174,25 @@ def _agree(items, key: str, what: str, figure: str, close: bool) -> None:
             raise SrsimError(f"{figure}: {what} differs: {ref.path} has {key} = {a}, {item.path} has {key} = {b}")
 
 
+def _one_per_redshift(groups: dict, names, kind: str, noun: str, figure: str) -> None:
+    """At most one --KIND-NAME table per redshift for each of `names` (groups: {name: {z: [Table, ...]}})."""
+    for name in names:
+        for z, items in groups[name].items():
+            if len(items) != 1:
+                raise SrsimError(f"{figure}: {len(items)} --{kind}-{name} {noun} at z = {z:g}: " +
+                                 ", ".join(i.path for i in items))
+
+
+def _at_hr_redshifts(groups: dict, names, kind: str, noun: str, figure: str) -> None:
+    """Every --KIND-NAME table of `names` is at a redshift that the --KIND-hr tables have."""
+    hr_z = groups["hr"]
+    for name in names:
+        for z, items in groups[name].items():
+            if z not in hr_z:
+                raise SrsimError(f"{figure}: redshift differs: {items[0].path} is at z = {z:g}, the --{kind}-hr "
+                                 f"{noun} at z = {', '.join(f'{v:g}' for v in sorted(hr_z))}")
+
+
 def velocity_by_redshift(lr, hr, sr, loader: Loader, figure: str, kind: str) -> dict[float, dict]:
     """{z: {'lr': Table, 'hr': Table, 'sr': [Table, ...] (empty without SR tables)}} of velocity statistics
     tables (`multipole_item` or `momentum_item`; `kind` names the option, e.g. 'rsd' or 'momentum').
@@ -186,17 +205,9 @@ def velocity_by_redshift(lr, hr, sr, loader: Loader, figure: str, kind: str) -> 
     _agree(every, "box_size", "box size", figure, close=True)
     _agree(every, "n_mesh", "mesh (hence the k bins)", figure, close=True)
     _agree(every, "axis", "line of sight", figure, close=False)
-    for name in ("lr", "hr"):
-        for z, items in groups[name].items():
-            if len(items) != 1:
-                raise SrsimError(f"{figure}: {len(items)} --{kind}-{name} tables at z = {z:g}: " +
-                                 ", ".join(i.path for i in items))
+    _one_per_redshift(groups, ("lr", "hr"), kind, "tables", figure)
+    _at_hr_redshifts(groups, ("lr", "sr"), kind, "tables", figure)
     hr_z = groups["hr"]
-    for name in ("lr", "sr"):
-        for z, items in groups[name].items():
-            if z not in hr_z:
-                raise SrsimError(f"{figure}: redshift differs: {items[0].path} is at z = {z:g}, the --{kind}-hr "
-                                 f"tables at z = {', '.join(f'{v:g}' for v in sorted(hr_z))}")
     for z, items in hr_z.items():
         if z not in groups["lr"]:
             raise SrsimError(f"{figure}: redshift differs: {items[0].path} is at z = {z:g}, the --{kind}-lr tables at "
@@ -251,17 +262,9 @@ def halo_tables(lr, hr, sr, trivial, figure: str, loader: Loader = halo_item) ->
               for name, paths in opts.items()}
     _agree([i for g in groups.values() for items in g.values() for i in items], "box_size", "box size", figure,
            close=True)
+    _one_per_redshift(groups, ("lr", "hr", "trivial"), "fof", "catalogues", figure)
+    _at_hr_redshifts(groups, ("lr", "sr", "trivial"), "fof", "catalogues", figure)
     hr_z = groups["hr"]
-    for name in ("lr", "hr", "trivial"):
-        for z, items in groups[name].items():
-            if len(items) != 1:
-                raise SrsimError(f"{figure}: {len(items)} --fof-{name} catalogues at z = {z:g}: " +
-                                 ", ".join(i.path for i in items))
-    for name in ("lr", "sr", "trivial"):
-        for z, items in groups[name].items():
-            if z not in hr_z:
-                raise SrsimError(f"{figure}: redshift differs: {items[0].path} is at z = {z:g}, the --fof-hr "
-                                 f"catalogues at z = {', '.join(f'{v:g}' for v in sorted(hr_z))}")
     for z, items in hr_z.items():
         if z not in groups["sr"]:
             raise SrsimError(f"{figure}: no --fof-sr catalogue at z = {z:g} ({items[0].path} is there)")
