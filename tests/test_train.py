@@ -275,6 +275,30 @@ def test_critic_lr_and_critic_steps(tmp_path):
         Trainer(cfg, make_dataset(specs, cfg), tmp_path / "s3" / "model.pt", progress=False).run(resume=True)
 
 
+def test_noise_lr_gives_the_noise_amplitudes_their_own_rate(tmp_path):
+    """train.noise_lr: the noise amplitudes form their own Adam group at that rate. Adam moves a parameter by
+    about its lr per step, so in two adversarial steps from zero (the first moves only the zero-initialised
+    output projections, behind which the amplitudes get no gradient) each amplitude moves by about noise_lr,
+    the other weights by about lr."""
+    specs = make_pairs(tmp_path, n=8)
+    cfg = tiny_config(supervised_epochs=0, max_steps=2, noise_lr=0.05)
+    tr = Trainer(cfg, make_dataset(specs, cfg), tmp_path / "n" / "model.pt", progress=False)
+    groups = tr.models.opt_g.param_groups
+    assert [g["lr"] for g in groups] == [1e-3, 0.05]
+    names = [n for n, _ in tr.models.gen.named_parameters() if n.endswith("std")]
+    assert len(groups[1]["params"]) == len(names) == 2 * len(tr.models.gen.rungs)
+    before = {k: v.clone() for k, v in tr.models.gen.state_dict().items()}
+    tr.run()
+    after = tr.models.gen.state_dict()
+    moved = {k: float((after[k] - before[k]).abs().max()) for k in before}
+    assert all(0.02 < moved[k] < 0.2 for k in names), {k: moved[k] for k in names}
+    assert max(v for k, v in moved.items() if k not in names) < 4e-3
+    # the default keeps one group at train.lr
+    cfg = tiny_config(supervised_epochs=0, max_steps=1)
+    tr = Trainer(cfg, make_dataset(specs, cfg), tmp_path / "d" / "model.pt", progress=False)
+    assert [g["lr"] for g in tr.models.opt_g.param_groups] == [1e-3]
+
+
 class _PoisonedDataset(CropDataset):
     def __getitem__(self, i):
         s = super().__getitem__(i)

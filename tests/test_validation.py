@@ -14,7 +14,7 @@ from srsim.fields import read_periodic
 from srsim.io.displacement import write_displacement
 from srsim.model.generator import Generator
 from srsim.train import Trainer
-from srsim.validation import Validator, octave_bands
+from srsim.validation import HaloBins, Validator, halo_counts, octave_bands
 from test_train import BOX, COSMO, _smooth, _up_periodic, make_dataset, make_pairs, tiny_config
 
 torch.set_num_threads(1)
@@ -260,3 +260,83 @@ def test_a_collapsed_generator_is_logged_as_nan_not_painted(tmp_path, capsys):
     assert math.isnan(row["l2_ratio"]) and math.isnan(row["band0_sr_hr"])
     assert math.isfinite(row["band0_trivial_hr"]) and "NaN/inf" in capsys.readouterr().err
     assert _rows(v.path)[0]["l2_ratio"] == "nan"
+
+
+# ------------------------------------------------------------------------------------------------ halos
+
+def _clumped(n, block, box):
+    """(3, n, n, n) Mpc/h displacement moving every particle of each block^3 cube of the Lagrangian grid
+    onto the cube's centre: (n / block)^3 point halos of block^3 members each, far apart (block cells)."""
+    q = (np.arange(n) + 0.5) * box / n
+    centre = (np.arange(n) // block + 0.5) * block * box / n
+    d = (centre - q).astype(np.float32)
+    return np.stack([d[:, None, None] + 0 * q[None, :, None] + 0 * q[None, None, :],
+                     d[None, :, None] + 0 * q[:, None, None] + 0 * q[None, None, :],
+                     d[None, None, :] + 0 * q[:, None, None] + 0 * q[None, :, None]]).astype(np.float32)
+
+
+def _halo_bins(m_p, min_halos=50):
+    # 64-member halos fall in the first bin, none in the second
+    edges = (math.log10(32 * m_p), math.log10(100 * m_p), math.log10(1000 * m_p))
+    return HaloBins(b=0.2, min_members=32, edges=edges, particle_mass=m_p, min_halos=min_halos)
+
+
+def test_halo_counts_find_the_clumps_and_none_on_the_uniform_grid():
+    n, m_p = N * SCALE, 1e9
+    bins = _halo_bins(m_p)
+    np.testing.assert_array_equal(halo_counts(_clumped(n, 4, BOX), BOX, bins), [(n // 4) ** 3, 0])
+    assert halo_counts(np.zeros((3, n, n, n), np.float32), BOX, bins).sum() == 0
+    # 2^3 = 8-member clumps are below min_members
+    assert halo_counts(_clumped(n, 2, BOX), BOX, bins).sum() == 0
+
+
+def test_validator_halo_scores_of_hr_and_of_the_trivial_generator(tmp_path):
+    lr = _smooth(N, 5)
+    hr = _clumped(N * SCALE, 4, BOX)  # 512 halos of 64 members; the smooth LR upsampled has none
+    bins = _halo_bins(1e9)
+    v = Validator([(lr, hr)], BOX, DISP_SCALE, tmp_path / "val.csv", chunk=4, halos=bins, verbose=False)
+    assert list(v.halo_bins) == [0]  # the empty second bin is not scored
+    assert "halo0_sr_hr" in v.columns and "halo1_sr_hr" not in v.columns
+    row = v.evaluate(HRGenerator(hr))
+    assert row["halo0_sr_hr"] == 1.0 and row["halo0_n_hr"] == 512
+    assert row["halo0_log10m_lo"] == pytest.approx(bins.edges[0])
+    row = v.evaluate(trivial_generator())
+    assert row["halo0_sr_hr"] == row["halo0_trivial_hr"] == 0.0
+    # too few HR halos for the threshold: no bin is scored, the other scores are unchanged
+    few = Validator([(lr, hr)], BOX, DISP_SCALE, tmp_path / "few.csv", chunk=4, halos=_halo_bins(1e9, 513),
+                    verbose=False)
+    assert not any(c.startswith("halo") for c in few.columns)
+
+
+def test_cli_train_logs_and_plots_halo_counts(tmp_path):
+    from srsim.cli import main
+    from srsim.io.snapshot import particle_mass
+
+    specs = make_pairs(tmp_path, n=8)
+    n_hr = N * SCALE
+    m_p = particle_mass(BOX, n_hr**3, COSMO["Omega_m"])
+    edges = [math.log10(32 * m_p), math.log10(100 * m_p)]
+    cfg = tiny_config(max_steps=2, val_every=2)
+    cfg["analysis"] = {"hmf_log10m_min": edges[0], "hmf_log10m_max": edges[1], "hmf_bins": 1}
+    cfg["figures"] = {"hmf_min_halos": 100}
+    lp, hp = tmp_path / "vlr.h5", tmp_path / "vhr.h5"
+    write_displacement(lp, _smooth(N, 7), box_size=BOX, redshift=0.0, cosmology=COSMO, source="synthetic")
+    write_displacement(hp, _clumped(n_hr, 4, BOX), box_size=BOX, redshift=0.0, cosmology=COSMO,
+                       source="synthetic")
+    out = tmp_path / "models" / "z0" / "model.pt"
+    args = ["train", "--data", *[f"{a}:{b}" for a, b in specs], "--redshift", "0", "--config", json.dumps(cfg),
+            "--out", str(out), "--val", f"{lp}:{hp}", "--no-progress"]
+    assert main(args) == 0
+    rows = _rows(out.parent / "val.csv")
+    assert [int(r["halo0_n_hr"]) for r in rows] == [512, 512]
+    assert all(float(r["halo0_trivial_hr"]) == 0.0 for r in rows)
+    from PIL import Image
+
+    assert Image.open(out.parent / "curve.png").size == (2400, 456)  # four panels of 5 x 3.8 inches, 120 dpi
+    # with val_halos off the columns are absent
+    cfg["train"]["val_halos"] = False
+    out2 = tmp_path / "models2" / "z0" / "model.pt"
+    args[args.index("--config") + 1] = json.dumps(cfg)
+    args[args.index("--out") + 1] = str(out2)
+    assert main(args) == 0
+    assert not any(k.startswith("halo") for k in _rows(out2.parent / "val.csv")[0])

@@ -52,9 +52,9 @@ __all__ = ["Models", "build_models", "step_seeds", "supervised_step", "critic_st
 
 # train-section keys that must not change when resuming (they change what the run computes)
 RESUME_KEYS = ("supervised_epochs", "adversarial_epochs", "batch_size", "lr", "betas", "gp_lambda", "gp_every",
-               "seed", "init_from", "adv_l2_weight", "critic_lr", "critic_steps")
+               "seed", "init_from", "adv_l2_weight", "critic_lr", "critic_steps", "noise_lr")
 #: values of RESUME_KEYS added later, as checkpoints written before them ran
-RESUME_KEY_FORMER = {"critic_lr": None, "critic_steps": 1}
+RESUME_KEY_FORMER = {"critic_lr": None, "critic_steps": 1, "noise_lr": None}
 
 
 class TrainingPreempted(Exception):
@@ -91,7 +91,15 @@ def build_models(model_cfg: dict, train_cfg: dict, device: torch.device, ctx: Di
         broadcast_parameters(gen, ctx)
         broadcast_parameters(critic, ctx)
     betas = tuple(float(b) for b in train_cfg["betas"])
-    opt_g = torch.optim.Adam(gen.parameters(), lr=float(train_cfg["lr"]), betas=betas)
+    # Adam moves a parameter by about lr per step, so noise amplitudes starting at 0 need ~1/lr steps to
+    # reach O(1) and matter: train.noise_lr gives them their own rate (null: train.lr, one group as before).
+    noise_lr = train_cfg.get("noise_lr")
+    params = gen.parameters()
+    if noise_lr is not None:
+        noise = [p for name, p in gen.named_parameters() if _is_noise_amplitude(name)]
+        rest = [p for name, p in gen.named_parameters() if not _is_noise_amplitude(name)]
+        params = [{"params": rest}, {"params": noise, "lr": float(noise_lr)}]
+    opt_g = torch.optim.Adam(params, lr=float(train_cfg["lr"]), betas=betas)
     # A critic learning at the generator's rate stays nearly flat on small models (the demo's Wasserstein
     # estimate stayed below 0.01): train.critic_lr lets it learn faster (null: train.lr, the paper).
     critic_lr = train_cfg.get("critic_lr")
@@ -105,6 +113,12 @@ def build_models(model_cfg: dict, train_cfg: dict, device: torch.device, ctx: Di
         gen.compile_ladder()
         critic_fwd = torch.compile(critic)
     return Models(gen, critic, opt_g, opt_c, gen_fwd, critic_fwd, fmt)
+
+
+def _is_noise_amplitude(name: str) -> bool:
+    """Whether a generator parameter name is a ``NoiseInjection`` amplitude (``...noise1.std``)."""
+    parts = name.split(".")
+    return len(parts) >= 2 and parts[-1] == "std" and parts[-2].startswith("noise")
 
 
 def step_seeds(seed: int, step: int, rank: int, batch_size: int) -> list[int]:

@@ -22,6 +22,13 @@ The noise seed is fixed (``seed``), so two validations of the same weights agree
 differ only by what training changed. Several validation pairs are pooled: sums of squared errors and
 mean band powers over the boxes.
 
+With ``halos`` (a ``HaloBins``: the analysis section's FOF and HMF mass bins) the validator also counts FOF
+halos: the HR and trivial boxes once, the SR box at every validation. ``halo{j}_sr_hr`` and
+``halo{j}_trivial_hr`` are N_SR / N_HR and N_T / N_HR in the HMF's mass bins where the pooled HR boxes have at
+least ``HaloBins.min_halos`` halos (``figures.hmf_min_halos``, the bins the metrics test), ``halo{j}_n_hr`` the
+HR count. These are the numbers the HMF bar judges; the P(k) bands alone can look right while SR forms no
+halos (a smooth caustic sheet has small-scale power too).
+
 Six-channel models (``model.channels: 6``) are validated on the same displacement scores, and also on
 ``l2v_ratio``, the same L2 ratio for the velocity channels (km/s): the velocity of the trivial predictor is
 the LR velocity upsampled alike. The P(k) bands stay those of the particles, which the displacements place.
@@ -36,6 +43,7 @@ import csv
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -44,7 +52,7 @@ import torch
 
 from srsim.errors import SrsimError
 
-__all__ = ["Validator", "octave_bands", "trivial_prediction", "super_resolve_box", "band_powers", "squared_error"]
+__all__ = ["Validator", "HaloBins", "halo_counts", "octave_bands", "trivial_prediction", "super_resolve_box", "band_powers", "squared_error"]
 
 
 def octave_bands(n_lr: int, n_hr: int, box_size: float, n_bands: int | None = None) -> np.ndarray:
@@ -142,6 +150,45 @@ def squared_error(a: np.ndarray, b: np.ndarray, slab: int = 16) -> float:
     return total
 
 
+@dataclass(frozen=True)
+class HaloBins:
+    """How validation counts halos: FOF with linking length ``b`` (mean separations) keeping groups of at
+    least ``min_members`` particles, counted in log10(M / (Msun/h)) bins ``edges``; a bin is scored where the
+    HR boxes have at least ``min_halos`` halos in all. ``particle_mass``: Msun/h (the HR particles')."""
+
+    b: float
+    min_members: int
+    edges: tuple
+    particle_mass: float
+    min_halos: int
+
+    @classmethod
+    def from_config(cls, analysis: dict, figures: dict, particle_mass: float) -> "HaloBins":
+        """From the ``analysis`` (fof_b, fof_min_members, hmf_*) and ``figures`` (hmf_min_halos) sections."""
+        edges = np.linspace(analysis["hmf_log10m_min"], analysis["hmf_log10m_max"], int(analysis["hmf_bins"]) + 1)
+        return cls(float(analysis["fof_b"]), int(analysis["fof_min_members"]), tuple(float(e) for e in edges),
+                   float(particle_mass), int(figures["hmf_min_halos"]))
+
+
+def halo_counts(disp: np.ndarray, box_size: float, bins: HaloBins) -> np.ndarray:
+    """FOF halo counts (len(bins.edges) - 1,) int64 of the particles of a displacement field.
+
+    disp: (3, n, n, n) Mpc/h on the Lagrangian grid of a periodic box of side box_size (Mpc/h); halo mass
+    = members x ``bins.particle_mass``; bins are [e_i, e_i+1) in log10(M / (Msun/h)).
+    """
+    from srsim.analysis.fof import fof_groups, linking_length
+    from srsim.fields import displacement_to_positions
+
+    n = disp.shape[1]
+    pos = displacement_to_positions(disp, box_size)
+    groups = fof_groups(pos, linking_length(bins.b, box_size, n**3), box_size=box_size,
+                        min_members=bins.min_members)
+    log_m = np.log10(groups.npart * bins.particle_mass)
+    edges = np.asarray(bins.edges)
+    counts, _ = np.histogram(log_m[log_m < edges[-1]], bins=edges)
+    return counts.astype(np.int64)
+
+
 class _Box:
     """One validation pair and what does not depend on the generator (HR and trivial numbers)."""
 
@@ -168,12 +215,14 @@ class Validator:
         n_mesh: P(k) mesh per side (default n_hr, see the module docstring).
         chunk: LR cells per generator window (default: from free memory).
         power_device: 'numpy' (CPU) or a torch device string for P(k) (default: 'numpy').
+        halos: count FOF halos too (``HaloBins``; default: no halo scores).
         verbose: print a line per validation to stderr.
     """
 
     def __init__(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]], box_size: float, disp_scale: float, path, *,
                  seed: int = 0, edges: Sequence[float] | None = None, n_mesh: int | None = None,
-                 chunk: int | None = None, power_device: str = "numpy", verbose: bool = True):
+                 chunk: int | None = None, power_device: str = "numpy", halos: HaloBins | None = None,
+                 verbose: bool = True):
         if not pairs:
             raise SrsimError("validation: no validation pairs")
         self.box_size = float(box_size)
@@ -207,15 +256,34 @@ class Validator:
             self.boxes.append(_Box(lr, hr, trivial, self._powers(hr[:3]), self._powers(trivial[:3])))
         self.p_hr = np.mean([b.p_hr for b in self.boxes], axis=0)
         self.p_trivial = np.mean([b.p_trivial for b in self.boxes], axis=0)
+        self.halos = halos
+        self.halo_bins = np.zeros(0, dtype=np.int64)  # indices of the scored mass bins
+        if halos is not None:
+            # HR and trivial are fixed: counted once; the scored bins (and so the CSV columns) follow from HR
+            n_hr_halos, n_trivial_halos = 0, 0
+            for lr, hr in pairs:
+                n_hr_halos = n_hr_halos + halo_counts(hr[:3], self.box_size, halos)
+                n_trivial_halos = n_trivial_halos + halo_counts(trivial_prediction(lr[:3], scale), self.box_size,
+                                                                halos)
+            self.n_hr_halos, self.n_trivial_halos = n_hr_halos, n_trivial_halos
+            self.halo_bins = np.flatnonzero(n_hr_halos >= halos.min_halos)
+            if verbose and not len(self.halo_bins):
+                print(f"srsim train: validation: no mass bin has >= {halos.min_halos} HR halos "
+                      f"(HR counts {n_hr_halos.tolist()}); halos are not scored", file=sys.stderr)
         self._fh = None
         self._last_step = None
 
     @classmethod
-    def from_files(cls, specs: Sequence[tuple[str, str]], disp_scale, path, **kw) -> "Validator":
+    def from_files(cls, specs: Sequence[tuple[str, str]], disp_scale, path, *, halo_config=None,
+                   **kw) -> "Validator":
         """A validator of displacement files [(LR.h5, HR.h5)] (box size from the files; they must agree).
         With per-channel ``disp_scale`` of six channels the files' velocities (``vel``) are read too: a file
-        without them fails naming it (``read_velocity``)."""
+        without them fails naming it (``read_velocity``).
+
+        halo_config: (analysis, figures) config sections: count halos (``HaloBins.from_config``) with the HR
+        particle mass of the first HR file's cosmology (Omega_m) and grid."""
         from srsim.io.displacement import read_displacement, read_velocity
+        from srsim.io.snapshot import particle_mass
 
         six = not np.isscalar(disp_scale) and len(disp_scale) == 6
         pairs, boxes = [], set()
@@ -231,7 +299,14 @@ class Validator:
             boxes.add(round(float(a["box_size"]), 9))
         if len(boxes) != 1:
             raise SrsimError(f"--val: the validation pairs have different box sizes {sorted(boxes)}")
-        return cls(pairs, boxes.pop(), disp_scale, path, **kw)
+        box_size = boxes.pop()
+        if halo_config is not None:
+            cosmology = b.get("cosmology") or {}
+            if "Omega_m" not in cosmology:
+                raise SrsimError(f"{hr_path}: no cosmology Omega_m attribute; halo counts need the particle mass")
+            m_p = particle_mass(box_size, pairs[0][1].shape[1] ** 3, float(cosmology["Omega_m"]))
+            kw["halos"] = HaloBins.from_config(*halo_config, m_p)
+        return cls(pairs, box_size, disp_scale, path, **kw)
 
     def _powers(self, disp: np.ndarray) -> np.ndarray:
         return band_powers(disp, self.box_size, self.edges, self.n_mesh, self.power_device)
@@ -247,6 +322,9 @@ class Validator:
             cols += ["l2v_ratio", "l2v_sr", "l2v_trivial"]
         for i in range(self.n_bands):
             cols += [f"band{i}_kmin", f"band{i}_kmax", f"band{i}_sr_hr", f"band{i}_trivial_hr"]
+        for j in self.halo_bins:
+            cols += [f"halo{j}_log10m_lo", f"halo{j}_log10m_hi", f"halo{j}_n_hr", f"halo{j}_sr_hr",
+                     f"halo{j}_trivial_hr"]
         return cols + ["seconds"]
 
     # --- scoring
@@ -256,10 +334,13 @@ class Validator:
         Returns l2_sr, l2_trivial (mean squared displacement error, (Mpc/h)^2), l2_ratio, with six channels
         l2v_sr, l2v_trivial ((km/s)^2) and l2v_ratio for the velocity, and per band i
         band{i}_kmin / _kmax (h/Mpc), band{i}_sr_hr = P_SR / P_HR and band{i}_trivial_hr = P_T / P_HR.
+        With ``halos``, per scored mass bin j: halo{j}_log10m_lo / _hi (log10 Msun/h), halo{j}_n_hr (HR halos,
+        all boxes), halo{j}_sr_hr = N_SR / N_HR and halo{j}_trivial_hr = N_T / N_HR.
         An SR field with NaN/inf values gives NaN SR scores.
         """
         sq_sr = sq_trivial = sqv_sr = sqv_trivial = 0.0
         p_sr = []
+        n_sr_halos = np.zeros(len(self.halo_bins))
         for box in self.boxes:
             sr = super_resolve_box(gen, box.lr, self.disp_scale, seed=self.seed, chunk=self.chunk)
             sq_trivial += box.sq_trivial
@@ -270,11 +351,14 @@ class Validator:
                       file=sys.stderr)
                 sq_sr = sqv_sr = float("nan")
                 p_sr.append(np.full(self.n_bands, np.nan))
+                n_sr_halos = n_sr_halos + np.nan
                 continue
             sq_sr += squared_error(sr[:3], box.hr[:3])
             if self.channels == 6:
                 sqv_sr += squared_error(sr[3:], box.hr[3:])
             p_sr.append(self._powers(sr[:3]))
+            if len(self.halo_bins):
+                n_sr_halos = n_sr_halos + halo_counts(sr[:3], self.box_size, self.halos)[self.halo_bins]
         count = len(self.boxes) * 3 * self.n_hr**3
         row = {"l2_sr": sq_sr / count, "l2_trivial": sq_trivial / count,
                "l2_ratio": sq_sr / sq_trivial if sq_trivial > 0 else float("nan")}
@@ -286,6 +370,11 @@ class Validator:
             row.update({f"band{i}_kmin": float(self.edges[i]), f"band{i}_kmax": float(self.edges[i + 1]),
                         f"band{i}_sr_hr": float(p_sr[i] / self.p_hr[i]),
                         f"band{i}_trivial_hr": float(self.p_trivial[i] / self.p_hr[i])})
+        for n_sr, j in zip(n_sr_halos, self.halo_bins):
+            n_hr = int(self.n_hr_halos[j])
+            row.update({f"halo{j}_log10m_lo": self.halos.edges[j], f"halo{j}_log10m_hi": self.halos.edges[j + 1],
+                        f"halo{j}_n_hr": n_hr, f"halo{j}_sr_hr": float(n_sr / n_hr),
+                        f"halo{j}_trivial_hr": float(self.n_trivial_halos[j] / n_hr)})
         return row
 
     def __call__(self, gen, step: int) -> dict | None:
@@ -304,8 +393,11 @@ class Validator:
                               f"{row[f'band{i}_sr_hr']:.3f} (trivial {row[f'band{i}_trivial_hr']:.3f})"
                               for i in range(self.n_bands))
             vel = f" (velocity {row['l2v_ratio']:.4f})" if self.channels == 6 else ""
+            halos = "".join(f"; N_SR / N_HR, log10 M {row[f'halo{j}_log10m_lo']:.3g}-{row[f'halo{j}_log10m_hi']:.3g}: "
+                            f"{row[f'halo{j}_sr_hr']:.3f} (trivial {row[f'halo{j}_trivial_hr']:.3f})"
+                            for j in self.halo_bins)
             print(f"srsim train: validation at step {step}: L2 / L2_trivial = {row['l2_ratio']:.4f}{vel}; "
-                  f"P_SR / P_HR in k bands [h/Mpc] {bands} ({row['seconds']:.1f} s)", file=sys.stderr)
+                  f"P_SR / P_HR in k bands [h/Mpc] {bands}{halos} ({row['seconds']:.1f} s)", file=sys.stderr)
         return row
 
     # --- the CSV
@@ -362,7 +454,7 @@ def plot_validation(ax, rows: Sequence[dict]) -> None:
     ax.set_xlabel("step")
     ax.set_ylabel("L2 error / trivial predictor's")
     ax.set_title("validation (held-out pair)")
-    n_bands = sum(1 for key in rows[0] if key.endswith("_sr_hr"))
+    n_bands = sum(1 for key in rows[0] if key.startswith("band") and key.endswith("_sr_hr"))
     ax2 = ax.twinx()
     for i in range(n_bands):
         color = f"C{4 + i}"
@@ -376,3 +468,27 @@ def plot_validation(ax, rows: Sequence[dict]) -> None:
     # below the panel: the curves may sit anywhere in it
     ax2.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize="x-small",
                frameon=False)
+
+
+def has_halo_scores(rows: Sequence[dict]) -> bool:
+    """Whether val.csv rows carry halo counts (``Validator`` with ``halos`` and a scored mass bin)."""
+    return bool(rows) and any(key.endswith("_sr_hr") and key.startswith("halo") for key in rows[0])
+
+
+def plot_validation_halos(ax, rows: Sequence[dict]) -> None:
+    """Draw val.csv rows' halo counts on a matplotlib axis: N_SR / N_HR per scored mass bin against the
+    step (log: count ratios are multiplicative), the trivial predictor's dashed in the same colour; 1 is HR."""
+    step = np.array([int(r["step"]) for r in rows])
+    bins = sorted({key[4:-6] for key in rows[0] if key.startswith("halo") and key.endswith("_sr_hr")}, key=int)
+    for i, j in enumerate(bins):
+        color = f"C{i}"
+        lo, hi, n_hr = (float(rows[0][f"halo{j}_{c}"]) for c in ("log10m_lo", "log10m_hi", "n_hr"))
+        ax.plot(step, [float(r[f"halo{j}_sr_hr"]) for r in rows], "o-", color=color, ms=3,
+                label=f"log10 M {lo:.3g}-{hi:.3g} ({n_hr:.0f} HR halos)")
+        ax.plot(step, [float(r[f"halo{j}_trivial_hr"]) for r in rows], "--", color=color, lw=0.8)
+    ax.axhline(1.0, color="0.6", lw=0.8)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("N_SR / N_HR (dashed: trivial)")
+    ax.set_title("validation: FOF halo counts, M in Msun/h")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1, fontsize="x-small", frameon=False)

@@ -28,7 +28,7 @@ rule train:
         runtime=config["train"]["runtime"],
         mem_mb=config["train"]["mem_mb"],
     params:
-        cfg=cfg_json("model", "train"),
+        cfg=cfg_json("model", "train", "analysis", "figures"),  # the last two: validation's halo counts
         data=train_data_arg,
         val=train_val_arg,
         launcher=train_launcher(),

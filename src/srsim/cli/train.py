@@ -11,7 +11,8 @@ On SIGUSR1 or SIGTERM the current step is finished, last.pt is written and the c
 
 With --val LR.h5:HR.h5 (held-out pairs of the training pairs' box, grids and redshift) the generator
 super-resolves them every train.val_every steps and at the end (srsim.validation): the scores go to
-CHECKPOINT_DIR/val.csv, are copied to --val-csv (default OUT_DIR/val.csv) and drawn in the curve's third panel.
+CHECKPOINT_DIR/val.csv, are copied to --val-csv (default OUT_DIR/val.csv) and drawn in the curve's third panel
+(and, with train.val_halos, FOF halo counts in the HMF mass bins of the config's analysis section in a fourth).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="training pairs of LR and HR displacement files (same box, same redshift)")
     parser.add_argument("--redshift", type=float, required=True, help="redshift of the data (checked)")
     parser.add_argument("--config", required=True,
-                        help="JSON string or YAML file with the 'model' and 'train' sections")
+                        help="JSON string or YAML file with the 'model' and 'train' sections (and 'analysis', "
+                             "'figures' for validation's halo counts; missing sections take the schema defaults)")
     parser.add_argument("--out", required=True, help="final model checkpoint (e.g. R/models/z0/model.pt)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from CHECKPOINT_DIR/last.pt if it exists (else start fresh)")
@@ -65,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
     # sections left out of --config take their schema defaults
     cfg = {"model": section(args.config, "model"),
            "train": apply_overrides(section(args.config, "train"), args, ("device", "max_steps"))}
+    # validation's halo counts use the analysis FOF and HMF bins and the figures' tested-bin threshold
+    halo_config = (section(args.config, "analysis"), section(args.config, "figures")) \
+        if cfg["train"]["val_halos"] else None
     train_cfg = cfg["train"]
     if train_cfg.get("threads"):
         torch.set_num_threads(int(train_cfg["threads"]))
@@ -107,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
             # the network units of the training crops; P(k) on the training device
             power_device = "numpy" if ctx.device.type == "cpu" else str(ctx.device)
             scales = dataset.disp_scale if channels == 3 else scaling.channel_scales()  # six: Mpc/h, then km/s
-            validator = Validator.from_files(val_specs, scales, files.running_val,
+            validator = Validator.from_files(val_specs, scales, files.running_val, halo_config=halo_config,
                                              seed=train_cfg["seed"], power_device=power_device)
             print(f"srsim train: validating on {len(val_specs)} pair(s) every {train_cfg['val_every']} steps, "
                   f"P(k) bands {[round(float(k), 3) for k in validator.edges]} h/Mpc", file=sys.stderr)

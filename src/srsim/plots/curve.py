@@ -17,7 +17,8 @@ def plot_curve(csv_path, png_path, title: str = "", val_csv=None) -> None:
 
     ``csv_path``: a ``srsim.train.LossLog`` CSV (step, epoch, phase and the losses).
 
-    With ``val_csv`` (a ``srsim.validation`` log with rows) a third panel shows the validation scores.
+    With ``val_csv`` (a ``srsim.validation`` log with rows) a third panel shows the validation scores, and a
+    fourth (20 x 3.8 inches) its halo counts when it has them.
     """
     with open(csv_path, newline="") as f:
         rows = list(csv.DictReader(f))
@@ -44,7 +45,10 @@ def plot_curve(csv_path, png_path, title: str = "", val_csv=None) -> None:
     if val_csv is not None and Path(val_csv).is_file():
         with open(val_csv, newline="") as f:
             val_rows = list(csv.DictReader(f))
-    fig, axes = plt.subplots(1, 3 if val_rows else 2, figsize=(15 if val_rows else 10, 3.8))
+    from srsim.validation import has_halo_scores
+
+    panels = 2 + bool(val_rows) + has_halo_scores(val_rows)
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.8))
     s = series("supervised", "l2")
     ax = axes[0]
     if len(s):
@@ -75,9 +79,11 @@ def plot_curve(csv_path, png_path, title: str = "", val_csv=None) -> None:
         ax2.set_ylabel("gradient penalty")
         ax2.legend(loc="lower right")
     if val_rows:
-        from srsim.validation import plot_validation
+        from srsim.validation import plot_validation, plot_validation_halos
 
         plot_validation(axes[2], val_rows)
+        if panels == 4:
+            plot_validation_halos(axes[3], val_rows)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
