@@ -248,23 +248,23 @@ class Validator:
         self.n_lr, self.n_hr, self.scale = n_lr, n_hr, scale
         self.edges = np.asarray(octave_bands(n_lr, n_hr, box_size) if edges is None else edges, dtype=np.float64)
         self.n_mesh = int(n_mesh or n_hr)
+        self.halos = halos
         self.boxes = []
+        # HR and trivial are fixed: their P(k) and halos are computed once; with halos the scored bins (and
+        # so the CSV columns) follow from the HR counts
+        n_hr_halos = n_trivial_halos = 0
         for lr, hr in pairs:
             lr = np.ascontiguousarray(lr, dtype=np.float32)
             hr = np.ascontiguousarray(hr, dtype=np.float32)
             trivial = trivial_prediction(lr, scale)
             self.boxes.append(_Box(lr, hr, trivial, self._powers(hr[:3]), self._powers(trivial[:3])))
+            if halos is not None:
+                n_hr_halos = n_hr_halos + halo_counts(hr[:3], self.box_size, halos)
+                n_trivial_halos = n_trivial_halos + halo_counts(trivial[:3], self.box_size, halos)
         self.p_hr = np.mean([b.p_hr for b in self.boxes], axis=0)
         self.p_trivial = np.mean([b.p_trivial for b in self.boxes], axis=0)
-        self.halos = halos
         self.halo_bins = np.zeros(0, dtype=np.int64)  # indices of the scored mass bins
         if halos is not None:
-            # HR and trivial are fixed: counted once; the scored bins (and so the CSV columns) follow from HR
-            n_hr_halos, n_trivial_halos = 0, 0
-            for lr, hr in pairs:
-                n_hr_halos = n_hr_halos + halo_counts(hr[:3], self.box_size, halos)
-                n_trivial_halos = n_trivial_halos + halo_counts(trivial_prediction(lr[:3], scale), self.box_size,
-                                                                halos)
             self.n_hr_halos, self.n_trivial_halos = n_hr_halos, n_trivial_halos
             self.halo_bins = np.flatnonzero(n_hr_halos >= halos.min_halos)
             if verbose and not len(self.halo_bins):
