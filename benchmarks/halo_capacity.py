@@ -2,6 +2,8 @@
 
     python benchmarks/halo_capacity.py --pair results/demo/disp/train00/lr/z0.h5:results/demo/disp/train00/hr/z0.h5 \
         --redshift 0 --config config/config.yaml --steps 600 --every 100 --json halo_capacity.json
+    python benchmarks/halo_capacity.py ... --adversarial --init models/demo/z0/model.pt --lr 1e-4 \
+        --critic-lr 1e-3 --critic-steps 4 --steps 400 --every 50
 
 One training crop (``--crop-index`` of ``srsim.data.CropDataset``, no augmentation, ``model.crop`` LR cells
 + ``model.pad``) is fitted by a generator of ``model.gen_widths`` with Adam (``--lr``, betas (0.9, 0.99)) on
@@ -11,6 +13,13 @@ seed is fixed, so the target is a deterministic function of the input: no condit
 ``--every`` steps it counts FOF groups (b = ``analysis.fof_b``, >= ``analysis.fof_min_members``; open
 boundaries: the crop is a piece of the box) of the SR crop's particles in member bins and prints them
 beside HR's and the trivial predictor's (the untrained generator, trilinearly upsampled LR).
+
+With ``--adversarial`` the same crop is fitted by the WGAN-gp step of training itself
+(``srsim.train.adversarial_step``: the conditional critic of ``model.critic_widths`` sees displacement and
+CIC density; Adam betas (0, 0.99), gradient penalty 10 every step, ``--critic-steps`` critic updates per
+generator update at ``--critic-lr``, ``--l2-weight`` x L2 added to the generator's loss, noise amplitudes at
+``--noise-lr``; the critic starts untrained): can the adversarial objective form the halos the L2 smooths
+away?
 
 It starts from the trivial predictor (zero output projections, ``srsim.model.generator``) unless
 ``--init`` names a checkpoint. A generator and objective that cannot reproduce the small halos of one
@@ -34,10 +43,12 @@ from srsim.config import section
 from srsim.data import CropDataset, open_pairs, parse_data_arg
 from srsim.device import cpu_model
 from srsim.model.checkpoint import load_generator
-from srsim.model.generator import Generator, generator_geometry
+from srsim.distributed import DistContext
+from srsim.model.generator import generator_geometry
 from srsim.model.lag2eul import lag2eul_density
 from srsim.model.layers import lr_to_hr
 from srsim.model.scaling import Scaling
+from srsim.train import adversarial_step, build_models
 
 MEMBER_EDGES = (32, 100, 1000)  # FOF members: small, intermediate, large halos (and above the last)
 
@@ -68,6 +79,11 @@ def main(argv=None) -> int:
     ap.add_argument("--every", type=int, default=100)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--density-weight", type=float, default=0.0)
+    ap.add_argument("--adversarial", action="store_true", help="WGAN-gp steps instead of the L2 fit")
+    ap.add_argument("--l2-weight", type=float, default=0.0, help="--adversarial: L2 weight in the generator loss")
+    ap.add_argument("--critic-lr", type=float, default=None, help="--adversarial: critic Adam lr (default --lr)")
+    ap.add_argument("--critic-steps", type=int, default=1)
+    ap.add_argument("--noise-lr", type=float, default=None, help="noise amplitudes' Adam lr (default --lr)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
@@ -86,13 +102,17 @@ def main(argv=None) -> int:
     cell = pairs[0].box_size / pairs[0].hr.n  # Mpc/h
     to_mpc = float(ds.disp_scale)
 
+    train = dict(section(args.config, "train"), lr=args.lr, seed=0, critic_lr=args.critic_lr,
+                 noise_lr=args.noise_lr, betas=[0.0, 0.99] if args.adversarial else [0.9, 0.99],
+                 channels_last=False, compile=False)
+    models = build_models(dict(model, noise=True), train, torch.device("cpu"))
+    gen = models.gen
     if args.init:
-        gen = load_generator(args.init)[0]
-    else:
-        torch.manual_seed(0)
-        gen = Generator(model["gen_widths"])
+        gen.load_state_dict(load_generator(args.init)[0].state_dict())
     gen.train()
-    opt = torch.optim.Adam(gen.parameters(), lr=args.lr, betas=(0.9, 0.99))
+    opt = models.opt_g
+    batch = {"lr": lr, "hr": hr, "offset": offset, "box": torch.tensor([box])}
+    ctx = DistContext(device=torch.device("cpu"))
 
     def groups(d):
         return member_bins(crop_groups(d[0].detach().numpy() * to_mpc, cell, analysis["fof_b"],
@@ -106,14 +126,22 @@ def main(argv=None) -> int:
     ref = {"hr": groups(hr), "trivial": groups(trivial)}
     labels = [f"{a}-{b - 1}" for a, b in zip(MEMBER_EDGES[:-1], MEMBER_EDGES[1:])] + [f">={MEMBER_EDGES[-1]}"]
     print(f"crop {args.crop_index} of {args.pair}: {hr.shape[-1]}^3 HR particles, cell {cell:.4g} Mpc/h, "
-          f"widths {model['gen_widths']}, lr {args.lr:g}, density weight {args.density_weight:g}", file=sys.stderr)
+          f"widths {model['gen_widths']}, lr {args.lr:g}, "
+          + (f"WGAN-gp, L2 weight {args.l2_weight:g}, critic lr {args.critic_lr or args.lr:g} x "
+             f"{args.critic_steps}, noise lr {args.noise_lr or args.lr:g}" if args.adversarial
+             else f"L2, density weight {args.density_weight:g}"), file=sys.stderr)
     header = f"{'step':>7} {'L2/L2_triv':>10} " + " ".join(f"{'N ' + l:>10}" for l in labels) + "   seconds"
     print(header)
     for name in ("hr", "trivial"):
         print(f"{name:>7} {'':>10} " + " ".join(f"{n:>10d}" for n in ref[name]))
     rows, t0 = [], time.perf_counter()
     for step in range(args.steps + 1):
-        sr = gen(lr, offset, 0, box)
+        if args.adversarial and 0 < step:
+            adversarial_step(models, batch, seeds=[0], eps=torch.rand(1), penalty=True, gp_weight=10.0,
+                             disp_to_cells=to_cells, ctx=ctx, bf16=False, step=step, density=model["density"],
+                             l2_weight=args.l2_weight, critic_steps=args.critic_steps)
+        with torch.set_grad_enabled(not args.adversarial):
+            sr = gen(lr, offset, 0, box)
         l2 = ((sr - hr) ** 2).mean()
         loss = l2
         if args.density_weight > 0:
@@ -128,13 +156,15 @@ def main(argv=None) -> int:
             rows.append(row)
             print(f"{step:>7} {row['l2_ratio']:>10.3f} " + " ".join(f"{n:>10d}" for n in row["groups"])
                   + f"   {row['seconds']:>7.1f}", flush=True)
-        if step < args.steps:
+        if step < args.steps and not args.adversarial:
             opt.zero_grad()
             loss.backward()
             opt.step()
     if args.json:
         out = {"pair": args.pair, "crop_index": args.crop_index, "widths": model["gen_widths"], "lr": args.lr,
-               "density_weight": args.density_weight, "init": args.init, "member_bins": labels,
+               "density_weight": args.density_weight, "init": args.init, "adversarial": args.adversarial,
+               "l2_weight": args.l2_weight, "critic_lr": args.critic_lr, "critic_steps": args.critic_steps,
+               "noise_lr": args.noise_lr, "member_bins": labels,
                "hr": ref["hr"], "trivial": ref["trivial"], "rows": rows,
                "machine": cpu_model(), "threads": args.threads}
         Path(args.json).write_text(json.dumps(out, indent=1))
