@@ -269,10 +269,7 @@ def _clumped(n, block, box):
     onto the cube's centre: (n / block)^3 point halos of block^3 members each, far apart (block cells)."""
     q = (np.arange(n) + 0.5) * box / n
     centre = (np.arange(n) // block + 0.5) * block * box / n
-    d = (centre - q).astype(np.float32)
-    return np.stack([d[:, None, None] + 0 * q[None, :, None] + 0 * q[None, None, :],
-                     d[None, :, None] + 0 * q[:, None, None] + 0 * q[None, None, :],
-                     d[None, None, :] + 0 * q[:, None, None] + 0 * q[None, :, None]]).astype(np.float32)
+    return np.stack(np.meshgrid(*[centre - q] * 3, indexing="ij")).astype(np.float32)
 
 
 def _halo_bins(m_p, min_halos=50):

@@ -41,7 +41,7 @@ from srsim.errors import SrsimError
 from srsim.model.checkpoint import FORMAT, VERSION, load_checkpoint, save_checkpoint
 from srsim.model.critic import Critic, assemble, critic_channels, critic_condition, critic_sample
 from srsim.model.generator import Generator
-from srsim.model.layers import lr_to_hr
+from srsim.model.layers import NoiseInjection, lr_to_hr
 from srsim.model.losses import critic_wgan_loss, generator_wgan_loss, gradient_penalty, l2_loss
 from srsim.model.noise import hash32
 from srsim.train_guard import ExplosionGuard, LossExploded, NonFiniteLoss, check_batch, check_finite
@@ -96,8 +96,8 @@ def build_models(model_cfg: dict, train_cfg: dict, device: torch.device, ctx: Di
     noise_lr = train_cfg.get("noise_lr")
     params = gen.parameters()
     if noise_lr is not None:
-        noise = [p for name, p in gen.named_parameters() if _is_noise_amplitude(name)]
-        rest = [p for name, p in gen.named_parameters() if not _is_noise_amplitude(name)]
+        noise = [m.std for m in gen.modules() if isinstance(m, NoiseInjection)]
+        rest = [p for p in gen.parameters() if all(p is not q for q in noise)]
         params = [{"params": rest}, {"params": noise, "lr": float(noise_lr)}]
     opt_g = torch.optim.Adam(params, lr=float(train_cfg["lr"]), betas=betas)
     # A critic learning at the generator's rate stays nearly flat on small models (the demo's Wasserstein
@@ -113,12 +113,6 @@ def build_models(model_cfg: dict, train_cfg: dict, device: torch.device, ctx: Di
         gen.compile_ladder()
         critic_fwd = torch.compile(critic)
     return Models(gen, critic, opt_g, opt_c, gen_fwd, critic_fwd, fmt)
-
-
-def _is_noise_amplitude(name: str) -> bool:
-    """Whether a generator parameter name is a ``NoiseInjection`` amplitude (``...noise1.std``)."""
-    parts = name.split(".")
-    return len(parts) >= 2 and parts[-1] == "std" and parts[-2].startswith("noise")
 
 
 def step_seeds(seed: int, step: int, rank: int, batch_size: int) -> list[int]:

@@ -165,7 +165,9 @@ class HaloBins:
     @classmethod
     def from_config(cls, analysis: dict, figures: dict, particle_mass: float) -> "HaloBins":
         """From the ``analysis`` (fof_b, fof_min_members, hmf_*) and ``figures`` (hmf_min_halos) sections."""
-        edges = np.linspace(analysis["hmf_log10m_min"], analysis["hmf_log10m_max"], int(analysis["hmf_bins"]) + 1)
+        from srsim.analysis.hmf import hmf_edges
+
+        edges = hmf_edges(analysis)
         return cls(float(analysis["fof_b"]), int(analysis["fof_min_members"]), tuple(float(e) for e in edges),
                    float(particle_mass), int(figures["hmf_min_halos"]))
 
@@ -177,16 +179,14 @@ def halo_counts(disp: np.ndarray, box_size: float, bins: HaloBins) -> np.ndarray
     = members x ``bins.particle_mass``; bins are [e_i, e_i+1) in log10(M / (Msun/h)).
     """
     from srsim.analysis.fof import fof_groups, linking_length
+    from srsim.analysis.hmf import mass_function
     from srsim.fields import displacement_to_positions
 
     n = disp.shape[1]
     pos = displacement_to_positions(disp, box_size)
     groups = fof_groups(pos, linking_length(bins.b, box_size, n**3), box_size=box_size,
                         min_members=bins.min_members)
-    log_m = np.log10(groups.npart * bins.particle_mass)
-    edges = np.asarray(bins.edges)
-    counts, _ = np.histogram(log_m[log_m < edges[-1]], bins=edges)
-    return counts.astype(np.int64)
+    return mass_function([groups.npart * bins.particle_mass], box_size**3, np.asarray(bins.edges))["n_halos"]
 
 
 class _Box:

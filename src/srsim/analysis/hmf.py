@@ -16,13 +16,22 @@ import numpy as np
 
 from srsim.errors import SrsimError
 
-__all__ = ["HMF", "mass_function", "hmf_from_catalogs"]
+__all__ = ["HMF", "hmf_edges", "mass_function", "hmf_from_catalogs"]
 
 
 class HMF(dict):
     """Table (dict of (nbins,) arrays: log10M_lo, log10M_hi, log10M_mid, n_halos, dn_dlog10M, err) + ``meta``."""
 
     meta: dict
+
+
+def hmf_edges(analysis: dict) -> np.ndarray:
+    """The (hmf_bins + 1,) log10(M / (Msun/h)) bin edges of an ``analysis`` config section (hmf_log10m_min,
+    hmf_log10m_max, hmf_bins), evenly spaced."""
+    lo, hi, nb = analysis["hmf_log10m_min"], analysis["hmf_log10m_max"], analysis["hmf_bins"]
+    if not hi > lo or nb < 1:
+        raise SrsimError(f"HMF bins: need log10m_max > log10m_min and bins >= 1 (got {lo}, {hi}, {nb})")
+    return np.linspace(lo, hi, int(nb) + 1)
 
 
 def mass_function(masses: list[np.ndarray], volume: float, edges: np.ndarray) -> HMF:

@@ -16,18 +16,13 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    import numpy as np
 
-    from srsim.analysis.hmf import hmf_from_catalogs
+    from srsim.analysis.hmf import hmf_edges, hmf_from_catalogs
     from srsim.config import apply_overrides, section
-    from srsim.errors import SrsimError
     from srsim.io.hmf import write_hmf
 
     s = apply_overrides(section(args.config, "analysis"), args,
                         {"log10m_min": "hmf_log10m_min", "log10m_max": "hmf_log10m_max", "bins": "hmf_bins"})
-    lo, hi, nb = s["hmf_log10m_min"], s["hmf_log10m_max"], s["hmf_bins"]
-    if not hi > lo or nb < 1:
-        raise SrsimError(f"HMF bins: need log10m_max > log10m_min and bins >= 1 (got {lo}, {hi}, {nb})")
-    table = hmf_from_catalogs(args.halos, np.linspace(lo, hi, nb + 1))
+    table = hmf_from_catalogs(args.halos, hmf_edges(s))
     write_hmf(args.out, table)
     return 0
