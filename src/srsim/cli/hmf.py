@@ -16,7 +16,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-
     from srsim.analysis.hmf import hmf_edges, hmf_from_catalogs
     from srsim.config import apply_overrides, section
     from srsim.io.hmf import write_hmf
